@@ -1,0 +1,737 @@
+//! The relay's configuration, read from the reference relay's `chatmail.ini`.
+//!
+//! An operator's existing file works unchanged: the `[params]` section, every key of the
+//! reference with the same defaults (spec 1.2), the same size syntax (`500M`, `2G`) and
+//! the same boolean rule (only `true`, any case, is true). Keys this project adds
+//! (listen address, ports, TLS paths, push endpoint) have defaults too. Unknown keys are
+//! collected in [`Config::unknown_keys`], not refused; an invalid value is an error that
+//! names the key, the value and what is expected.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+/// What is wrong with a configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A line is not `key = value`, a comment, or a section header.
+    #[error("line {line}: {text:?} is not 'key = value', a [section] or a comment")]
+    Syntax {
+        /// 1-based line number.
+        line: usize,
+        /// The offending line (truncated).
+        text: String,
+    },
+    /// The `[params]` section is missing.
+    #[error("no [params] section found")]
+    NoParamsSection,
+    /// A required key is missing.
+    #[error("required key {0:?} is missing from [params]")]
+    Missing(&'static str),
+    /// A key has a value of the wrong form.
+    #[error("invalid value {value:?} for {key}: expected {expected}")]
+    Invalid {
+        /// The key.
+        key: String,
+        /// The value as written.
+        value: String,
+        /// What would have been accepted.
+        expected: &'static str,
+    },
+}
+
+/// How the relay gets its TLS certificate (spec 1.2, derived `tls_cert_mode`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsCertMode {
+    /// Certificate and key files given by the operator.
+    External {
+        /// PEM certificate chain.
+        cert: PathBuf,
+        /// PEM private key.
+        key: PathBuf,
+    },
+    /// A self-signed certificate generated and kept in the data directory (domains
+    /// starting with `_` and IPv4 relays, or any relay without certificate paths).
+    SelfSigned,
+    /// Certificates from an ACME client at `/var/lib/acme/live/<domain>/` (reference
+    /// layout); this project does not run the ACME client itself.
+    Acme,
+}
+
+/// The parsed `[params]` section. Field names are the ini keys.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Config {
+    /// `mail_domain`: FQDN of the relay or a bare IPv4 address.
+    pub mail_domain: String,
+    /// `max_user_send_per_minute` (60).
+    pub max_user_send_per_minute: u32,
+    /// `max_user_send_burst_size` (10).
+    pub max_user_send_burst_size: u32,
+    /// `max_mailbox_size` in MB (500).
+    pub max_mailbox_size_mb: u64,
+    /// `max_message_size` in bytes (31457280).
+    pub max_message_size: u64,
+    /// `delete_mails_after` in days (20).
+    pub delete_mails_after: u32,
+    /// `delete_large_after` in days (7).
+    pub delete_large_after: u32,
+    /// `delete_inactive_users_after` in days (90).
+    pub delete_inactive_users_after: u32,
+    /// `username_min_length` (9).
+    pub username_min_length: usize,
+    /// `username_max_length` (9).
+    pub username_max_length: usize,
+    /// `password_min_length` (9).
+    pub password_min_length: usize,
+    /// `max_load_1m` (5.0).
+    pub max_load_1m: f64,
+    /// `min_available_memory` in MB (200).
+    pub min_available_memory_mb: u64,
+    /// `min_free_disk_space` in MB (1024).
+    pub min_free_disk_space_mb: u64,
+    /// `max_imap_connections` (10000).
+    pub max_imap_connections: u32,
+    /// `max_smtp_connections` per port (1000); per client IP a fifth of it.
+    pub max_smtp_connections: u32,
+    /// `tls_external_cert_and_key`: two paths, or none.
+    pub tls_external_cert_and_key: Option<(PathBuf, PathBuf)>,
+    /// `www_folder` ("" = built-in pages).
+    pub www_folder: String,
+    /// `disable_ipv6` (false).
+    pub disable_ipv6: bool,
+    /// `acme_email` ("").
+    pub acme_email: String,
+    /// `iroh_relay`: `None` = unset (advertise `https://<mail_domain>`), `Some("")` =
+    /// advertise nothing, else the URL to advertise.
+    pub iroh_relay: Option<String>,
+    /// `mtail_address`.
+    pub mtail_address: Option<String>,
+    /// `imap_rawlog` (false).
+    pub imap_rawlog: bool,
+    /// `imap_compress` (false): offer COMPRESS=DEFLATE.
+    pub imap_compress: bool,
+    /// `turn_socket_path`.
+    pub turn_socket_path: PathBuf,
+    /// `filtermail_smtp_port` (10080).
+    pub filtermail_smtp_port: u16,
+    /// `filtermail_smtp_port_incoming` (10081).
+    pub filtermail_smtp_port_incoming: u16,
+    /// `filtermail_http_port_incoming` (10082).
+    pub filtermail_http_port_incoming: u16,
+    /// `filtermail_lmtp_port_transport` (10083).
+    pub filtermail_lmtp_port_transport: u16,
+    /// `postfix_reinject_port` (10025).
+    pub postfix_reinject_port: u16,
+    /// `postfix_reinject_port_incoming` (10026).
+    pub postfix_reinject_port_incoming: u16,
+    /// `privacy_postal`.
+    pub privacy_postal: String,
+    /// `privacy_mail`: also served as METADATA `/shared/admin`.
+    pub privacy_mail: String,
+    /// `privacy_pdo`.
+    pub privacy_pdo: String,
+    /// `privacy_supervisor`.
+    pub privacy_supervisor: String,
+    /// `mailboxes_dir` (`/home/vmail/mail/<mail_domain>`).
+    pub mailboxes_dir: PathBuf,
+    /// `passdb_path` (`/home/vmail/passdb.sqlite`), legacy.
+    pub passdb_path: PathBuf,
+    /// `listen_address` (127.0.0.1): where every listener binds.
+    pub listen_address: IpAddr,
+    /// `smtp_port` (25): MX.
+    pub smtp_port: u16,
+    /// `submission_port` (587): STARTTLS submission.
+    pub submission_port: u16,
+    /// `submissions_port` (465): implicit-TLS submission.
+    pub submissions_port: u16,
+    /// `imap_port` (143).
+    pub imap_port: u16,
+    /// `imaps_port` (993).
+    pub imaps_port: u16,
+    /// `https_port` (443).
+    pub https_port: u16,
+    /// `tls_cert_path` (absent: self-signed certificate in the data directory).
+    pub tls_cert_path: Option<PathBuf>,
+    /// `tls_key_path`.
+    pub tls_key_path: Option<PathBuf>,
+    /// `notify_url`: push notification endpoint.
+    pub notify_url: String,
+    /// Keys present in `[params]` that this relay does not know (reported, not fatal).
+    pub unknown_keys: Vec<String>,
+}
+
+/// Every key this relay reads; anything else in `[params]` is reported as unknown.
+pub const KNOWN_KEYS: &[&str] = &[
+    "mail_domain",
+    "max_user_send_per_minute",
+    "max_user_send_burst_size",
+    "max_mailbox_size",
+    "max_message_size",
+    "delete_mails_after",
+    "delete_large_after",
+    "delete_inactive_users_after",
+    "username_min_length",
+    "username_max_length",
+    "password_min_length",
+    "max_load_1m",
+    "min_available_memory",
+    "min_free_disk_space",
+    "max_imap_connections",
+    "max_smtp_connections",
+    "tls_external_cert_and_key",
+    "www_folder",
+    "disable_ipv6",
+    "acme_email",
+    "iroh_relay",
+    "mtail_address",
+    "imap_rawlog",
+    "imap_compress",
+    "turn_socket_path",
+    "filtermail_smtp_port",
+    "filtermail_smtp_port_incoming",
+    "filtermail_http_port_incoming",
+    "filtermail_lmtp_port_transport",
+    "postfix_reinject_port",
+    "postfix_reinject_port_incoming",
+    "privacy_postal",
+    "privacy_mail",
+    "privacy_pdo",
+    "privacy_supervisor",
+    "mailboxes_dir",
+    "passdb_path",
+    "listen_address",
+    "smtp_port",
+    "submission_port",
+    "submissions_port",
+    "imap_port",
+    "imaps_port",
+    "https_port",
+    "tls_cert_path",
+    "tls_key_path",
+    "notify_url",
+    // Read only by filtermail in the reference; accepted silently for compatibility.
+    "filtermail_host",
+    "postfix_host",
+];
+
+/// The reference relay's push endpoint (spec 5.4).
+pub const DEFAULT_NOTIFY_URL: &str = "https://notifications.delta.chat/notify";
+
+impl Config {
+    /// A configuration with every default for `mail_domain`.
+    pub fn with_domain(mail_domain: &str) -> Config {
+        Config {
+            mail_domain: mail_domain.to_string(),
+            max_user_send_per_minute: 60,
+            max_user_send_burst_size: 10,
+            max_mailbox_size_mb: 500,
+            max_message_size: 31_457_280,
+            delete_mails_after: 20,
+            delete_large_after: 7,
+            delete_inactive_users_after: 90,
+            username_min_length: 9,
+            username_max_length: 9,
+            password_min_length: 9,
+            max_load_1m: 5.0,
+            min_available_memory_mb: 200,
+            min_free_disk_space_mb: 1024,
+            max_imap_connections: 10_000,
+            max_smtp_connections: 1000,
+            tls_external_cert_and_key: None,
+            www_folder: String::new(),
+            disable_ipv6: false,
+            acme_email: String::new(),
+            iroh_relay: None,
+            mtail_address: None,
+            imap_rawlog: false,
+            imap_compress: false,
+            turn_socket_path: PathBuf::from("/run/chatmail-turn/turn.socket"),
+            filtermail_smtp_port: 10080,
+            filtermail_smtp_port_incoming: 10081,
+            filtermail_http_port_incoming: 10082,
+            filtermail_lmtp_port_transport: 10083,
+            postfix_reinject_port: 10025,
+            postfix_reinject_port_incoming: 10026,
+            privacy_postal: String::new(),
+            privacy_mail: String::new(),
+            privacy_pdo: String::new(),
+            privacy_supervisor: String::new(),
+            mailboxes_dir: PathBuf::from(format!("/home/vmail/mail/{mail_domain}")),
+            passdb_path: PathBuf::from("/home/vmail/passdb.sqlite"),
+            listen_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            smtp_port: 25,
+            submission_port: 587,
+            submissions_port: 465,
+            imap_port: 143,
+            imaps_port: 993,
+            https_port: 443,
+            tls_cert_path: None,
+            tls_key_path: None,
+            notify_url: DEFAULT_NOTIFY_URL.to_string(),
+            unknown_keys: Vec::new(),
+        }
+    }
+
+    /// Reads and parses a `chatmail.ini` file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        // Non-UTF-8 bytes cannot be part of a valid value; keep them visible in errors.
+        Config::parse(&String::from_utf8_lossy(&text))
+    }
+
+    /// Parses the text of a `chatmail.ini` file.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let params = parse_params_section(text)?;
+        let domain = params
+            .get("mail_domain")
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .ok_or(ConfigError::Missing("mail_domain"))?;
+        validate_domain(domain)?;
+        let mut c = Config::with_domain(domain);
+        for (key, value) in &params {
+            c.set(key, value)?;
+        }
+        if c.username_min_length > c.username_max_length {
+            return Err(ConfigError::Invalid {
+                key: "username_min_length".into(),
+                value: c.username_min_length.to_string(),
+                expected: "a number not above username_max_length",
+            });
+        }
+        if c.tls_cert_path.is_some() != c.tls_key_path.is_some() {
+            return Err(ConfigError::Invalid {
+                key: if c.tls_cert_path.is_some() {
+                    "tls_key_path"
+                } else {
+                    "tls_cert_path"
+                }
+                .into(),
+                value: String::new(),
+                expected: "tls_cert_path and tls_key_path to be set together",
+            });
+        }
+        Ok(c)
+    }
+
+    /// Applies one `key = value` pair.
+    fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let v = value.trim();
+        match key {
+            "mail_domain" => {} // handled first: other defaults derive from it
+            "max_user_send_per_minute" => self.max_user_send_per_minute = positive(key, v)?,
+            "max_user_send_burst_size" => self.max_user_send_burst_size = positive(key, v)?,
+            "max_mailbox_size" => self.max_mailbox_size_mb = size_mb(key, v)?,
+            "max_message_size" => self.max_message_size = positive(key, v)?,
+            "delete_mails_after" => self.delete_mails_after = number(key, v)?,
+            "delete_large_after" => self.delete_large_after = number(key, v)?,
+            "delete_inactive_users_after" => self.delete_inactive_users_after = number(key, v)?,
+            "username_min_length" => self.username_min_length = positive(key, v)?,
+            "username_max_length" => self.username_max_length = positive(key, v)?,
+            "password_min_length" => self.password_min_length = number(key, v)?,
+            "max_load_1m" => {
+                self.max_load_1m = v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|f| f.is_finite() && *f >= 0.0)
+                    .ok_or_else(|| invalid(key, v, "a non-negative number such as 5 or 2.5"))?
+            }
+            "min_available_memory" => self.min_available_memory_mb = size_mb(key, v)?,
+            "min_free_disk_space" => self.min_free_disk_space_mb = size_mb(key, v)?,
+            "max_imap_connections" => self.max_imap_connections = positive(key, v)?,
+            "max_smtp_connections" => self.max_smtp_connections = positive(key, v)?,
+            "tls_external_cert_and_key" => {
+                let parts: Vec<&str> = v.split_whitespace().collect();
+                self.tls_external_cert_and_key = match parts.as_slice() {
+                    [] => None,
+                    [cert, key_path] => Some((PathBuf::from(cert), PathBuf::from(key_path))),
+                    _ => {
+                        return Err(invalid(
+                            key,
+                            v,
+                            "exactly two space-separated paths: CERT KEY",
+                        ))
+                    }
+                }
+            }
+            "www_folder" => self.www_folder = v.to_string(),
+            "disable_ipv6" => self.disable_ipv6 = boolean(v),
+            "acme_email" => self.acme_email = v.to_string(),
+            "iroh_relay" => self.iroh_relay = Some(v.to_string()),
+            "mtail_address" => self.mtail_address = Some(v.to_string()).filter(|s| !s.is_empty()),
+            "imap_rawlog" => self.imap_rawlog = boolean(v),
+            "imap_compress" => self.imap_compress = boolean(v),
+            "turn_socket_path" => self.turn_socket_path = path(key, v)?,
+            "filtermail_smtp_port" => self.filtermail_smtp_port = port(key, v)?,
+            "filtermail_smtp_port_incoming" => self.filtermail_smtp_port_incoming = port(key, v)?,
+            "filtermail_http_port_incoming" => self.filtermail_http_port_incoming = port(key, v)?,
+            "filtermail_lmtp_port_transport" => self.filtermail_lmtp_port_transport = port(key, v)?,
+            "postfix_reinject_port" => self.postfix_reinject_port = port(key, v)?,
+            "postfix_reinject_port_incoming" => self.postfix_reinject_port_incoming = port(key, v)?,
+            "privacy_postal" => self.privacy_postal = v.to_string(),
+            "privacy_mail" => self.privacy_mail = v.to_string(),
+            "privacy_pdo" => self.privacy_pdo = v.to_string(),
+            "privacy_supervisor" => self.privacy_supervisor = v.to_string(),
+            "mailboxes_dir" => self.mailboxes_dir = path(key, v)?,
+            "passdb_path" => self.passdb_path = path(key, v)?,
+            "listen_address" => {
+                self.listen_address = v
+                    .parse()
+                    .map_err(|_| invalid(key, v, "an IPv4 or IPv6 address such as 127.0.0.1"))?
+            }
+            "smtp_port" => self.smtp_port = port(key, v)?,
+            "submission_port" => self.submission_port = port(key, v)?,
+            "submissions_port" => self.submissions_port = port(key, v)?,
+            "imap_port" => self.imap_port = port(key, v)?,
+            "imaps_port" => self.imaps_port = port(key, v)?,
+            "https_port" => self.https_port = port(key, v)?,
+            "tls_cert_path" => self.tls_cert_path = Some(path(key, v)?),
+            "tls_key_path" => self.tls_key_path = Some(path(key, v)?),
+            "notify_url" => {
+                if !(v.starts_with("https://") || v.starts_with("http://")) {
+                    return Err(invalid(key, v, "an http:// or https:// URL"));
+                }
+                self.notify_url = v.to_string()
+            }
+            "filtermail_host" | "postfix_host" => {}
+            other => self.unknown_keys.push(other.to_string()),
+        }
+        Ok(())
+    }
+
+    /// The domain part of addresses: `mail_domain`, or `[a.b.c.d]` for an IPv4 relay
+    /// (spec 1.3).
+    pub fn address_domain(&self) -> String {
+        match self.mail_domain.parse::<Ipv4Addr>() {
+            Ok(ip) => format!("[{ip}]"),
+            Err(_) => self.mail_domain.clone(),
+        }
+    }
+
+    /// Whether `mail_domain` is a bare IPv4 address.
+    pub fn is_ipv4_relay(&self) -> bool {
+        self.mail_domain.parse::<Ipv4Addr>().is_ok()
+    }
+
+    /// Where the certificate comes from (spec 1.2 `tls_cert_mode`, extended with this
+    /// project's `tls_cert_path`/`tls_key_path`).
+    pub fn tls_cert_mode(&self) -> TlsCertMode {
+        if let (Some(cert), Some(key)) = (&self.tls_cert_path, &self.tls_key_path) {
+            return TlsCertMode::External {
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+        }
+        if let Some((cert, key)) = &self.tls_external_cert_and_key {
+            return TlsCertMode::External {
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+        }
+        if self.mail_domain.starts_with('_') || self.is_ipv4_relay() {
+            return TlsCertMode::SelfSigned;
+        }
+        TlsCertMode::Acme
+    }
+
+    /// `max_mailbox_size` in bytes.
+    pub fn max_mailbox_bytes(&self) -> u64 {
+        self.max_mailbox_size_mb.saturating_mul(1024 * 1024)
+    }
+
+    /// Connections allowed per client IP on one SMTP port (reference: a fifth).
+    pub fn max_smtp_connections_per_ip(&self) -> u32 {
+        (self.max_smtp_connections / 5).max(1)
+    }
+}
+
+/// Splits the ini text into the `[params]` key/value pairs. Comments start with `#` or
+/// `;`; other sections are ignored; a key given twice keeps its last value.
+fn parse_params_section(text: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut section: Option<String> = None;
+    let mut saw_params = false;
+    let mut out = BTreeMap::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            let name = name.trim().to_string();
+            saw_params |= name == "params";
+            section = Some(name);
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=').or_else(|| line.split_once(':')) else {
+            return Err(ConfigError::Syntax {
+                line: i + 1,
+                text: line.chars().take(80).collect(),
+            });
+        };
+        let key = key.trim();
+        if key.is_empty() {
+            return Err(ConfigError::Syntax {
+                line: i + 1,
+                text: line.chars().take(80).collect(),
+            });
+        }
+        if section.as_deref() == Some("params") {
+            out.insert(key.to_ascii_lowercase(), value.trim().to_string());
+        }
+    }
+    if !saw_params {
+        return Err(ConfigError::NoParamsSection);
+    }
+    Ok(out)
+}
+
+fn validate_domain(domain: &str) -> Result<(), ConfigError> {
+    let ok = domain.len() <= 253
+        && (domain.parse::<Ipv4Addr>().is_ok()
+            || domain.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            }));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            "mail_domain",
+            domain,
+            "a DNS name such as chat.example.org or an IPv4 address",
+        ))
+    }
+}
+
+fn invalid(key: &str, value: &str, expected: &'static str) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        value: value.to_string(),
+        expected,
+    }
+}
+
+fn number<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, ConfigError> {
+    v.parse()
+        .map_err(|_| invalid(key, v, "a non-negative whole number"))
+}
+
+fn positive<T: std::str::FromStr + PartialOrd + Default>(
+    key: &str,
+    v: &str,
+) -> Result<T, ConfigError> {
+    v.parse::<T>()
+        .ok()
+        .filter(|n| *n > T::default())
+        .ok_or_else(|| invalid(key, v, "a whole number greater than 0"))
+}
+
+fn port(key: &str, v: &str) -> Result<u16, ConfigError> {
+    v.parse::<u16>()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| invalid(key, v, "a port number from 1 to 65535"))
+}
+
+fn boolean(v: &str) -> bool {
+    v.eq_ignore_ascii_case("true")
+}
+
+fn path(key: &str, v: &str) -> Result<PathBuf, ConfigError> {
+    if v.is_empty() || v.contains('\0') {
+        return Err(invalid(key, v, "a non-empty file system path"));
+    }
+    Ok(PathBuf::from(v))
+}
+
+/// Parses a size the way the reference does (spec 1.1) into megabytes: `500M`, `2G`,
+/// ` 1g `, `100MB`, `256`.
+pub fn parse_size_mb(v: &str) -> Option<u64> {
+    let s = v.trim().to_ascii_uppercase();
+    let s = s.strip_suffix('B').unwrap_or(&s);
+    let (digits, factor) = if let Some(d) = s.strip_suffix('G') {
+        (d, 1024)
+    } else if let Some(d) = s.strip_suffix('M') {
+        (d, 1)
+    } else {
+        (s, 1)
+    };
+    digits.trim().parse::<u64>().ok()?.checked_mul(factor)
+}
+
+fn size_mb(key: &str, v: &str) -> Result<u64, ConfigError> {
+    parse_size_mb(v).ok_or_else(|| invalid(key, v, "a size in megabytes such as 500M, 2G or 256"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ini(extra: &str) -> String {
+        format!("[params]\nmail_domain = chat.example.org\n{extra}")
+    }
+
+    #[test]
+    fn defaults_match_the_reference() {
+        let c = Config::parse(&ini("")).unwrap();
+        assert_eq!(c.max_user_send_per_minute, 60);
+        assert_eq!(c.max_user_send_burst_size, 10);
+        assert_eq!(c.max_mailbox_size_mb, 500);
+        assert_eq!(c.max_message_size, 31_457_280);
+        assert_eq!(
+            (
+                c.delete_mails_after,
+                c.delete_large_after,
+                c.delete_inactive_users_after
+            ),
+            (20, 7, 90)
+        );
+        assert_eq!(
+            (
+                c.username_min_length,
+                c.username_max_length,
+                c.password_min_length
+            ),
+            (9, 9, 9)
+        );
+        assert_eq!(
+            (c.max_imap_connections, c.max_smtp_connections),
+            (10_000, 1000)
+        );
+        assert_eq!(c.max_smtp_connections_per_ip(), 200);
+        assert_eq!(
+            (
+                c.filtermail_smtp_port,
+                c.filtermail_smtp_port_incoming,
+                c.postfix_reinject_port
+            ),
+            (10080, 10081, 10025)
+        );
+        assert_eq!(
+            c.mailboxes_dir,
+            PathBuf::from("/home/vmail/mail/chat.example.org")
+        );
+        assert_eq!(
+            (c.smtp_port, c.submission_port, c.submissions_port),
+            (25, 587, 465)
+        );
+        assert_eq!((c.imap_port, c.imaps_port, c.https_port), (143, 993, 443));
+        assert_eq!(c.listen_address.to_string(), "127.0.0.1");
+        assert_eq!(c.notify_url, DEFAULT_NOTIFY_URL);
+        assert_eq!(c.tls_cert_mode(), TlsCertMode::Acme);
+        assert!(c.unknown_keys.is_empty());
+    }
+
+    #[test]
+    fn sizes_parse_like_the_reference() {
+        for (s, mb) in [
+            ("500M", 500),
+            ("2G", 2048),
+            (" 1g ", 1024),
+            ("100MB", 100),
+            ("256", 256),
+        ] {
+            assert_eq!(parse_size_mb(s), Some(mb), "{s}");
+        }
+        for s in ["", "M", "-1", "1T", "1.5G", "99999999999999999999G"] {
+            assert_eq!(parse_size_mb(s), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn ipv4_and_self_signed_modes() {
+        let c = Config::parse("[params]\nmail_domain = 1.3.3.7\n").unwrap();
+        assert_eq!(c.address_domain(), "[1.3.3.7]");
+        assert_eq!(c.tls_cert_mode(), TlsCertMode::SelfSigned);
+        let c = Config::parse("[params]\nmail_domain = _chat.localhost\n").unwrap();
+        assert_eq!(c.tls_cert_mode(), TlsCertMode::SelfSigned);
+        let c = Config::parse(&ini("tls_external_cert_and_key = /a.pem /b.key")).unwrap();
+        assert!(matches!(c.tls_cert_mode(), TlsCertMode::External { .. }));
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_not_fatal() {
+        let c = Config::parse(&ini("passthrough_senders = a@b\nfoo = 1\n# x = 2\n")).unwrap();
+        assert_eq!(
+            c.unknown_keys,
+            vec!["foo".to_string(), "passthrough_senders".to_string()]
+        );
+    }
+
+    #[test]
+    fn booleans_only_true_is_true() {
+        assert!(
+            Config::parse(&ini("imap_compress = TRUE"))
+                .unwrap()
+                .imap_compress
+        );
+        assert!(
+            !Config::parse(&ini("imap_compress = yes"))
+                .unwrap()
+                .imap_compress
+        );
+    }
+
+    #[test]
+    fn invalid_values_name_key_value_and_expectation() {
+        for (line, key) in [
+            (
+                "max_user_send_per_minute = lots",
+                "max_user_send_per_minute",
+            ),
+            ("max_user_send_per_minute = 0", "max_user_send_per_minute"),
+            ("max_mailbox_size = 5T", "max_mailbox_size"),
+            ("imap_port = 70000", "imap_port"),
+            ("listen_address = localhost", "listen_address"),
+            ("max_load_1m = nan", "max_load_1m"),
+            (
+                "tls_external_cert_and_key = /only-one",
+                "tls_external_cert_and_key",
+            ),
+            ("username_min_length = 10", "username_min_length"),
+            ("notify_url = ftp://x", "notify_url"),
+            ("tls_cert_path = /c.pem", "tls_key_path"),
+        ] {
+            let err = Config::parse(&ini(line)).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains(key), "{line}: {msg}");
+            assert!(msg.contains("expected"), "{line}: {msg}");
+        }
+        assert!(matches!(
+            Config::parse("[params]\n"),
+            Err(ConfigError::Missing("mail_domain"))
+        ));
+        assert!(matches!(
+            Config::parse("mail_domain = x\n"),
+            Err(ConfigError::NoParamsSection)
+        ));
+        assert!(matches!(
+            Config::parse("[params]\nnonsense\n"),
+            Err(ConfigError::Syntax { line: 2, .. })
+        ));
+        assert!(Config::parse("[params]\nmail_domain = ../etc\n").is_err());
+        assert!(Config::parse("[params]\nmail_domain = a/b\n").is_err());
+    }
+
+    #[test]
+    fn unreadable_file_is_a_clear_error() {
+        let err = Config::from_file(Path::new("/nonexistent/chatmail.ini")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/chatmail.ini"));
+    }
+}

@@ -1,0 +1,13 @@
+//! The foundation of a chatmail relay: domain types, configuration, accounts, storage
+//! traits with two backends (`memory` and `maildir`), and expiry planning.
+//!
+//! Nothing in the protocol engines (`chatmail-smtp`, `chatmail-imap`) touches a file or
+//! a clock; everything here that does is behind a trait the embedder can replace.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod types;
+
+pub use types::*;

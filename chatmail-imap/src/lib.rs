@@ -1,0 +1,2 @@
+//! Sans-IO IMAP server engine (filled by issue 5).
+#![forbid(unsafe_code)]

@@ -7,7 +7,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod account;
 pub mod config;
+pub mod expiry;
+pub mod store;
 pub mod types;
 
 pub use types::*;

@@ -1,0 +1,1 @@
+//! Accounts: validation, password hashes, creation on first login, last login, device tokens.

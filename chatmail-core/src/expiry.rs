@@ -1,0 +1,1 @@
+//! Expiry planning: which messages and accounts the daily clean-up deletes.

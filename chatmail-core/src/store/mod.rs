@@ -1,0 +1,1 @@
+//! Mail storage: traits, the change feed, and the `memory` and `maildir` backends.

@@ -8,3 +8,6 @@ pub use chatmail_core as core;
 pub use chatmail_imap as imap;
 pub use chatmail_policy as policy;
 pub use chatmail_smtp as smtp;
+
+pub mod credentials;
+pub mod web;

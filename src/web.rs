@@ -1,0 +1,247 @@
+//! The relay's HTTPS endpoints as plain functions: a request's method and path in, a
+//! [`WebResponse`] out. The tokio driver puts them behind hyper; another runtime can put
+//! them behind anything else.
+//!
+//! | path | what (spec) |
+//! |---|---|
+//! | `/new`, `/cgi-bin/newemail.py` | fresh credentials as JSON (2.6) |
+//! | `/.well-known/autoconfig/mail/config-v1.1.xml` | client autoconfiguration (4.9) |
+//! | `/.well-known/mta-sts.txt` | MTA-STS policy (4.8) |
+//! | `/` | home page with the account QR code |
+//! | `/robots.txt` | disallow all crawlers |
+
+use crate::credentials::{Credentials, Endpoints};
+use chatmail_core::config::{Config, TlsCertMode};
+
+/// An HTTP response, independent of any HTTP library.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebResponse {
+    /// Status code.
+    pub status: u16,
+    /// `Content-Type`, if there is a body.
+    pub content_type: &'static str,
+    /// `Location`, for redirects.
+    pub location: Option<String>,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+impl WebResponse {
+    fn ok(content_type: &'static str, body: impl Into<Vec<u8>>) -> WebResponse {
+        WebResponse {
+            status: 200,
+            content_type,
+            location: None,
+            body: body.into(),
+        }
+    }
+
+    fn status(status: u16, text: &str) -> WebResponse {
+        WebResponse {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            location: None,
+            body: format!("{text}\n").into_bytes(),
+        }
+    }
+}
+
+/// What the web endpoints need to know about the relay.
+#[derive(Debug, Clone)]
+pub struct Site {
+    config: Config,
+    /// Host and ports that clients use, put into `dclogin:` URLs on self-signed relays.
+    endpoints: Endpoints,
+}
+
+impl Site {
+    /// A site for `config`, reachable by clients at `endpoints`.
+    pub fn new(config: Config, endpoints: Endpoints) -> Site {
+        Site { config, endpoints }
+    }
+
+    fn self_signed(&self) -> bool {
+        self.config.tls_cert_mode() == TlsCertMode::SelfSigned
+    }
+
+    /// The host name of the relay in URLs and autoconfig.
+    fn host(&self) -> &str {
+        &self.config.mail_domain
+    }
+
+    /// Answers one request. `method` is the HTTP method in upper case; `path` is the
+    /// request target without the query string.
+    pub fn respond(&self, method: &str, path: &str) -> WebResponse {
+        match path {
+            "/new" | "/cgi-bin/newemail.py" => self.new_account(method),
+            "/.well-known/autoconfig/mail/config-v1.1.xml" | "/mail/config-v1.1.xml" => {
+                only_get(method).unwrap_or_else(|| {
+                    WebResponse::ok("application/xml; charset=utf-8", self.autoconfig())
+                })
+            }
+            "/.well-known/mta-sts.txt" => only_get(method)
+                .unwrap_or_else(|| WebResponse::ok("text/plain; charset=utf-8", self.mta_sts())),
+            "/robots.txt" => only_get(method).unwrap_or_else(|| {
+                WebResponse::ok("text/plain; charset=utf-8", "User-agent: *\nDisallow: /\n")
+            }),
+            "/" | "/index.html" => only_get(method)
+                .unwrap_or_else(|| WebResponse::ok("text/html; charset=utf-8", self.home_page())),
+            _ => WebResponse::status(404, "Not Found"),
+        }
+    }
+
+    /// `/new`: JSON credentials on POST; on GET a redirect that opens Delta Chat, except
+    /// on self-signed relays where GET gives the JSON too (spec 2.6).
+    fn new_account(&self, method: &str) -> WebResponse {
+        match method {
+            "POST" => {}
+            "GET" | "HEAD" if self.self_signed() => {}
+            "GET" | "HEAD" => {
+                return WebResponse {
+                    status: 301,
+                    content_type: "text/plain; charset=utf-8",
+                    location: Some(format!("dcaccount:https://{}/new", self.host())),
+                    body: Vec::new(),
+                }
+            }
+            _ => return WebResponse::status(405, "Method Not Allowed"),
+        }
+        let creds = Credentials::generate(&self.config);
+        let url = self
+            .self_signed()
+            .then(|| creds.dclogin_url(Some(&self.endpoints)));
+        WebResponse::ok("application/json", creds.to_json(url.as_deref()))
+    }
+
+    /// Thunderbird-style autoconfig (spec 4.9) listing the ports this relay serves.
+    pub fn autoconfig(&self) -> String {
+        let d = xml_escape(self.host());
+        let c = &self.config;
+        let server = |kind: &str, tag: &str, port: u16, socket: &str| {
+            format!(
+                "    <{tag} type=\"{kind}\">\n      <hostname>{d}</hostname>\n      <port>{port}</port>\n      <socketType>{socket}</socketType>\n      <authentication>password-cleartext</authentication>\n      <username>%EMAILADDRESS%</username>\n    </{tag}>\n"
+            )
+        };
+        let mut xml = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<clientConfig version=\"1.1\">\n  <emailProvider id=\"{d}\">\n    <domain>{d}</domain>\n    <displayName>{d} chatmail</displayName>\n    <displayShortName>{d}</displayShortName>\n"
+        );
+        xml += &server("imap", "incomingServer", c.imaps_port, "SSL");
+        xml += &server("imap", "incomingServer", c.imap_port, "STARTTLS");
+        xml += &server("smtp", "outgoingServer", c.submissions_port, "SSL");
+        xml += &server("smtp", "outgoingServer", c.submission_port, "STARTTLS");
+        xml += "  </emailProvider>\n</clientConfig>\n";
+        xml
+    }
+
+    /// The MTA-STS policy (spec 4.8).
+    pub fn mta_sts(&self) -> String {
+        format!(
+            "version: STSv1\nmode: enforce\nmx: {}\nmax_age: 2419200\n",
+            self.host()
+        )
+    }
+
+    /// The home page: what this relay is, and a QR code to create an account. On a
+    /// self-signed relay the QR holds fresh `dclogin:` credentials (clients cannot verify
+    /// the certificate that `DCACCOUNT:` would need); otherwise `DCACCOUNT:https://D/new`.
+    pub fn home_page(&self) -> String {
+        let payload = if self.self_signed() {
+            Credentials::generate(&self.config).dclogin_url(Some(&self.endpoints))
+        } else {
+            format!("DCACCOUNT:https://{}/new", self.host())
+        };
+        let qr = qrcode::QrCode::new(payload.as_bytes())
+            .map(|code| {
+                code.render::<qrcode::render::svg::Color<'_>>()
+                    .min_dimensions(240, 240)
+                    .build()
+            })
+            .unwrap_or_default();
+        let d = xml_escape(self.host());
+        let c = &self.config;
+        format!(
+            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{d} chatmail relay</title></head>\n<body>\n<h1>{d}</h1>\n<p>A chatmail relay for Delta Chat: scan the code with Delta Chat to create a private, end-to-end encrypted account. No personal data is asked.</p>\n<p><a href=\"{link}\">{qr}</a></p>\n<p>Messages are deleted after {days} days; up to {per_min} messages per minute; up to {mb} MB stored. Unencrypted mail is refused.</p>\n</body></html>\n",
+            link = xml_escape(&payload),
+            days = c.delete_mails_after,
+            per_min = c.max_user_send_per_minute,
+            mb = c.max_mailbox_size_mb,
+        )
+    }
+}
+
+fn only_get(method: &str) -> Option<WebResponse> {
+    (method != "GET" && method != "HEAD").then(|| WebResponse::status(405, "Method Not Allowed"))
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(domain: &str) -> Site {
+        let endpoints = Endpoints {
+            host: "127.0.0.1".into(),
+            imaps_port: 993,
+            submissions_port: 465,
+        };
+        Site::new(Config::with_domain(domain), endpoints)
+    }
+
+    #[test]
+    fn new_on_acme_relay_redirects_get_and_answers_post() {
+        let s = site("chat.example.org");
+        let r = s.respond("GET", "/new");
+        assert_eq!(r.status, 301);
+        assert_eq!(
+            r.location.as_deref(),
+            Some("dcaccount:https://chat.example.org/new")
+        );
+        let r = s.respond("POST", "/cgi-bin/newemail.py");
+        assert_eq!(r.status, 200);
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert!(v["email"].as_str().unwrap().ends_with("@chat.example.org"));
+        assert!(v.get("dclogin_url").is_none());
+        assert_eq!(s.respond("DELETE", "/new").status, 405);
+    }
+
+    #[test]
+    fn new_on_self_signed_relay_gives_dclogin_url_on_get_and_post() {
+        let s = site("_chat.localhost");
+        for m in ["GET", "POST"] {
+            let r = s.respond(m, "/new");
+            assert_eq!(r.status, 200);
+            let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            let url = v["dclogin_url"].as_str().unwrap();
+            assert!(url.starts_with("dclogin:"), "{url}");
+            assert!(url.ends_with("&ic=3"), "{url}");
+            assert!(v["password"].as_str().unwrap().len() > 9);
+        }
+    }
+
+    #[test]
+    fn static_documents() {
+        let s = site("chat.example.org");
+        let r = s.respond("GET", "/.well-known/mta-sts.txt");
+        assert_eq!(
+            String::from_utf8(r.body).unwrap(),
+            "version: STSv1\nmode: enforce\nmx: chat.example.org\nmax_age: 2419200\n"
+        );
+        let xml = String::from_utf8(
+            s.respond("GET", "/.well-known/autoconfig/mail/config-v1.1.xml")
+                .body,
+        )
+        .unwrap();
+        assert!(xml.contains("<port>993</port>") && xml.contains("<port>465</port>"));
+        assert!(xml.contains("password-cleartext") && xml.contains("%EMAILADDRESS%"));
+        let home = String::from_utf8(s.respond("GET", "/").body).unwrap();
+        assert!(home.contains("<svg") && home.contains("DCACCOUNT:https://chat.example.org/new"));
+        assert_eq!(s.respond("GET", "/nothing").status, 404);
+        assert_eq!(s.respond("POST", "/robots.txt").status, 405);
+    }
+}

@@ -1,1 +1,90 @@
 //! Accounts: validation, password hashes, creation on first login, last login, device tokens.
+//!
+//! A chatmail relay has no sign-up step: the first login with an unknown address of this
+//! relay creates the account, if the address and password pass the reference relay's
+//! rules (spec 2.2) and the machine has room for it (spec 1.2, system limits). The pieces:
+//!
+//! * [`validate`]: which login names and new accounts are acceptable ([`parse_login`],
+//!   [`check_new_account`]).
+//! * [`password`]: Dovecot-compatible password hashes ([`PasswordHash`],
+//!   `{SHA512-CRYPT}` by default), verified in constant time.
+//! * [`AccountStore`]: where accounts live, with [`MemoryAccountStore`] and
+//!   [`MaildirAccountStore`] (the reference relay's `<mailboxes_dir>/<addr>/password`
+//!   layout, so an existing relay's accounts keep working).
+//! * [`SystemLimits`]: load, memory and disk readings that refuse *new* accounts when the
+//!   machine is short ([`LinuxSystemLimits`], [`FixedSystemLimits`] for tests).
+//! * [`Accounts`]: the login algorithm of spec 2.2 on top of the three.
+//! * [`DeviceTokenStore`]: push-notification device tokens per account (spec 5.1/5.2), with
+//!   [`MemoryDeviceTokens`] and [`MaildirDeviceTokens`] (`metadata.json`).
+//!
+//! # Blocking work and async runtimes
+//!
+//! A password hash costs a few milliseconds of CPU (5000 rounds of SHA-512), and the
+//! `maildir` stores do small file-system calls (and may wait up to 5 s for another
+//! process's creation lock). None of that runs on the async task that awaits it: every such
+//! piece of work is handed to the [`BlockingExecutor`] given at construction, and the async
+//! method awaits its completion. A tokio embedder passes an executor that calls
+//! `tokio::task::spawn_blocking`:
+//!
+//! ```
+//! use chatmail_core::account::BlockingExecutor;
+//!
+//! struct TokioBlocking;
+//! impl BlockingExecutor for TokioBlocking {
+//!     fn spawn_blocking(&self, job: Box<dyn FnOnce() + Send + 'static>) {
+//!         // In a tokio program: `tokio::task::spawn_blocking(job);`
+//!         std::thread::spawn(job);
+//!     }
+//! }
+//! ```
+//!
+//! Programs without a runtime (tests, command-line tools) use [`InlineExecutor`], which
+//! runs the job on the calling thread, and drive the futures with any `block_on`.
+//!
+//! # Example: first login creates the account
+//!
+//! ```
+//! use std::sync::Arc;
+//! use chatmail_core::account::*;
+//! use chatmail_core::config::Config;
+//!
+//! let config = Config::with_domain("chat.example.org");
+//! let accounts = Accounts::new(
+//!     config,
+//!     Arc::new(MemoryAccountStore::new()),
+//!     Arc::new(FixedSystemLimits::plenty()),
+//!     Arc::new(InlineExecutor),
+//! )
+//! .with_nocreate_path("/nonexistent/chatmail-nocreate");
+//! let now = 1_700_000_000;
+//! let first = futures::executor::block_on(accounts.login("abcdefghi@chat.example.org", "secret-pw", now));
+//! assert!(matches!(first, Ok(LoginOutcome::LoggedIn { created: true, .. })));
+//! let wrong = futures::executor::block_on(accounts.login("abcdefghi@chat.example.org", "other-pw1", now));
+//! assert!(matches!(wrong, Ok(LoginOutcome::Refused(LoginRefusal::WrongPassword))));
+//! ```
+
+mod executor;
+mod fsutil;
+pub mod limits;
+mod maildir;
+mod memory;
+pub mod password;
+mod service;
+mod store;
+pub mod tokens;
+pub mod validate;
+
+pub use executor::{run_blocking, BlockingExecutor, InlineExecutor, ThreadExecutor};
+pub use limits::{FixedSystemLimits, LimitRefusal, LinuxSystemLimits, SystemLimits};
+pub use maildir::MaildirAccountStore;
+pub use memory::MemoryAccountStore;
+pub use password::{PasswordError, PasswordHash, PasswordScheme};
+pub use service::{Accounts, LoginOutcome, LoginRefusal, DEFAULT_NOCREATE_PATH};
+pub use store::{
+    last_login_day, AccountError, AccountRecord, AccountStore, Creation, LastLoginUpdate,
+};
+pub use tokens::{
+    DeviceTokenStore, MaildirDeviceTokens, MemoryDeviceTokens, TokenError, MAX_TOKENS_PER_ACCOUNT,
+    MAX_TOKEN_LEN, TOKEN_FUTURE_SLACK_SECS, TOKEN_LIFETIME_SECS,
+};
+pub use validate::{check_new_account, parse_login, CreationRefusal, LoginNameError};

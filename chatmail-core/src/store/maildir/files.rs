@@ -1,0 +1,216 @@
+//! Maildir file names (Dovecot's `<time>.M<usec>P<pid>.<host>,S=<size>:2,<flags>`), the
+//! durable write of a new message, and reading a message back (gzip or plain).
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use flate2::read::MultiGzDecoder;
+
+use crate::store::StoreError;
+use crate::types::{Flag, Flags};
+
+/// The two maildir subdirectories that hold messages (`tmp/` holds none yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sub {
+    /// `new/`: delivered, not yet seen by a client session.
+    New,
+    /// `cur/`: seen by a client session; the name carries `:2,<flags>`.
+    Cur,
+}
+
+impl Sub {
+    pub fn dir(self) -> &'static str {
+        match self {
+            Sub::New => "new",
+            Sub::Cur => "cur",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Sub> {
+        match s {
+            "new" => Some(Sub::New),
+            "cur" => Some(Sub::Cur),
+            _ => None,
+        }
+    }
+}
+
+/// The part of a maildir file name that never changes: everything before `:`.
+pub(crate) fn base_of(file_name: &str) -> &str {
+    file_name.split(':').next().unwrap_or(file_name)
+}
+
+/// The system flags in the `:2,<letters>` info of a file name. Lower-case letters are
+/// Dovecot keywords numbered in its own `dovecot-keywords` file; they are not imported.
+pub(crate) fn info_flags(file_name: &str) -> Flags {
+    let Some((_, info)) = file_name.split_once(":2,") else {
+        return Flags::new();
+    };
+    info.chars()
+        .filter_map(|c| match c {
+            'D' => Some(Flag::Draft),
+            'F' => Some(Flag::Flagged),
+            'R' => Some(Flag::Answered),
+            'S' => Some(Flag::Seen),
+            'T' => Some(Flag::Deleted),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The logical (uncompressed) size Dovecot records as `,S=<size>` in the base name.
+pub(crate) fn size_field(base: &str) -> Option<u64> {
+    base.split(',')
+        .skip(1)
+        .find_map(|field| field.strip_prefix("S="))
+        .and_then(|s| s.parse().ok())
+}
+
+/// The delivery time a maildir name starts with (`<unix-time>.`), used to order
+/// messages found on disk.
+pub(crate) fn name_time(base: &str) -> Option<i64> {
+    base.split('.').next().and_then(|s| s.parse().ok())
+}
+
+/// The file name a message has in `sub` with `flags`: in `cur/` it carries the info
+/// letters in ASCII order, as maildir readers expect.
+pub(crate) fn file_name(base: &str, sub: Sub, flags: &Flags) -> String {
+    match sub {
+        Sub::New => base.to_string(),
+        Sub::Cur => {
+            let mut letters: Vec<char> = flags.iter().filter_map(Flag::maildir_letter).collect();
+            letters.sort_unstable();
+            let mut name = String::with_capacity(base.len() + 3 + letters.len());
+            name.push_str(base);
+            name.push_str(":2,");
+            name.extend(letters);
+            name
+        }
+    }
+}
+
+/// Makes the entries of a directory (created, renamed, removed files) durable.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` with `cur/ new/ tmp/` (owner-only, as Dovecot does), if missing.
+pub(crate) fn create_maildir(dir: &Path) -> io::Result<()> {
+    for sub in ["cur", "new", "tmp"] {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir.join(sub))?;
+    }
+    Ok(())
+}
+
+/// Opens a new file for writing, owner-only, failing if it exists.
+pub(crate) fn create_new_file(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
+/// Seconds since the epoch as a file time (negative dates are clamped to the epoch).
+pub(crate) fn system_time(secs: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs.max(0).unsigned_abs())
+}
+
+/// Seconds since the epoch of a file time.
+pub(crate) fn unix_secs(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    }
+}
+
+/// Writes a message the maildir way: into `tmp_path`, fsync, mtime = internal date
+/// (Dovecot keeps INTERNALDATE as the mtime, and expiry reads it), rename to
+/// `final_path`, fsync the final directory. Leaves nothing behind on failure.
+pub(crate) fn write_message(
+    tmp_path: &Path,
+    final_path: &Path,
+    message: &[u8],
+    internal_date: i64,
+) -> io::Result<()> {
+    let result = (|| {
+        let mut file = create_new_file(tmp_path)?;
+        file.write_all(message)?;
+        file.set_modified(system_time(internal_date))?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(tmp_path, final_path)?;
+        match final_path.parent() {
+            Some(dir) => sync_dir(dir),
+            None => Ok(()),
+        }
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(tmp_path);
+    }
+    result
+}
+
+/// The gzip magic (RFC 1952): Dovecot's `zlib_save = gz` files start with it; a mail
+/// message never does (its first byte is a header field name).
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Reads a message file, decompressing it if it is gzip, at most `limit` bytes either way.
+pub(crate) fn read_message(file: File, limit: u64) -> Result<Bytes, StoreError> {
+    let on_disk = file
+        .metadata()
+        .map_err(|e| StoreError::io("reading message metadata", e))?
+        .len();
+    if on_disk > limit {
+        return Err(StoreError::MessageTooLarge {
+            size: on_disk,
+            limit,
+        });
+    }
+    let mut raw = Vec::with_capacity(on_disk as usize);
+    file.take(limit + 1)
+        .read_to_end(&mut raw)
+        .map_err(|e| StoreError::io("reading message", e))?;
+    if !raw.starts_with(&GZIP_MAGIC) {
+        return Ok(Bytes::from(raw));
+    }
+    let mut plain = Vec::with_capacity(raw.len().saturating_mul(3));
+    MultiGzDecoder::new(raw.as_slice())
+        .take(limit + 1)
+        .read_to_end(&mut plain)
+        .map_err(|e| StoreError::Corrupt(format!("gzip-compressed message: {e}")))?;
+    if plain.len() as u64 > limit {
+        return Err(StoreError::MessageTooLarge {
+            size: plain.len() as u64,
+            limit,
+        });
+    }
+    Ok(Bytes::from(plain))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dovecot_names() {
+        let name = "1700000000.M123P456.host,S=1234,W=1260:2,FS";
+        let base = base_of(name);
+        assert_eq!(base, "1700000000.M123P456.host,S=1234,W=1260");
+        assert_eq!(size_field(base), Some(1234));
+        assert_eq!(name_time(base), Some(1_700_000_000));
+        assert_eq!(info_flags(name), Flags::from([Flag::Seen, Flag::Flagged]));
+        assert_eq!(info_flags(base), Flags::new());
+        assert_eq!(size_field("1700000000.M1P2.host"), None);
+        let flags = Flags::from([Flag::Seen, Flag::Draft, Flag::Keyword("$x".into())]);
+        assert_eq!(file_name(base, Sub::Cur, &flags), format!("{base}:2,DS"));
+        assert_eq!(file_name(base, Sub::New, &flags), base);
+    }
+}

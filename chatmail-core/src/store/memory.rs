@@ -1,0 +1,410 @@
+//! The `memory` backend: every account's mailboxes in process memory.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::index::{check_keywords, sorted_uids, MailboxIndex};
+use super::{lock, validate_mailbox_name, AppendOutcome, ChangeHub, ChangeSubscription};
+use super::{CopyOutcome, MailStore, StoreError, StoreFlagsOutcome, StoreLimits};
+use crate::types::{Address, Change, FlagOp, Flags, MailboxInfo, MailboxStatus, MessageMeta};
+use crate::types::{ModSeq, SpecialUse, Uid, UidValidity, INBOX};
+
+/// A [`MailStore`] in memory: for tests, fuzzing and embedders that want no persistence.
+/// Nothing survives the value; accounts stay until the store is dropped.
+///
+/// Every operation on one account runs under that account's lock, so operations on one
+/// account are linearisable and its changes are published in the order applied.
+#[derive(Debug)]
+pub struct MemoryStore {
+    accounts: Mutex<HashMap<Address, Arc<Mutex<Account>>>>,
+    hub: ChangeHub,
+    limits: StoreLimits,
+    last_uid_validity: AtomicU32,
+}
+
+#[derive(Debug)]
+struct Account {
+    mailboxes: BTreeMap<String, Mailbox>,
+}
+
+#[derive(Debug)]
+struct Mailbox {
+    index: MailboxIndex<Bytes>,
+    subscribed: bool,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store with [`StoreLimits::default`].
+    pub fn new() -> Self {
+        Self::with_limits(StoreLimits::default())
+    }
+
+    /// An empty store with the given bounds.
+    pub fn with_limits(limits: StoreLimits) -> Self {
+        MemoryStore {
+            accounts: Mutex::new(HashMap::new()),
+            hub: ChangeHub::new(),
+            limits,
+            last_uid_validity: AtomicU32::new(0),
+        }
+    }
+
+    /// The change feed's publishing side, e.g. to share it with other components.
+    pub fn hub(&self) -> &ChangeHub {
+        &self.hub
+    }
+
+    fn new_mailbox(&self) -> Mailbox {
+        let uid_validity = self.last_uid_validity.fetch_add(1, Ordering::Relaxed) + 1;
+        Mailbox {
+            index: MailboxIndex::new(UidValidity(uid_validity)),
+            subscribed: false,
+        }
+    }
+
+    fn account(&self, account: &Address) -> Arc<Mutex<Account>> {
+        lock(&self.accounts)
+            .entry(account.clone())
+            .or_insert_with(|| {
+                let mut mailboxes = BTreeMap::new();
+                mailboxes.insert(INBOX.to_string(), self.new_mailbox());
+                Arc::new(Mutex::new(Account { mailboxes }))
+            })
+            .clone()
+    }
+}
+
+impl Account {
+    fn mailbox(&mut self, name: &str) -> Result<&mut Mailbox, StoreError> {
+        self.mailboxes
+            .get_mut(name)
+            .ok_or_else(|| StoreError::NoSuchMailbox(name.to_string()))
+    }
+}
+
+#[async_trait]
+impl MailStore for MemoryStore {
+    async fn create_mailbox(&self, account: &Address, mailbox: &str) -> Result<(), StoreError> {
+        let name = validate_mailbox_name(mailbox)?;
+        let account = self.account(account);
+        let mut account = lock(&account);
+        if account.mailboxes.contains_key(&name) {
+            return Err(StoreError::MailboxExists(name));
+        }
+        // INBOX is always there and does not count.
+        if account.mailboxes.len() > self.limits.max_mailboxes {
+            return Err(StoreError::TooManyMailboxes(self.limits.max_mailboxes));
+        }
+        account.mailboxes.insert(name, self.new_mailbox());
+        Ok(())
+    }
+
+    async fn delete_mailbox(&self, address: &Address, mailbox: &str) -> Result<(), StoreError> {
+        let name = validate_mailbox_name(mailbox)?;
+        if name == INBOX {
+            return Err(StoreError::InboxImmutable);
+        }
+        let account = self.account(address);
+        let mut account = lock(&account);
+        account
+            .mailboxes
+            .remove(&name)
+            .ok_or_else(|| StoreError::NoSuchMailbox(name.clone()))?;
+        self.hub
+            .publish(address, [Change::MailboxReset { mailbox: name }]);
+        Ok(())
+    }
+
+    async fn rename_mailbox(
+        &self,
+        address: &Address,
+        from: &str,
+        to: &str,
+    ) -> Result<(), StoreError> {
+        let from = validate_mailbox_name(from)?;
+        let to = validate_mailbox_name(to)?;
+        if from == INBOX {
+            return Err(StoreError::InboxImmutable);
+        }
+        let account = self.account(address);
+        let mut account = lock(&account);
+        if !account.mailboxes.contains_key(&from) {
+            return Err(StoreError::NoSuchMailbox(from));
+        }
+        let renames = renamed_names(account.mailboxes.keys(), &from, &to)?;
+        for (_, new) in &renames {
+            if account.mailboxes.contains_key(new) {
+                return Err(StoreError::MailboxExists(new.clone()));
+            }
+        }
+        let mut moved = Vec::with_capacity(renames.len());
+        for (old, new) in &renames {
+            if let Some(mailbox) = account.mailboxes.remove(old) {
+                moved.push((new.clone(), mailbox));
+            }
+        }
+        account.mailboxes.extend(moved);
+        self.hub.publish(
+            address,
+            renames
+                .into_iter()
+                .map(|(old, _)| Change::MailboxReset { mailbox: old }),
+        );
+        Ok(())
+    }
+
+    async fn set_subscribed(
+        &self,
+        account: &Address,
+        mailbox: &str,
+        subscribed: bool,
+    ) -> Result<(), StoreError> {
+        let name = validate_mailbox_name(mailbox)?;
+        let account = self.account(account);
+        let mut account = lock(&account);
+        match account.mailboxes.get_mut(&name) {
+            Some(mailbox) => mailbox.subscribed = subscribed,
+            None if subscribed => return Err(StoreError::NoSuchMailbox(name)),
+            None => {}
+        }
+        Ok(())
+    }
+
+    async fn list_mailboxes(&self, account: &Address) -> Result<Vec<MailboxInfo>, StoreError> {
+        let account = self.account(account);
+        let account = lock(&account);
+        let info = |(name, mailbox): (&String, &Mailbox)| MailboxInfo {
+            name: name.clone(),
+            special_use: SpecialUse::for_name(name),
+            subscribed: mailbox.subscribed,
+        };
+        let inbox = account.mailboxes.get_key_value(INBOX).map(info);
+        let others = account
+            .mailboxes
+            .iter()
+            .filter(|(name, _)| *name != INBOX)
+            .map(info);
+        Ok(inbox.into_iter().chain(others).collect())
+    }
+
+    async fn status(&self, account: &Address, mailbox: &str) -> Result<MailboxStatus, StoreError> {
+        let name = validate_mailbox_name(mailbox)?;
+        let account = self.account(account);
+        let mut account = lock(&account);
+        Ok(account.mailbox(&name)?.index.status())
+    }
+
+    async fn append(
+        &self,
+        address: &Address,
+        mailbox: &str,
+        message: Bytes,
+        flags: &Flags,
+        internal_date: i64,
+    ) -> Result<AppendOutcome, StoreError> {
+        let name = validate_mailbox_name(mailbox)?;
+        check_keywords(flags, self.limits.max_keywords)?;
+        let size = message.len() as u64;
+        if size > self.limits.max_message_bytes {
+            return Err(StoreError::MessageTooLarge {
+                size,
+                limit: self.limits.max_message_bytes,
+            });
+        }
+        let account = self.account(address);
+        let mut account = lock(&account);
+        let mailbox = account.mailbox(&name)?;
+        let meta = mailbox
+            .index
+            .insert(size, internal_date, flags.clone(), message)?;
+        let outcome = AppendOutcome {
+            uid_validity: mailbox.index.uid_validity,
+            uid: meta.uid,
+            modseq: meta.modseq,
+        };
+        self.hub.publish(
+            address,
+            [Change::Appended {
+                mailbox: name,
+                meta,
+            }],
+        );
+        Ok(outcome)
+    }
+
+    async fn list_messages(
+        &self,
+        account: &Address,
+        mailbox: &str,
+        changed_since: Option<ModSeq>,
+    ) -> Result<Vec<MessageMeta>, StoreError> {
+        let name = validate_mailbox_name(mailbox)?;
+        let account = self.account(account);
+        let mut account = lock(&account);
+        Ok(account.mailbox(&name)?.index.list(changed_since))
+    }
+
+    async fn read_message(
+        &self,
+        account: &Address,
+        mailbox: &str,
+        uid: Uid,
+    ) -> Result<Bytes, StoreError> {
+        let name = validate_mailbox_name(mailbox)?;
+        let account = self.account(account);
+        let mut account = lock(&account);
+        let mailbox = account.mailbox(&name)?;
+        mailbox
+            .index
+            .messages
+            .get(&uid)
+            .map(|entry| entry.body.clone())
+            .ok_or(StoreError::NoSuchMessage(uid.0))
+    }
+
+    async fn store_flags(
+        &self,
+        address: &Address,
+        mailbox: &str,
+        uids: &[Uid],
+        op: FlagOp,
+        flags: &Flags,
+        unchanged_since: Option<ModSeq>,
+    ) -> Result<StoreFlagsOutcome, StoreError> {
+        let name = validate_mailbox_name(mailbox)?;
+        check_keywords(flags, self.limits.max_keywords)?;
+        let account = self.account(address);
+        let mut account = lock(&account);
+        let mailbox = account.mailbox(&name)?;
+        let plan =
+            mailbox
+                .index
+                .plan_flags(uids, op, flags, unchanged_since, self.limits.max_keywords)?;
+        let outcome = mailbox.index.apply_plan(plan);
+        self.hub
+            .publish(address, flag_changes(&name, &outcome.modified));
+        Ok(outcome)
+    }
+
+    async fn expunge(
+        &self,
+        address: &Address,
+        mailbox: &str,
+        uids: &[Uid],
+    ) -> Result<Vec<Uid>, StoreError> {
+        let name = validate_mailbox_name(mailbox)?;
+        let account = self.account(address);
+        let mut account = lock(&account);
+        let mailbox = account.mailbox(&name)?;
+        let uids = sorted_uids(uids);
+        let mut removed = Vec::new();
+        let mut changes = Vec::new();
+        for uid in uids {
+            if let Some((_, modseq)) = mailbox.index.remove(uid) {
+                removed.push(uid);
+                changes.push(Change::Expunged {
+                    mailbox: name.clone(),
+                    uid,
+                    modseq,
+                });
+            }
+        }
+        self.hub.publish(address, changes);
+        Ok(removed)
+    }
+
+    async fn copy(
+        &self,
+        address: &Address,
+        from: &str,
+        uids: &[Uid],
+        to: &str,
+    ) -> Result<CopyOutcome, StoreError> {
+        let from = validate_mailbox_name(from)?;
+        let to = validate_mailbox_name(to)?;
+        let account = self.account(address);
+        let mut account = lock(&account);
+        let source = account.mailbox(&from)?;
+        let uids = sorted_uids(uids);
+        let picked: Vec<_> = uids
+            .iter()
+            .filter_map(|uid| source.index.messages.get(uid).cloned())
+            .collect();
+        let target = account.mailbox(&to)?;
+        let mut outcome = CopyOutcome {
+            uid_validity: target.index.uid_validity,
+            mapping: Vec::with_capacity(picked.len()),
+        };
+        let mut changes = Vec::with_capacity(picked.len());
+        for entry in picked {
+            let meta = target.index.insert(
+                entry.meta.size,
+                entry.meta.internal_date,
+                entry.meta.flags,
+                entry.body,
+            )?;
+            outcome.mapping.push((entry.meta.uid, meta.uid));
+            changes.push(Change::Appended {
+                mailbox: to.clone(),
+                meta,
+            });
+        }
+        self.hub.publish(address, changes);
+        Ok(outcome)
+    }
+
+    async fn quota_usage(&self, account: &Address) -> Result<u64, StoreError> {
+        let account = self.account(account);
+        let account = lock(&account);
+        Ok(account
+            .mailboxes
+            .values()
+            .map(|m| m.index.status().size)
+            .sum())
+    }
+
+    fn subscribe(&self, account: &Address) -> ChangeSubscription {
+        self.hub.subscribe(account)
+    }
+}
+
+/// The `FlagsChanged` changes of a STORE.
+pub(crate) fn flag_changes(mailbox: &str, modified: &[MessageMeta]) -> Vec<Change> {
+    modified
+        .iter()
+        .map(|meta| Change::FlagsChanged {
+            mailbox: mailbox.to_string(),
+            uid: meta.uid,
+            flags: meta.flags.clone(),
+            modseq: meta.modseq,
+        })
+        .collect()
+}
+
+/// The (old, new) names a RENAME of `from` to `to` gives `from` and its inferiors
+/// (`from.X` becomes `to.X`), each new name validated.
+pub(crate) fn renamed_names<'a>(
+    existing: impl Iterator<Item = &'a String>,
+    from: &str,
+    to: &str,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let prefix = format!("{from}.");
+    let mut renames = vec![(from.to_string(), to.to_string())];
+    for name in existing {
+        if let Some(rest) = name.strip_prefix(&prefix) {
+            let new = validate_mailbox_name(&format!("{to}.{rest}"))?;
+            renames.push((name.clone(), new));
+        }
+    }
+    Ok(renames)
+}

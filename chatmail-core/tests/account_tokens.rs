@@ -1,0 +1,197 @@
+//! Device tokens (spec 5.1/5.2) on both stores: insertion order, refresh, the 90-day
+//! window, removal, persistence, and the reference's `metadata.json` forms.
+
+use std::sync::Arc;
+
+use chatmail_core::account::*;
+use chatmail_core::Address;
+use futures::executor::block_on;
+
+const NOW: u64 = 1_700_000_000;
+const DAY: u64 = 86_400;
+
+fn addr() -> Address {
+    Address::parse("tokenuser@chat.example.org").unwrap()
+}
+
+/// Both stores; the maildir one gets an existing account directory.
+fn stores(root: &std::path::Path) -> Vec<(&'static str, Arc<dyn DeviceTokenStore>)> {
+    std::fs::create_dir_all(root.join(addr().as_str())).unwrap();
+    vec![
+        ("memory", Arc::new(MemoryDeviceTokens::new())),
+        (
+            "maildir",
+            Arc::new(MaildirDeviceTokens::new(root, Arc::new(InlineExecutor))),
+        ),
+    ]
+}
+
+#[test]
+fn tokens_keep_insertion_order_and_refresh_in_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, s) in stores(tmp.path()) {
+        let a = addr();
+        assert!(block_on(s.tokens(&a, NOW)).unwrap().is_empty());
+        block_on(s.add_token(&a, "1111", NOW)).unwrap();
+        block_on(s.add_token(&a, "2222", NOW)).unwrap();
+        assert_eq!(
+            block_on(s.tokens(&a, NOW)).unwrap().join(" "),
+            "1111 2222",
+            "{name}"
+        );
+        // Refreshing 1111 late keeps it alive past 2222's expiry, in its old place.
+        block_on(s.add_token(&a, "1111", NOW + 50 * DAY)).unwrap();
+        block_on(s.add_token(&a, "3333", NOW + 50 * DAY)).unwrap();
+        assert_eq!(
+            block_on(s.tokens(&a, NOW + 50 * DAY)).unwrap(),
+            ["1111", "2222", "3333"],
+            "{name}"
+        );
+        assert_eq!(
+            block_on(s.tokens(&a, NOW + 91 * DAY)).unwrap(),
+            ["1111", "3333"],
+            "{name}: 2222 expired after 90 days"
+        );
+        assert!(
+            block_on(s.tokens(&a, NOW + 50 * DAY + 90 * DAY))
+                .unwrap()
+                .is_empty(),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn future_timestamps_are_invalid_and_removal_reports_hits() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, s) in stores(tmp.path()) {
+        let a = addr();
+        block_on(s.add_token(&a, "later", NOW + 120)).unwrap();
+        assert!(block_on(s.tokens(&a, NOW)).unwrap().is_empty(), "{name}");
+        block_on(s.add_token(&a, "t1", NOW)).unwrap();
+        block_on(s.add_token(&a, "t2", NOW)).unwrap();
+        assert!(block_on(s.remove_token(&a, "t1", NOW)).unwrap(), "{name}");
+        assert!(!block_on(s.remove_token(&a, "t1", NOW)).unwrap(), "{name}");
+        assert!(
+            !block_on(s.remove_token(&a, "never", NOW)).unwrap(),
+            "{name}"
+        );
+        assert_eq!(block_on(s.tokens(&a, NOW)).unwrap(), ["t2"]);
+        for bad in ["", "has space", "new\nline", &"x".repeat(MAX_TOKEN_LEN + 1)] {
+            assert!(matches!(
+                block_on(s.add_token(&a, bad, NOW)),
+                Err(TokenError::InvalidToken(_))
+            ));
+        }
+    }
+}
+
+#[test]
+fn maildir_tokens_persist_in_the_reference_format() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = addr();
+    let dir = tmp.path().join(a.as_str());
+    std::fs::create_dir_all(&dir).unwrap();
+    let s1 = MaildirDeviceTokens::new(tmp.path(), Arc::new(InlineExecutor));
+    block_on(s1.add_token(&a, "tok-b", NOW)).unwrap();
+    block_on(s1.add_token(&a, "tok-a", NOW + 1)).unwrap();
+    let json = std::fs::read_to_string(dir.join("metadata.json")).unwrap();
+    assert_eq!(
+        json,
+        format!(
+            r#"{{"devicetoken": {{"tok-b": {NOW}, "tok-a": {}}}}}"#,
+            NOW + 1
+        )
+    );
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["devicetoken"]["tok-a"], NOW + 1);
+    // A second instance (a restart) sees the same tokens.
+    let s2 = MaildirDeviceTokens::new(tmp.path(), Arc::new(InlineExecutor));
+    assert_eq!(
+        block_on(s2.tokens(&a, NOW + 2)).unwrap(),
+        ["tok-b", "tok-a"]
+    );
+    // No temp files left behind.
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["metadata.json", "metadata.json.lock"]);
+}
+
+#[test]
+fn legacy_and_corrupt_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = addr();
+    let dir = tmp.path().join(a.as_str());
+    std::fs::create_dir_all(&dir).unwrap();
+    let s = MaildirDeviceTokens::new(tmp.path(), Arc::new(InlineExecutor));
+
+    std::fs::write(
+        dir.join("metadata.json"),
+        r#"{"devicetoken": ["old1", "old2"]}"#,
+    )
+    .unwrap();
+    assert_eq!(block_on(s.tokens(&a, NOW)).unwrap(), ["old1", "old2"]);
+    // Converted to the dict form with ts = now on that read.
+    assert_eq!(
+        std::fs::read_to_string(dir.join("metadata.json")).unwrap(),
+        format!(r#"{{"devicetoken": {{"old1": {NOW}, "old2": {NOW}}}}}"#)
+    );
+
+    std::fs::write(dir.join("metadata.json"), b"{\"devicetoken\": {\"x\": 1").unwrap();
+    assert!(block_on(s.tokens(&a, NOW)).unwrap().is_empty());
+    block_on(s.add_token(&a, "fresh", NOW)).unwrap();
+    assert_eq!(block_on(s.tokens(&a, NOW)).unwrap(), ["fresh"]);
+
+    // Expired entries are dropped from the file on read.
+    std::fs::write(
+        dir.join("metadata.json"),
+        format!(
+            r#"{{"devicetoken": {{"stale": {}, "live": {NOW}}}}}"#,
+            NOW - 91 * DAY
+        ),
+    )
+    .unwrap();
+    assert_eq!(block_on(s.tokens(&a, NOW)).unwrap(), ["live"]);
+    assert!(!std::fs::read_to_string(dir.join("metadata.json"))
+        .unwrap()
+        .contains("stale"));
+}
+
+#[test]
+fn maildir_tokens_need_an_account_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = MaildirDeviceTokens::new(tmp.path(), Arc::new(InlineExecutor));
+    let a = addr();
+    assert!(block_on(s.tokens(&a, NOW)).unwrap().is_empty());
+    assert!(!block_on(s.remove_token(&a, "x", NOW)).unwrap());
+    assert!(matches!(
+        block_on(s.add_token(&a, "x", NOW)),
+        Err(TokenError::Store(AccountError::NoAccount(_)))
+    ));
+    assert!(!tmp.path().join(a.as_str()).exists());
+}
+
+#[test]
+fn concurrent_adds_lose_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = addr();
+    std::fs::create_dir_all(tmp.path().join(a.as_str())).unwrap();
+    let s = Arc::new(MaildirDeviceTokens::new(
+        tmp.path(),
+        Arc::new(InlineExecutor),
+    ));
+    let handles: Vec<_> = (0..16)
+        .map(|i| {
+            let s = s.clone();
+            let a = a.clone();
+            std::thread::spawn(move || block_on(s.add_token(&a, &format!("dev{i}"), NOW)).unwrap())
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(block_on(s.tokens(&a, NOW)).unwrap().len(), 16);
+}

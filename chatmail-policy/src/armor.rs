@@ -1,0 +1,530 @@
+//! The armor check and OpenPGP packet walk (spec 3.1, armor check steps 1–7).
+//!
+//! One pass over the armored text. Base64 is validated everywhere but decoded only where
+//! the packet walk reads a header (tag, length, version octet); packet bodies are skipped
+//! by counting base64 characters, a whole line at a time.
+//!
+//! Accepted shape: `-----BEGIN PGP MESSAGE-----`, armor headers (incoming only:
+//! `Version:` and `Comment:`), optional empty lines, base64 lines of any length with
+//! canonical padding, an optional CRC-24 line `=XXXX` (never required, never verified:
+//! RFC 9580 §6.1), `-----END PGP MESSAGE-----`. The binary must be
+//! `(PKESK | SKESK)* SEIPD` with PKESK v3/v6, SKESK v4/v5/v6 and SEIPD v1/v2, in new- or
+//! old-format packet headers, partial body lengths allowed on the SEIPD only.
+
+use crate::headers::strip_eol;
+use crate::Direction;
+
+const BEGIN: &[u8] = b"-----BEGIN PGP MESSAGE-----";
+const END: &[u8] = b"-----END PGP MESSAGE-----";
+
+/// Marks a byte that is not in the standard base64 alphabet.
+const INVALID: u8 = 0xFF;
+
+/// Sextet value of each byte of the standard base64 alphabet, [`INVALID`] otherwise.
+static DECODE: [u8; 256] = {
+    let mut t = [INVALID; 256];
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut i = 0;
+    while i < 64 {
+        t[alphabet[i] as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// Why the walk stopped: the text is not an acceptable armored OpenPGP message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NotEncrypted;
+
+type Walk<T> = Result<T, NotEncrypted>;
+
+/// Checks armored text that starts at `buf[0]` (the BEGIN line). Returns the offset just
+/// past the END line (its line ending included), so the caller can check what follows.
+pub(crate) fn check_armor(buf: &[u8], direction: Direction) -> Walk<usize> {
+    let mut lines = Lines { buf, pos: 0 };
+    if lines.next_line().ok_or(NotEncrypted)? != BEGIN {
+        return Err(NotEncrypted);
+    }
+    // Armor headers: "Key: value" lines right after BEGIN (':' is not base64, so a header
+    // line can never be mistaken for data).
+    loop {
+        let save = lines.pos;
+        let Some(line) = lines.next_line() else {
+            return Err(NotEncrypted);
+        };
+        if !line.contains(&b':') {
+            lines.pos = save;
+            break;
+        }
+        let allowed = direction == Direction::Incoming
+            && (line.starts_with(b"Version: ") || line.starts_with(b"Comment: "));
+        if !allowed {
+            return Err(NotEncrypted);
+        }
+    }
+    let mut decoder = Decoder::new(Sextets::new(buf, lines.pos));
+    walk_packets(&mut decoder)?;
+    // The data ended at a line that is not data: an optional checksum, then END.
+    let mut lines = Lines {
+        buf,
+        pos: decoder.sextets.terminator_line(),
+    };
+    let mut line = lines.next_non_empty().ok_or(NotEncrypted)?;
+    if line.first() == Some(&b'=') {
+        let crc = &line[1..];
+        if crc.len() != 4 || crc.iter().any(|&b| DECODE[b as usize] == INVALID) {
+            return Err(NotEncrypted);
+        }
+        line = lines.next_non_empty().ok_or(NotEncrypted)?;
+    }
+    if line != END {
+        return Err(NotEncrypted);
+    }
+    Ok(lines.pos)
+}
+
+/// Line reader over the armor text (CRLF or LF endings).
+struct Lines<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Lines<'a> {
+    fn next_line(&mut self) -> Option<&'a [u8]> {
+        if self.pos >= self.buf.len() {
+            return None;
+        }
+        let end = crate::headers::line_end(self.buf, self.pos);
+        let line = strip_eol(&self.buf[self.pos..end]);
+        self.pos = end;
+        Some(line)
+    }
+
+    fn next_non_empty(&mut self) -> Option<&'a [u8]> {
+        loop {
+            let line = self.next_line()?;
+            if !line.is_empty() {
+                return Some(line);
+            }
+        }
+    }
+}
+
+/// The packet walk: `(PKESK | SKESK)* SEIPD`, then the end of the data.
+fn walk_packets(d: &mut Decoder<'_>) -> Walk<()> {
+    loop {
+        let header = d.byte()?;
+        if header & 0x80 == 0 {
+            return Err(NotEncrypted);
+        }
+        let (tag, mut length) = if header & 0x40 != 0 {
+            (header & 0x3F, new_format_length(d)?)
+        } else {
+            (header >> 2 & 0x0F, old_format_length(d, header & 0x03)?)
+        };
+        match tag {
+            1 | 3 => {
+                // Session key packets: never partial (RFC 9580 §4.2.1.4), version first.
+                let Length::Final(len) = length else {
+                    return Err(NotEncrypted);
+                };
+                let version = if len == 0 {
+                    return Err(NotEncrypted);
+                } else {
+                    d.byte()?
+                };
+                let known = if tag == 1 {
+                    matches!(version, 3 | 6)
+                } else {
+                    matches!(version, 4..=6)
+                };
+                if !known {
+                    return Err(NotEncrypted);
+                }
+                d.skip(len - 1)?;
+                if d.at_end()? {
+                    return Err(NotEncrypted); // no encrypted data after the key packets
+                }
+            }
+            18 => {
+                let mut version_read = false;
+                loop {
+                    let (chunk, last) = match length {
+                        Length::Partial(n) => (n, false),
+                        Length::Final(n) => (n, true),
+                    };
+                    let mut chunk = chunk;
+                    if !version_read && chunk > 0 {
+                        if !matches!(d.byte()?, 1 | 2) {
+                            return Err(NotEncrypted);
+                        }
+                        version_read = true;
+                        chunk -= 1;
+                    }
+                    d.skip(chunk)?;
+                    if last {
+                        break;
+                    }
+                    length = new_format_length(d)?;
+                }
+                return if version_read && d.at_end()? {
+                    Ok(())
+                } else {
+                    Err(NotEncrypted)
+                };
+            }
+            _ => return Err(NotEncrypted),
+        }
+    }
+}
+
+/// A packet body length: a partial chunk (more follow) or the final part.
+#[derive(Clone, Copy)]
+enum Length {
+    Partial(u64),
+    Final(u64),
+}
+
+fn new_format_length(d: &mut Decoder<'_>) -> Walk<Length> {
+    let o1 = d.byte()?;
+    Ok(match o1 {
+        0..=191 => Length::Final(u64::from(o1)),
+        192..=223 => Length::Final(((u64::from(o1) - 192) << 8) + u64::from(d.byte()?) + 192),
+        224..=254 => Length::Partial(1u64 << (o1 & 0x1F)),
+        255 => Length::Final(u64::from(u32::from_be_bytes([
+            d.byte()?,
+            d.byte()?,
+            d.byte()?,
+            d.byte()?,
+        ]))),
+    })
+}
+
+fn old_format_length(d: &mut Decoder<'_>, length_type: u8) -> Walk<Length> {
+    Ok(Length::Final(match length_type {
+        0 => u64::from(d.byte()?),
+        1 => u64::from(u16::from_be_bytes([d.byte()?, d.byte()?])),
+        2 => u64::from(u32::from_be_bytes([
+            d.byte()?,
+            d.byte()?,
+            d.byte()?,
+            d.byte()?,
+        ])),
+        // Indeterminate length runs to the end of the data: never a valid shape here.
+        _ => return Err(NotEncrypted),
+    }))
+}
+
+/// Decoded bytes on demand over a sextet stream.
+struct Decoder<'a> {
+    sextets: Sextets<'a>,
+    /// Pending decoded bits (the low `bits` bits of `acc`).
+    acc: u32,
+    bits: u32,
+}
+
+impl<'a> Decoder<'a> {
+    fn new(sextets: Sextets<'a>) -> Self {
+        Decoder {
+            sextets,
+            acc: 0,
+            bits: 0,
+        }
+    }
+
+    /// The next decoded byte; the data ending here is an error.
+    fn byte(&mut self) -> Walk<u8> {
+        while self.bits < 8 {
+            let v = self.sextets.next()?.ok_or(NotEncrypted)?;
+            self.acc = (self.acc << 6) | u32::from(v);
+            self.bits += 6;
+        }
+        self.bits -= 8;
+        let b = (self.acc >> self.bits) as u8;
+        self.acc &= (1 << self.bits) - 1;
+        Ok(b)
+    }
+
+    /// Skips `n` decoded bytes; the data ending first is an error.
+    fn skip(&mut self, n: u64) -> Walk<()> {
+        let need = n.checked_mul(8).ok_or(NotEncrypted)?;
+        if need <= u64::from(self.bits) {
+            self.bits -= need as u32;
+            self.acc &= (1 << self.bits) - 1;
+            return Ok(());
+        }
+        let need = need - u64::from(self.bits);
+        self.acc = 0;
+        self.bits = 0;
+        self.sextets.skip(need / 6)?;
+        let rem = (need % 6) as u32;
+        if rem > 0 {
+            let v = self.sextets.next()?.ok_or(NotEncrypted)?;
+            self.bits = 6 - rem;
+            self.acc = u32::from(v) & ((1 << self.bits) - 1);
+        }
+        Ok(())
+    }
+
+    /// Whether the decoded data ends here. Leftover bits must be zero (canonical base64);
+    /// sextets read to find out stay pending for the next [`Decoder::byte`].
+    fn at_end(&mut self) -> Walk<bool> {
+        while self.bits < 8 {
+            match self.sextets.next()? {
+                Some(v) => {
+                    self.acc = (self.acc << 6) | u32::from(v);
+                    self.bits += 6;
+                }
+                None if self.acc == 0 => return Ok(true),
+                None => return Err(NotEncrypted),
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// The base64 characters of the armor body as a stream of sextets, line by line.
+///
+/// The data ends at padding (`=`/`==`, possibly split across lines), at a line starting
+/// with `=` (the checksum) or `-` (END), or at the end of input. Empty lines are skipped.
+struct Sextets<'a> {
+    buf: &'a [u8],
+    /// Next unread character of the current line, and the end of its characters.
+    cur: usize,
+    cur_end: usize,
+    /// Start of the line after the current one.
+    next_line: usize,
+    /// Whether `cur_end` was found by scanning (not guessed from the previous line).
+    verified: bool,
+    /// Length (characters + line ending) and line-ending length of the last data line,
+    /// used to guess where the next line ends.
+    guess_total: usize,
+    guess_eol: usize,
+    /// Sextets delivered, modulo 4 (for the padding rule).
+    count_mod4: u8,
+    /// Set when the data has ended; `terminator` is the start of the line ending it.
+    ended: bool,
+    terminator: usize,
+}
+
+impl<'a> Sextets<'a> {
+    fn new(buf: &'a [u8], pos: usize) -> Self {
+        Sextets {
+            buf,
+            cur: pos,
+            cur_end: pos,
+            next_line: pos,
+            verified: true,
+            guess_total: 0,
+            guess_eol: 0,
+            count_mod4: 0,
+            ended: false,
+            terminator: pos,
+        }
+    }
+
+    /// Start of the line after the data (checksum or END), once the data has ended.
+    fn terminator_line(&self) -> usize {
+        self.terminator
+    }
+
+    /// The next sextet, `None` at the end of the data.
+    #[inline]
+    fn next(&mut self) -> Walk<Option<u8>> {
+        loop {
+            if self.ended {
+                return Ok(None);
+            }
+            if self.cur < self.cur_end {
+                let c = self.buf[self.cur];
+                let v = DECODE[c as usize];
+                if v != INVALID {
+                    self.cur += 1;
+                    self.count_mod4 = (self.count_mod4 + 1) & 3;
+                    return Ok(Some(v));
+                }
+                if !self.verified {
+                    self.rescan_line();
+                    continue;
+                }
+                if c == b'=' {
+                    self.padding()?;
+                    return Ok(None);
+                }
+                return Err(NotEncrypted);
+            }
+            self.advance_line()?;
+        }
+    }
+
+    /// Skips `n` sextets, validating each; the data ending first is an error.
+    fn skip(&mut self, mut n: u64) -> Walk<()> {
+        while n > 0 {
+            if self.ended {
+                return Err(NotEncrypted);
+            }
+            let avail = (self.cur_end - self.cur) as u64;
+            if avail == 0 {
+                self.advance_line()?;
+                continue;
+            }
+            let take = avail.min(n) as usize;
+            if all_base64(&self.buf[self.cur..self.cur + take]) {
+                self.cur += take;
+                self.count_mod4 = ((u64::from(self.count_mod4) + take as u64) & 3) as u8;
+                n -= take as u64;
+            } else if !self.verified {
+                // The guessed line end was wrong: find the real one and retry.
+                self.rescan_line();
+            } else {
+                // Padding or a bad character inside the range: the data cannot hold
+                // `n` more sextets either way.
+                return Err(NotEncrypted);
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves to the next data line, skipping empty ones; ends the data at a line that
+    /// starts with `=` or `-`, or at the end of input.
+    fn advance_line(&mut self) -> Walk<()> {
+        loop {
+            let start = self.next_line;
+            if start >= self.buf.len() {
+                self.end_data(start)?;
+                return Ok(());
+            }
+            let first = self.buf[start];
+            if first == b'=' && self.count_mod4 != 0 {
+                // Padding that a line break separated from the last quantum.
+                self.cur = start;
+                self.rescan_line();
+                return self.padding();
+            }
+            if first == b'=' || first == b'-' {
+                self.end_data(start)?;
+                return Ok(());
+            }
+            // Guess that this line is as long as the previous data line; any character
+            // that fails base64 validation makes us rescan it exactly.
+            let g = self.guess_total;
+            let guessed = g > self.guess_eol
+                && start + g <= self.buf.len()
+                && self.buf[start + g - 1] == b'\n'
+                && (self.guess_eol == 1 || self.buf[start + g - 2] == b'\r');
+            if guessed {
+                self.cur = start;
+                self.cur_end = start + g - self.guess_eol;
+                self.next_line = start + g;
+                self.verified = false;
+            } else {
+                self.cur = start;
+                self.rescan_line();
+            }
+            if self.cur_end > self.cur {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Finds the exact end of the line starting at `self.cur`'s line start.
+    fn rescan_line(&mut self) {
+        let start = self.line_start();
+        let end = crate::headers::line_end(self.buf, start);
+        let content = strip_eol(&self.buf[start..end]);
+        self.cur_end = start + content.len();
+        self.next_line = end;
+        self.verified = true;
+        if !content.is_empty() {
+            self.guess_total = end - start;
+            self.guess_eol = end - start - content.len();
+        }
+    }
+
+    /// Start of the current line: characters before `cur` on it were all valid base64
+    /// and a line ending is never valid base64, so walking back stops at the line start.
+    fn line_start(&self) -> usize {
+        let before = &self.buf[..self.cur];
+        match before.iter().rposition(|&b| b == b'\n') {
+            Some(i) => i + 1,
+            None => 0,
+        }
+    }
+
+    /// Padding at `self.cur`: exactly as many `=` as the sextet count needs (one after 3,
+    /// two after 2 in the last quantum), possibly split across lines; nothing else may
+    /// follow on the line.
+    fn padding(&mut self) -> Walk<()> {
+        let mut needed = match self.count_mod4 {
+            2 => 2,
+            3 => 1,
+            _ => return Err(NotEncrypted),
+        };
+        while needed > 0 {
+            if self.cur < self.cur_end {
+                if self.buf[self.cur] != b'=' {
+                    return Err(NotEncrypted);
+                }
+                self.cur += 1;
+                needed -= 1;
+                continue;
+            }
+            // Continue on the next line, which must hold only '=' for the rest.
+            let start = self.next_line;
+            if start >= self.buf.len() {
+                return Err(NotEncrypted);
+            }
+            self.cur = start;
+            self.verified = true;
+            let end = crate::headers::line_end(self.buf, start);
+            self.cur_end = start + strip_eol(&self.buf[start..end]).len();
+            self.next_line = end;
+        }
+        if self.cur != self.cur_end {
+            return Err(NotEncrypted);
+        }
+        self.ended = true;
+        self.terminator = self.next_line;
+        Ok(())
+    }
+
+    /// The data ends before the line at `line`: the sextet count must be whole quanta.
+    fn end_data(&mut self, line: usize) -> Walk<()> {
+        if self.count_mod4 != 0 {
+            return Err(NotEncrypted);
+        }
+        self.ended = true;
+        self.terminator = line;
+        self.cur = line;
+        self.cur_end = line;
+        Ok(())
+    }
+}
+
+/// Whether every byte is in the base64 alphabet (no padding, no line breaks).
+#[inline]
+fn all_base64(s: &[u8]) -> bool {
+    let mut chunks = s.chunks_exact(8);
+    let mut acc = 0u8;
+    for c in &mut chunks {
+        acc |= DECODE[c[0] as usize]
+            | DECODE[c[1] as usize]
+            | DECODE[c[2] as usize]
+            | DECODE[c[3] as usize]
+            | DECODE[c[4] as usize]
+            | DECODE[c[5] as usize]
+            | DECODE[c[6] as usize]
+            | DECODE[c[7] as usize];
+    }
+    for &b in chunks.remainder() {
+        acc |= DECODE[b as usize];
+    }
+    acc & 0x80 == 0
+}
+
+/// The value of one base64 alphabet character.
+#[inline]
+pub(crate) fn sextet(b: u8) -> Option<u8> {
+    let v = DECODE[b as usize];
+    (v != INVALID).then_some(v)
+}

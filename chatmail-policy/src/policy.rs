@@ -1,0 +1,410 @@
+//! The decision: [`Policy`] and the values it takes and gives.
+
+use crate::address::first_address;
+use crate::headers::{trim, ContentType, Fields};
+use crate::mime::{is_pgp_mime, is_securejoin_body};
+use crate::rate_limit::RateLimiter;
+use crate::reply::{quote, Reply};
+use std::borrow::Cow;
+use std::time::Instant;
+
+/// Which way a message travels through the relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Submitted by an authenticated client of this relay (ports 587/465), spec 3.2.
+    Outgoing,
+    /// Received from another mail server (port 25 or `/mxdeliv`), spec 3.3.
+    Incoming,
+}
+
+/// The part of the relay configuration the policy uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyConfig {
+    /// The domain of this relay's addresses: `mail_domain`, or `[a.b.c.d]` for an IPv4
+    /// relay (spec 1.3).
+    pub mail_domain: String,
+    /// Largest accepted message in bytes (`max_message_size`).
+    pub max_message_size: u64,
+    /// Sustained messages per minute per sender (`max_user_send_per_minute`); 0 turns
+    /// the rate limit off.
+    pub max_user_send_per_minute: u32,
+    /// Messages a sender may send at once (`max_user_send_burst_size`).
+    pub max_user_send_burst_size: u32,
+}
+
+impl From<&chatmail_core::config::Config> for PolicyConfig {
+    fn from(config: &chatmail_core::config::Config) -> Self {
+        PolicyConfig {
+            mail_domain: config.address_domain(),
+            max_message_size: config.max_message_size,
+            max_user_send_per_minute: config.max_user_send_per_minute,
+            max_user_send_burst_size: config.max_user_send_burst_size,
+        }
+    }
+}
+
+/// The SMTP envelope of a message.
+#[derive(Debug, Clone, Copy)]
+pub struct Envelope<'a> {
+    /// The SASL login of the submitting client (outgoing), `None` for incoming mail.
+    pub auth_user: Option<&'a str>,
+    /// The `MAIL FROM` address without angle brackets; `""` for `MAIL FROM:<>`.
+    pub mail_from: &'a str,
+    /// The `RCPT TO` addresses, in order.
+    pub recipients: &'a [String],
+}
+
+/// The outcome of [`Policy::check_message`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The message may pass; deliver what [`Accepted::write_rewritten`] writes.
+    Accept(Accepted),
+    /// The message is refused with this SMTP reply.
+    Reject(Reply),
+}
+
+/// What kind of message was accepted (for logs and metrics; spec 3.3 counts bounces).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum MessageClass {
+    /// A strict PGP/MIME encrypted message.
+    Encrypted,
+    /// A Secure-Join `vc-request`/`vg-request` handshake message.
+    SecureJoin,
+    /// An Autocrypt Setup Message sent to oneself.
+    AutocryptSetupMessage,
+    /// A delivery status notification from a mailer daemon (incoming).
+    Bounce,
+    /// Cleartext to recipients who accept it (incoming).
+    Cleartext,
+}
+
+/// An accepted message: how it must be passed on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    direction: Direction,
+    class: MessageClass,
+    reset_envelope_sender: bool,
+}
+
+impl Accepted {
+    /// Incoming only: the From header differs from MAIL FROM, so the message must be
+    /// delivered with an empty envelope sender (`<>`) and no bounce can reach a possibly
+    /// forged sender (spec 3.3 step 4).
+    pub fn reset_envelope_sender(&self) -> bool {
+        self.reset_envelope_sender
+    }
+
+    /// Which exception or rule let the message through.
+    pub fn class(&self) -> MessageClass {
+        self.class
+    }
+
+    /// Appends the message as it must be delivered or relayed after the submission
+    /// rewrite (spec 4.4: every `Subject` becomes `Subject: [...]`; `Received`,
+    /// `X-Originating-IP`, `X-Mailer` and `User-Agent` are removed). Incoming messages
+    /// are copied unchanged. Body bytes are never touched.
+    pub fn write_rewritten(&self, message: &[u8], out: &mut Vec<u8>) {
+        match self.direction {
+            Direction::Outgoing => crate::rewrite::write_submission(message, out),
+            Direction::Incoming => out.extend_from_slice(message),
+        }
+    }
+}
+
+/// The message-acceptance engine, shared by all SMTP sessions (it is `Send + Sync`; put
+/// it behind an `Arc`). It holds the configuration and the rate-limit state; it does no
+/// I/O and reads no clock: the time is an argument.
+pub struct Policy {
+    config: PolicyConfig,
+    rate_limit: RateLimiter,
+}
+
+/// The top-level header fields the decision looks at.
+#[derive(Default)]
+struct TopHeaders<'a> {
+    fields: usize,
+    from: Option<&'a [u8]>,
+    from_count: usize,
+    subject: Option<&'a [u8]>,
+    content_type: Option<ContentType<'a>>,
+    secure_join: Option<&'a [u8]>,
+    auto_submitted: Option<&'a [u8]>,
+    body_start: usize,
+}
+
+impl<'a> TopHeaders<'a> {
+    fn scan(message: &'a [u8]) -> Self {
+        let mut h = TopHeaders::default();
+        let mut fields = Fields::new(message);
+        for f in fields.by_ref() {
+            h.fields += 1;
+            let first = |slot: &mut Option<&'a [u8]>| {
+                if slot.is_none() {
+                    *slot = Some(f.value);
+                }
+            };
+            match f.name.first().map(u8::to_ascii_lowercase) {
+                Some(b'f') if f.is("From") => {
+                    h.from_count += 1;
+                    first(&mut h.from);
+                }
+                Some(b's') if f.is("Subject") => first(&mut h.subject),
+                Some(b's') if f.is("Secure-Join") => first(&mut h.secure_join),
+                Some(b'a') if f.is("Auto-Submitted") => first(&mut h.auto_submitted),
+                Some(b'c') if h.content_type.is_none() && f.is("Content-Type") => {
+                    h.content_type = Some(ContentType::parse(f.value));
+                }
+                _ => {}
+            }
+        }
+        h.body_start = fields.body_start();
+        h
+    }
+
+    fn content_type(&self) -> ContentType<'a> {
+        self.content_type
+            .unwrap_or_else(ContentType::default_text_plain)
+    }
+}
+
+/// `523 Encryption Needed: Invalid Unencrypted Mail`.
+fn encryption_needed() -> Reply {
+    Reply::new(523, "Encryption Needed: Invalid Unencrypted Mail")
+}
+
+impl Policy {
+    /// A policy with fresh (empty) rate-limit state.
+    pub fn new(config: PolicyConfig) -> Policy {
+        let rate_limit = RateLimiter::new(
+            config.max_user_send_per_minute,
+            config.max_user_send_burst_size,
+        );
+        Policy { config, rate_limit }
+    }
+
+    /// The configuration this policy applies.
+    pub fn config(&self) -> &PolicyConfig {
+        &self.config
+    }
+
+    /// Submission checks at MAIL FROM (the SMTP engine reports a failure at RCPT, as the
+    /// reference does): the MAIL FROM shape (`500 Invalid from address <addr>`), the
+    /// identity against the login
+    /// (`553 5.7.1 <addr>: Sender address rejected: not owned by user <login>`), then the
+    /// GCRA rate limit (`450 4.7.1: Too much mail from <addr>, ...`), which consumes one
+    /// message of the sender's allowance when everything passes.
+    pub fn check_sender(
+        &self,
+        auth_user: &str,
+        mail_from: &str,
+        now: Instant,
+    ) -> Result<(), Reply> {
+        check_identity(auth_user, mail_from)?;
+        self.rate_limit.check(mail_from, now).map_err(|wait| {
+            Reply::new(
+                450,
+                format!(
+                    "4.7.1: Too much mail from {}, rate limited until {:.3} s from now",
+                    quote(mail_from.as_bytes()),
+                    wait.as_secs_f64()
+                ),
+            )
+        })
+    }
+
+    /// The decision after DATA, for either direction (spec 3.2 steps 3–9, spec 3.3 steps
+    /// 2–5; the DKIM origin check of incoming mail is not part of it).
+    ///
+    /// `recipient_accepts_cleartext(rcpt)` answers, for incoming mail, whether that
+    /// recipient lacks `enforceE2EEincoming` (spec 3.3 step 5); it is not called for
+    /// outgoing mail.
+    pub fn check_message(
+        &self,
+        direction: Direction,
+        envelope: &Envelope<'_>,
+        message: &[u8],
+        recipient_accepts_cleartext: &dyn Fn(&str) -> bool,
+    ) -> Verdict {
+        match self.decide(direction, envelope, message, recipient_accepts_cleartext) {
+            Ok(accepted) => Verdict::Accept(accepted),
+            Err(reply) => Verdict::Reject(reply),
+        }
+    }
+
+    /// How many senders the rate limiter currently tracks (a metric; it stays near the
+    /// number of senders active within the last burst window).
+    pub fn tracked_senders(&self) -> usize {
+        self.rate_limit.tracked_senders()
+    }
+
+    /// `552 Message exceeds maximum size`, for the SMTP engine to give when the size
+    /// bound is hit while the message is still being read.
+    pub fn size_exceeded_reply(&self) -> Reply {
+        Reply::new(552, "Message exceeds maximum size")
+    }
+
+    fn decide(
+        &self,
+        direction: Direction,
+        envelope: &Envelope<'_>,
+        message: &[u8],
+        recipient_accepts_cleartext: &dyn Fn(&str) -> bool,
+    ) -> Result<Accepted, Reply> {
+        if message.len() as u64 > self.config.max_message_size {
+            return Err(self.size_exceeded_reply());
+        }
+        if direction == Direction::Outgoing {
+            if let Some(login) = envelope.auth_user {
+                // Repeated here so that a caller that skipped check_sender cannot bypass it.
+                check_identity(login, envelope.mail_from)?;
+            }
+        }
+        let headers = TopHeaders::scan(message);
+        if headers.fields == 0 {
+            return Err(Reply::new(500, "Failed to parse message: no header fields"));
+        }
+        let from = from_address(&headers)?;
+        let mail_from = envelope.mail_from;
+        let from_matches = from.eq_ignore_ascii_case(mail_from.as_bytes());
+        let accepted = |class, reset_envelope_sender| Accepted {
+            direction,
+            class,
+            reset_envelope_sender,
+        };
+        match direction {
+            Direction::Outgoing => {
+                if !from_matches {
+                    return Err(Reply::new(
+                        500,
+                        format!(
+                            "Invalid FROM {} for {}",
+                            quote(&from),
+                            quote(mail_from.as_bytes())
+                        ),
+                    ));
+                }
+                if let Some(class) = encrypted_or_securejoin(&headers, message, direction) {
+                    return Ok(accepted(class, false));
+                }
+                if is_self_sent_setup_message(&headers, &from, envelope.recipients) {
+                    return Ok(accepted(MessageClass::AutocryptSetupMessage, false));
+                }
+                Err(encryption_needed())
+            }
+            Direction::Incoming => {
+                let reset = !from_matches;
+                if let Some(class) = encrypted_or_securejoin(&headers, message, direction) {
+                    return Ok(accepted(class, reset));
+                }
+                if is_bounce(&headers, &from) {
+                    return Ok(accepted(MessageClass::Bounce, reset));
+                }
+                let all_accept = !envelope.recipients.is_empty()
+                    && envelope.recipients.iter().all(|rcpt| {
+                        !rcpt.is_empty()
+                            && rcpt.contains('@')
+                            && !rcpt.contains('/')
+                            && recipient_accepts_cleartext(rcpt)
+                    });
+                if all_accept {
+                    Ok(accepted(MessageClass::Cleartext, reset))
+                } else {
+                    Err(encryption_needed())
+                }
+            }
+        }
+    }
+}
+
+/// MAIL FROM shape and ownership (spec 3.2 step 1, spec 2.3).
+fn check_identity(login: &str, mail_from: &str) -> Result<(), Reply> {
+    if !mail_from.is_empty() {
+        let mut parts = mail_from.split('@');
+        let shape_ok = matches!(
+            (parts.next(), parts.next(), parts.next()),
+            (Some(l), Some(d), None) if !l.is_empty() && !d.is_empty()
+        );
+        if !shape_ok {
+            return Err(Reply::new(
+                500,
+                format!("Invalid from address {}", quote(mail_from.as_bytes())),
+            ));
+        }
+    }
+    // `MAIL FROM:<>` is never owned by a login: an authenticated client cannot send
+    // bounces (they would escape the From check and the rate limit).
+    if mail_from.is_empty() || !mail_from.eq_ignore_ascii_case(login) {
+        return Err(Reply::new(
+            553,
+            format!(
+                "5.7.1 <{}>: Sender address rejected: not owned by user {}",
+                quote(mail_from.as_bytes()),
+                quote(login.as_bytes())
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The first address of the one From header (spec 3.2 step 5). A second From field is
+/// refused: recipients' programs may show the other one.
+fn from_address<'a>(headers: &TopHeaders<'a>) -> Result<Cow<'a, [u8]>, Reply> {
+    let invalid =
+        |raw: &[u8]| Reply::new(500, format!("Invalid FROM header: {}", quote(trim(raw))));
+    let Some(raw) = headers.from else {
+        return Err(Reply::new(500, "Invalid FROM header: (missing)"));
+    };
+    if headers.from_count > 1 {
+        return Err(Reply::new(
+            500,
+            "Invalid FROM header: (more than one From field)",
+        ));
+    }
+    first_address(raw).ok_or_else(|| invalid(raw))
+}
+
+/// Spec 3.1: the encryption check, then the Secure-Join exception.
+fn encrypted_or_securejoin(
+    headers: &TopHeaders<'_>,
+    message: &[u8],
+    direction: Direction,
+) -> Option<MessageClass> {
+    let ct = headers.content_type();
+    if !ct.is_multipart() {
+        return None;
+    }
+    let boundary = ct.boundary()?;
+    let body = &message[headers.body_start..];
+    if ct.is("multipart/encrypted") && is_pgp_mime(body, &boundary, direction) {
+        return Some(MessageClass::Encrypted);
+    }
+    let secure_join = trim(headers.secure_join?);
+    if (secure_join == b"vc-request" || secure_join == b"vg-request")
+        && is_securejoin_body(body, &boundary)
+    {
+        return Some(MessageClass::SecureJoin);
+    }
+    None
+}
+
+/// Spec 3.2 step 8: an Autocrypt Setup Message to exactly oneself.
+fn is_self_sent_setup_message(
+    headers: &TopHeaders<'_>,
+    from: &[u8],
+    recipients: &[String],
+) -> bool {
+    matches!(recipients, [only] if only.as_bytes() == from)
+        && headers.subject.map(trim) == Some(&b"Autocrypt Setup Message"[..])
+        && headers.content_type().is("multipart/mixed")
+}
+
+/// Spec 3.3 step 5: a delivery report from a mailer daemon. All three conditions are
+/// required; an envelope sender alone proves nothing.
+fn is_bounce(headers: &TopHeaders<'_>, from: &[u8]) -> bool {
+    const DAEMON: &[u8] = b"mailer-daemon@";
+    headers.auto_submitted.is_some_and(|v| !trim(v).is_empty())
+        && from.len() > DAEMON.len()
+        && from[..DAEMON.len()].eq_ignore_ascii_case(DAEMON)
+        && headers.content_type().is("multipart/report")
+}

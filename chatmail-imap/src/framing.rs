@@ -79,11 +79,11 @@ impl Framer {
                     let room = self.max_command.saturating_sub(self.buf.len());
                     match rest.iter().position(|&b| b == b'\n') {
                         Some(pos) if pos <= room => {
-                            let mut line = &rest[..pos];
-                            if line.last() == Some(&b'\r') {
-                                line = &line[..line.len() - 1];
+                            self.buf.extend_from_slice(&rest[..pos]);
+                            // The CR may have come in an earlier chunk than the LF.
+                            if self.buf.len() > self.line_start && self.buf.last() == Some(&b'\r') {
+                                self.buf.pop();
                             }
-                            self.buf.extend_from_slice(line);
                             used += pos + 1;
                             if let Some((length, sync)) = announcement(&self.buf[self.line_start..])
                             {

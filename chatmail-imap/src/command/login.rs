@@ -61,9 +61,7 @@ pub(crate) fn authenticate(
 /// The client's base64 line after `+ ` (or `*` to cancel).
 pub(crate) fn sasl_response(s: &mut Session, tag: &str, line: &[u8]) {
     match AuthenticateDataCodec::default().decode(line) {
-        Ok((&[], AuthenticateData::Continue(data))) => {
-            plain(s, tag, data.declassify())
-        }
+        Ok((&[], AuthenticateData::Continue(data))) => plain(s, tag, data.declassify()),
         Ok((_, AuthenticateData::Cancel)) => s.bad(tag, "Authentication aborted by client."),
         _ => s.bad(tag, "Invalid base64 data in AUTHENTICATE response."),
     }

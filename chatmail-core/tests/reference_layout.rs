@@ -2,7 +2,8 @@
 //! `password` with a `{SHA512-CRYPT}` hash made by an independent implementation
 //! (Python's crypt(3) binding), Dovecot-named messages in `cur` and `new`, a
 //! `metadata.json` written the way Python's `json.dump` writes it. This relay must log in,
-//! read the tokens, scan it for expiry, and list the messages without converting anything.
+//! read the tokens, scan it for expiry, and list and read the messages through the
+//! `maildir` [`MailStore`] without converting anything.
 
 use std::fs::{self, File, FileTimes};
 use std::path::{Path, PathBuf};
@@ -12,7 +13,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use chatmail_core::account::*;
 use chatmail_core::config::Config;
 use chatmail_core::expiry::{plan_expiry, scan_mailboxes, ExpiryPolicy, MaildirSubdir};
-use chatmail_core::Address;
+use chatmail_core::store::{MailStore, MaildirStore};
+use chatmail_core::{Address, Flag, INBOX};
 use futures::executor::block_on;
 
 const NOW: u64 = 1_700_000_000;
@@ -88,7 +90,10 @@ fn build_reference_dir(root: &Path) -> PathBuf {
         seen.len() + 40
     ));
     let new = dir.join(format!("new/{t2}.M654321P987.relay,S={}", unseen.len()));
-    fs::write(&cur, &seen).unwrap();
+    // Dovecot's `zlib_save = gz`: stored compressed, S= is the delivered size.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &seen).unwrap();
+    fs::write(&cur, gz.finish().unwrap()).unwrap();
     fs::write(&new, &unseen).unwrap();
     set_mtime(&cur, t1);
     set_mtime(&new, t2);
@@ -154,6 +159,41 @@ fn an_existing_reference_account_logs_in_unchanged() {
         "only the mtime changes"
     );
 
+    let tokens = MaildirDeviceTokens::new(&root, Arc::new(InlineExecutor));
+    assert_eq!(
+        block_on(tokens.tokens(&a, NOW)).unwrap(),
+        ["openpgp:live-token"]
+    );
+}
+
+#[test]
+fn the_maildir_store_lists_and_reads_the_reference_messages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("mailboxes");
+    build_reference_dir(&root);
+    let store = MaildirStore::open(&root).unwrap();
+    let a = Address::parse(USER).unwrap();
+    let listed = block_on(store.list_messages(&a, INBOX, None)).unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    // Delivery order: the older, seen, gzip-stored message first.
+    let seen = fixture("encrypted.eml");
+    let unseen = fixture("securejoin-vc.eml");
+    assert!(listed[0].uid < listed[1].uid);
+    assert_eq!(listed[0].size, seen.len() as u64);
+    assert_eq!(listed[1].size, unseen.len() as u64);
+    assert!(listed[0].flags.contains(&Flag::Seen));
+    assert!(!listed[1].flags.contains(&Flag::Seen));
+    assert_eq!(
+        block_on(store.read_message(&a, INBOX, listed[0].uid)).unwrap(),
+        seen
+    );
+    assert_eq!(
+        block_on(store.read_message(&a, INBOX, listed[1].uid)).unwrap(),
+        unseen
+    );
+    // The account files belong to the account service and stay as they were.
+    let dir = root.join(USER);
+    assert!(dir.join("enforceE2EEincoming").exists());
     let tokens = MaildirDeviceTokens::new(&root, Arc::new(InlineExecutor));
     assert_eq!(
         block_on(tokens.tokens(&a, NOW)).unwrap(),

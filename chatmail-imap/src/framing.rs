@@ -95,6 +95,7 @@ impl Framer {
                             return (used, Some(Frame::Command));
                         }
                         Some(_) => {
+                            self.keep_tag(rest);
                             used += rest.len().min(room + 1);
                             self.state = State::Discarding;
                         }
@@ -103,6 +104,7 @@ impl Framer {
                             used = input.len();
                         }
                         None => {
+                            self.keep_tag(rest);
                             used = input.len();
                             self.state = State::Discarding;
                         }
@@ -141,6 +143,12 @@ impl Framer {
             }
         }
         (used, None)
+    }
+
+    /// Keeps the start of an overlong line so that its tag can be answered.
+    fn keep_tag(&mut self, rest: &[u8]) {
+        let keep = 80usize.saturating_sub(self.buf.len()).min(rest.len());
+        self.buf.extend_from_slice(&rest[..keep]);
     }
 
     /// Accepts the announced literal. `large` keeps it outside the command buffer (the

@@ -570,10 +570,10 @@ impl Session {
         let authed = matches!(state, State::Authenticated | State::Selected);
         let selected = state == State::Selected;
         use CommandBody as C;
-        let allowed = match &cmd.body {
-            C::Capability | C::Noop | C::Logout | C::Id { .. } => true,
+        let refusal = match &cmd.body {
+            C::Capability | C::Noop | C::Logout | C::Id { .. } => None,
             C::StartTLS | C::Login { .. } | C::Authenticate { .. } => {
-                state == State::NotAuthenticated
+                (state != State::NotAuthenticated).then_some("Command not allowed in this state.")
             }
             C::Check
             | C::Close
@@ -584,15 +584,18 @@ impl Session {
             | C::Fetch { .. }
             | C::Store { .. }
             | C::Copy { .. }
-            | C::Move { .. } => selected,
-            _ => authed,
+            | C::Move { .. }
+                if !selected =>
+            {
+                Some(if authed {
+                    "No mailbox selected."
+                } else {
+                    "Not logged in."
+                })
+            }
+            _ => (!authed).then_some("Not logged in."),
         };
-        if !allowed {
-            let text = match state {
-                State::NotAuthenticated => "Not logged in.",
-                State::Authenticated if authed => "No mailbox selected.",
-                _ => "Command not allowed in this state.",
-            };
+        if let Some(text) = refusal {
             return self.bad(&tag, text);
         }
         match cmd.body {

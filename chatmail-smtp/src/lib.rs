@@ -1,2 +1,88 @@
-//! Sans-IO SMTP server (submission, MX, LMTP) and client engines (filled by issue 4).
+//! Sans-IO SMTP engines for a chatmail relay.
+//!
+//! * [`server::ServerSession`]: one connection of submission (587/465), MX (25) or LMTP,
+//!   robust against anything a peer sends; it drives chatmail-policy and hands accepted
+//!   messages to the embedder.
+//! * [`client::ClientSession`]: the SMTP client for delivery to other servers.
+//!
+//! Neither owns a socket, a clock or a runtime: bytes and time go in, bytes, requests
+//! and deadlines come out. That makes them testable byte by byte, fuzzable, and drivable
+//! by any runtime.
+//!
+//! # Driving a server session
+//!
+//! The loop below is the whole contract, here with an in-memory "peer" (a submission
+//! client sending an encrypted message) and an embedder that accepts every login and
+//! stores nothing. A real driver writes `Send` bytes to a socket, performs the TLS
+//! handshake on `StartTls`, and sleeps until `poll_timeout()`.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Instant;
+//! use chatmail_smtp::policy::{Policy, PolicyConfig};
+//! use chatmail_smtp::server::{
+//!     AuthAnswer, DeliveryAnswer, Output, Request, Role, ServerConfig, ServerSession,
+//!     Transport,
+//! };
+//!
+//! let core = chatmail_core::config::Config::with_domain("example.org");
+//! let policy = Arc::new(Policy::new(PolicyConfig::from(&core)));
+//! let config = Arc::new(ServerConfig::new(Role::Submission, "mail.example.org"));
+//! let now = Instant::now();
+//! let mut session = ServerSession::new(config, policy, Transport::Tls, now);
+//!
+//! let encrypted = std::fs::read_to_string(concat!(
+//!     env!("CARGO_MANIFEST_DIR"),
+//!     "/../testdata/fixtures/encrypted.eml"
+//! ))
+//! .unwrap()
+//! .replace("{from_addr}", "alice@example.org")
+//! .replace("{to_addr}", "bob@example.org")
+//! .replace("\r\n", "\n")
+//! .replace('\n', "\r\n");
+//! let client = format!(
+//!     "EHLO client\r\nAUTH PLAIN AGFsaWNlQGV4YW1wbGUub3JnAHNlY3JldHBhc3M=\r\n\
+//!      MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n\
+//!      {encrypted}.\r\nQUIT\r\n"
+//! );
+//!
+//! let mut wire = Vec::new(); // what the driver would write to the socket
+//! let mut delivered = Vec::new();
+//! session.feed(client.as_bytes(), now);
+//! loop {
+//!     let Some(output) = session.poll() else {
+//!         // Nothing to do until the peer sends more or the clock reaches
+//!         // `session.poll_timeout()`; this peer has sent everything.
+//!         break;
+//!     };
+//!     match output {
+//!         Output::Send(bytes) => wire.extend_from_slice(&bytes),
+//!         Output::Request(Request::Authenticate { id, login, .. }) => {
+//!             session.answer_auth(id, AuthAnswer::Success { user: login }, now).unwrap();
+//!         }
+//!         Output::Request(Request::Recipient { id, .. }) => unreachable!("MX/LMTP only"),
+//!         Output::Request(Request::Deliver { id, delivery }) => {
+//!             delivered.push(delivery); // make it durable first, then:
+//!             session.answer_delivery(id, DeliveryAnswer::Durable, now).unwrap();
+//!         }
+//!         Output::StartTls => session.tls_started(now), // after the handshake
+//!         Output::Close => break,
+//!     }
+//! }
+//! let wire = String::from_utf8(wire).unwrap();
+//! assert!(wire.starts_with("220 mail.example.org ESMTP"));
+//! assert!(wire.contains("235 2.7.0"));
+//! assert!(wire.contains("250 2.0.0 Ok: message accepted for delivery"));
+//! assert!(wire.ends_with("221 2.0.0 Bye\r\n"));
+//! assert_eq!(delivered[0].recipients, ["bob@example.org"]);
+//! ```
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod client;
+mod reply;
+pub mod server;
+
+/// The acceptance policy this crate drives, re-exported so embedders and tests name the
+/// same types ([`policy::Policy`], [`policy::Reply`], ...).
+pub use chatmail_policy as policy;

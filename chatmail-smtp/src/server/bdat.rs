@@ -1,0 +1,153 @@
+//! `BDAT chunk-size [LAST]` (RFC 3030 CHUNKING): the message in counted chunks.
+//!
+//! The announced octets are always consumed, even when the command is refused (no
+//! transaction, too big, after a failed chunk): chunk data is never read as commands.
+//! Chunks carry no dot-stuffing. Line endings are checked across chunk borders like in
+//! DATA (the message must be CRLF text: 8BITMIME, not BINARYMIME).
+
+use super::data::MessageSink;
+use super::{Phase, ServerSession};
+use crate::policy::Reply;
+use crate::reply::reply;
+
+/// One announced chunk being read.
+#[derive(Debug)]
+pub(super) struct BdatChunk {
+    remaining: u64,
+    size: u64,
+    last: bool,
+    /// Why the chunk is refused; its octets are read and dropped.
+    refusal: Option<Reply>,
+}
+
+impl BdatChunk {
+    /// Reads up to the rest of the chunk from `input`; returns the bytes used.
+    pub(super) fn consume(&mut self, input: &[u8], sink: &mut MessageSink) -> usize {
+        let take = input
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        if self.refusal.is_none() {
+            let data = &input[..take];
+            sink.check_line_endings(data);
+            sink.store(data);
+        }
+        self.remaining -= take as u64;
+        take
+    }
+
+    pub(super) fn is_complete(&self) -> bool {
+        self.remaining == 0
+    }
+}
+
+impl MessageSink {
+    /// Notes bare CR or LF in chunk data, including a CR ending the previous chunk.
+    fn check_line_endings(&mut self, data: &[u8]) {
+        if self.bare_line_ending || data.is_empty() {
+            return;
+        }
+        let mut prev_cr = self.bytes.last() == Some(&b'\r');
+        if prev_cr && data[0] != b'\n' {
+            self.bare_line_ending = true;
+            return;
+        }
+        for i in memchr::memchr2_iter(b'\r', b'\n', data) {
+            let is_cr = data[i] == b'\r';
+            if is_cr {
+                if data.get(i + 1).is_some_and(|&b| b != b'\n') {
+                    self.bare_line_ending = true;
+                    return;
+                }
+            } else {
+                let preceded = if i == 0 {
+                    prev_cr
+                } else {
+                    data[i - 1] == b'\r'
+                };
+                if !preceded {
+                    self.bare_line_ending = true;
+                    return;
+                }
+            }
+            prev_cr = is_cr;
+        }
+    }
+}
+
+impl ServerSession {
+    /// `BDAT`: decides now whether the chunk is taken; its octets follow in any case.
+    pub(super) fn on_bdat(&mut self, size: u64, last: bool) {
+        let refusal = if self.hello.is_none() {
+            Some(reply(503, "5.5.1 Error: send HELO/EHLO first"))
+        } else if self.txn.mail_from.is_none() {
+            Some(reply(503, "5.5.1 Error: need MAIL command"))
+        } else if self.txn.recipients.is_empty() {
+            Some(reply(554, "5.5.1 Error: no valid recipients"))
+        } else {
+            None
+        };
+        if refusal.is_none() {
+            self.txn.bdat_started = true;
+        }
+        let chunk = BdatChunk {
+            remaining: size,
+            size,
+            last,
+            refusal,
+        };
+        if size == 0 {
+            // `BDAT 0 LAST` ends a message without any octets to wait for.
+            self.end_of_chunk(chunk);
+        } else {
+            self.phase = Phase::Bdat(chunk);
+        }
+    }
+
+    /// All octets of a chunk are in: reply, or end the message after `LAST`.
+    pub(super) fn end_of_chunk(&mut self, chunk: BdatChunk) {
+        if let Some(refusal) = chunk.refusal {
+            return self.send_error(refusal.code, &refusal.text);
+        }
+        if self.txn.message.too_big {
+            // RFC 3030: after a failed chunk the transaction is over; later chunks are
+            // refused (no MAIL) and consumed.
+            let size_reply = self.policy.size_exceeded_reply();
+            self.reset_transaction();
+            return self.send(&size_reply);
+        }
+        if chunk.last {
+            // A CR as the very last octet is bare too.
+            if self.txn.message.bytes.last() == Some(&b'\r') {
+                self.txn.message.bare_line_ending = true;
+            }
+            return self.end_of_message();
+        }
+        let text = format!("2.0.0 {} octets received", chunk.size);
+        self.send_reply(250, &text);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bare(chunks: &[&[u8]]) -> bool {
+        let mut sink = MessageSink::new(1 << 20);
+        for chunk in chunks {
+            sink.check_line_endings(chunk);
+            sink.store(chunk);
+        }
+        sink.bare_line_ending
+    }
+
+    #[test]
+    fn line_endings_across_chunks() {
+        assert!(!bare(&[b"a\r\nb\r\n"]));
+        assert!(!bare(&[b"a\r", b"\nb\r\n"]));
+        assert!(bare(&[b"a\r", b"b\r\n"]));
+        assert!(bare(&[b"a\nb"]));
+        assert!(bare(&[b"a\rb"]));
+        assert!(bare(&[b"\nb"]));
+        assert!(bare(&[b"a\r\r\n"]));
+    }
+}

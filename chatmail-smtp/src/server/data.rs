@@ -1,0 +1,235 @@
+//! `DATA` (RFC 5321 4.1.1.4) and the message text that follows it.
+//!
+//! The reader removes dot-stuffing and ends only at `<CRLF>.<CRLF>`. A bare LF or bare
+//! CR anywhere is remembered and the message refused after the terminator (RFC 5321
+//! 2.3.8), never taken as a line end: `\n.\r\n` is text, not an end of data, so nothing
+//! can be smuggled past the policy. Bytes are carried unchanged otherwise (8-bit,
+//! non-UTF-8). The size bound applies while reading: past it nothing more is stored, and
+//! the reply after the terminator is `552`.
+
+use super::{Phase, ServerSession};
+
+/// The message being received, bounded by the size limit, with what was seen on the way.
+#[derive(Debug, Default)]
+pub(super) struct MessageSink {
+    /// Received bytes, never more than `max_size`.
+    pub(super) bytes: Vec<u8>,
+    max_size: u64,
+    /// More than `max_size` bytes arrived; the excess was dropped.
+    pub(super) too_big: bool,
+    /// A CR not followed by LF, or an LF not preceded by CR, was seen.
+    pub(super) bare_line_ending: bool,
+}
+
+impl MessageSink {
+    pub(super) fn new(max_size: u64) -> MessageSink {
+        MessageSink {
+            bytes: Vec::new(),
+            max_size,
+            too_big: false,
+            bare_line_ending: false,
+        }
+    }
+
+    /// Appends `data` unless that crosses the size bound (then only notes it).
+    pub(super) fn store(&mut self, data: &[u8]) {
+        if self.too_big {
+            return;
+        }
+        if self.bytes.len() as u64 + data.len() as u64 > self.max_size {
+            self.too_big = true;
+            self.bytes = Vec::new();
+            return;
+        }
+        self.bytes.extend_from_slice(data);
+    }
+}
+
+/// Where in a line the DATA reader is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum At {
+    /// After CRLF (or right after `354`): a dot here is special.
+    LineStart,
+    /// A dot at the start of a line.
+    Dot,
+    /// `.` `CR` at the start of a line: LF ends the data.
+    DotCr,
+    /// Inside a line.
+    Text,
+    /// A CR inside a line; LF completes the line.
+    Cr,
+}
+
+/// Streaming reader of the text after `354`.
+#[derive(Debug)]
+pub(super) struct DataReader {
+    at: At,
+}
+
+impl DataReader {
+    pub(super) fn new() -> DataReader {
+        DataReader { at: At::LineStart }
+    }
+
+    /// Reads from `input` into `sink`. Returns the bytes used and whether the
+    /// terminating `<CRLF>.<CRLF>` was reached (input after it is not touched).
+    pub(super) fn consume(&mut self, input: &[u8], sink: &mut MessageSink) -> (usize, bool) {
+        let mut pos = 0;
+        while pos < input.len() {
+            match self.at {
+                At::Text => {
+                    // The common case: a run of text up to the next CR or LF.
+                    let rest = &input[pos..];
+                    match memchr::memchr2(b'\r', b'\n', rest) {
+                        None => {
+                            sink.store(rest);
+                            return (input.len(), false);
+                        }
+                        Some(i) => {
+                            sink.store(&rest[..i]);
+                            pos += i + 1;
+                            if rest[i] == b'\r' {
+                                self.at = At::Cr;
+                            } else {
+                                // Bare LF: kept as text, never a line start.
+                                sink.bare_line_ending = true;
+                                sink.store(b"\n");
+                            }
+                        }
+                    }
+                }
+                At::Cr => {
+                    let byte = input[pos];
+                    pos += 1;
+                    match byte {
+                        b'\n' => {
+                            sink.store(b"\r\n");
+                            self.at = At::LineStart;
+                        }
+                        b'\r' => {
+                            sink.bare_line_ending = true;
+                            sink.store(b"\r");
+                        }
+                        _ => {
+                            sink.bare_line_ending = true;
+                            sink.store(b"\r");
+                            pos -= 1;
+                            self.at = At::Text;
+                        }
+                    }
+                }
+                At::LineStart => {
+                    if input[pos] == b'.' {
+                        pos += 1;
+                        self.at = At::Dot;
+                    } else {
+                        self.at = At::Text;
+                    }
+                }
+                At::Dot => {
+                    if input[pos] == b'\r' {
+                        pos += 1;
+                        self.at = At::DotCr;
+                    } else {
+                        // A stuffed dot (RFC 5321 4.5.2): drop it, keep the rest.
+                        self.at = At::Text;
+                    }
+                }
+                At::DotCr => {
+                    if input[pos] == b'\n' {
+                        return (pos + 1, true);
+                    }
+                    // `.` CR x: the dot was stuffing, and the CR is bare.
+                    sink.bare_line_ending = true;
+                    sink.store(b"\r");
+                    self.at = At::Text;
+                }
+            }
+        }
+        (pos, false)
+    }
+}
+
+impl ServerSession {
+    /// `DATA`: `354` when a transaction has a sender and at least one recipient.
+    pub(super) fn on_data(&mut self) {
+        if self.hello.is_none() {
+            return self.send_error(503, "5.5.1 Error: send HELO/EHLO first");
+        }
+        if self.txn.mail_from.is_none() {
+            return self.send_error(503, "5.5.1 Error: need MAIL command");
+        }
+        if self.txn.bdat_started {
+            return self.send_error(503, "5.5.1 Error: BDAT transaction in progress");
+        }
+        if self.txn.recipients.is_empty() {
+            return self.send_error(554, "5.5.1 Error: no valid recipients");
+        }
+        self.send_reply(354, "End data with <CR><LF>.<CR><LF>");
+        self.phase = Phase::Data(DataReader::new());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(input: &[u8]) -> (MessageSink, usize, bool) {
+        let mut sink = MessageSink::new(1 << 20);
+        let (used, done) = DataReader::new().consume(input, &mut sink);
+        (sink, used, done)
+    }
+
+    #[test]
+    fn unstuffs_and_stops_at_the_terminator() {
+        let (sink, used, done) = read(b"a\r\n..b\r\n.c\r\n\r\n.\r\nQUIT\r\n");
+        assert!(done);
+        assert_eq!(used, b"a\r\n..b\r\n.c\r\n\r\n.\r\n".len());
+        assert_eq!(sink.bytes, b"a\r\n.b\r\nc\r\n\r\n");
+        assert!(!sink.bare_line_ending);
+    }
+
+    #[test]
+    fn empty_message() {
+        let (sink, used, done) = read(b".\r\n");
+        assert!(done && used == 3 && sink.bytes.is_empty());
+    }
+
+    #[test]
+    fn bare_lf_dot_is_not_a_terminator() {
+        for smuggle in [
+            &b"a\n.\nMAIL FROM:<x>\r\n"[..],
+            b"a\n.\r\nRCPT",
+            b"a\r\n.\nb",
+            b"a\r.\r\n",
+        ] {
+            let (sink, _, done) = read(smuggle);
+            assert!(!done, "{smuggle:?}");
+            assert!(sink.bare_line_ending, "{smuggle:?}");
+        }
+    }
+
+    #[test]
+    fn dot_cr_without_lf_is_a_bare_cr() {
+        let (sink, _, done) = read(b".\rx\r\n.\r\n");
+        assert!(done);
+        assert!(sink.bare_line_ending);
+    }
+
+    #[test]
+    fn eight_bit_bytes_pass_unchanged() {
+        let (sink, _, done) = read(b"\xff\xfe\x80 \xc3\xa9\r\n.\r\n");
+        assert!(done);
+        assert_eq!(sink.bytes, b"\xff\xfe\x80 \xc3\xa9\r\n");
+    }
+
+    #[test]
+    fn size_bound_drops_the_excess() {
+        let mut sink = MessageSink::new(10);
+        let mut reader = DataReader::new();
+        let (_, done) = reader.consume(&[b'x'; 100], &mut sink);
+        assert!(!done && sink.too_big && sink.bytes.capacity() == 0);
+        let (_, done) = reader.consume(b"\r\n.\r\n", &mut sink);
+        assert!(done && sink.too_big && sink.bytes.is_empty());
+    }
+}

@@ -1,0 +1,779 @@
+//! The SMTP server session: one value per connection, for submission, MX or LMTP.
+//!
+//! # Method kinds
+//!
+//! * **Inputs**: [`ServerSession::feed`] (bytes from the peer, any chunking),
+//!   [`ServerSession::tls_started`] (the driver finished the handshake asked for by
+//!   [`Output::StartTls`]), the answers to [`Request`]s
+//!   ([`ServerSession::answer_auth`], [`ServerSession::answer_recipient`],
+//!   [`ServerSession::answer_delivery`]) and [`ServerSession::handle_timeout`]. Every
+//!   input takes `now`: the session never reads a clock.
+//! * **Outputs**: [`ServerSession::poll`] (drain after every input) and
+//!   [`ServerSession::poll_timeout`] (when to call `handle_timeout` next).
+//! * **Getters**: [`ServerSession::wants_input`], [`ServerSession::is_closed`],
+//!   [`ServerSession::auth_user`], [`ServerSession::is_tls`],
+//!   [`ServerSession::buffered_len`].
+//!
+//! One file per command sits next to this one (`ehlo.rs`, `auth.rs`, `mail.rs`,
+//! `rcpt.rs`, `data.rs`, `bdat.rs`, ...); `deliver.rs` is the end of a message: size,
+//! line endings, the policy verdict and the `Deliver` request.
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::policy::{Direction, Policy, Reply};
+use crate::reply::{reply, write_line};
+
+mod auth;
+mod bdat;
+mod data;
+mod deliver;
+mod ehlo;
+mod expn;
+mod help;
+mod mail;
+mod noop;
+mod quit;
+mod rcpt;
+mod rset;
+mod starttls;
+mod vrfy;
+
+pub use deliver::{Delivery, DeliveryAnswer};
+
+/// Which service a session provides; decides the extensions offered, whether AUTH is
+/// required, which recipients are acceptable and which policy direction applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Ports 587 (STARTTLS) and 465 (implicit TLS): authenticated users send mail to any
+    /// recipient; the outgoing policy applies (spec 3.2).
+    Submission,
+    /// Port 25: other servers deliver mail for the relay's own domain; no AUTH; the
+    /// incoming policy applies (spec 3.3).
+    Mx,
+    /// LMTP (RFC 2033) for embedders behind another MTA: `LHLO`, recipients of the
+    /// relay's domain, one reply per recipient after the message; incoming policy.
+    Lmtp,
+}
+
+impl Role {
+    /// The policy direction of messages received in this role.
+    pub fn direction(self) -> Direction {
+        match self {
+            Role::Submission => Direction::Outgoing,
+            Role::Mx | Role::Lmtp => Direction::Incoming,
+        }
+    }
+}
+
+/// Limits and identity shared by all sessions of one listener (keep it in an `Arc`).
+///
+/// Build it with [`ServerConfig::new`], then adjust fields.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// The service of the listener.
+    pub role: Role,
+    /// Host name in the greeting, the EHLO reply and `421` goodbyes.
+    pub hostname: String,
+    /// Whether the driver can upgrade the connection (it has a certificate); decides
+    /// whether `STARTTLS` is offered. Not used by LMTP.
+    pub starttls_available: bool,
+    /// Whether MAIL (and AUTH) need TLS first, as the reference configures ports 25 and
+    /// 587: `530 5.7.0 Must issue a STARTTLS command first`. AUTH needs TLS always.
+    pub require_tls: bool,
+    /// Recipients per message (reference: 1000); more get `452 4.5.3`.
+    pub max_recipients: usize,
+    /// Longest command or AUTH line, CRLF included; longer lines get `500 5.5.6`.
+    pub max_line_length: usize,
+    /// Error replies after which the session says `421` and closes.
+    pub max_errors: u32,
+    /// Failed AUTH attempts after which the session says `421` and closes.
+    pub max_auth_failures: u32,
+    /// Delay before the n-th failed AUTH reply: n times this.
+    pub auth_failure_delay: Duration,
+    /// Silence from the peer after which the session says `421` and closes; RFC 5321
+    /// 4.5.3.2.7 asks for at least 5 minutes.
+    pub idle_timeout: Duration,
+    /// Unprocessed input kept while the session waits for the embedder or the clock;
+    /// a driver that honours [`ServerSession::wants_input`] never gets near it.
+    pub max_pending_input: usize,
+}
+
+impl ServerConfig {
+    /// A configuration with the reference's limits: TLS required, 1000 recipients,
+    /// 2048-byte lines, 20 errors, 3 AUTH failures (1 s, 2 s, 3 s delays), 5 minutes
+    /// idle, 1 MiB pending input; `STARTTLS` offered.
+    pub fn new(role: Role, hostname: impl Into<String>) -> ServerConfig {
+        ServerConfig {
+            role,
+            hostname: hostname.into(),
+            starttls_available: true,
+            require_tls: true,
+            max_recipients: 1000,
+            max_line_length: 2048,
+            max_errors: 20,
+            max_auth_failures: 3,
+            auth_failure_delay: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(5 * 60),
+            max_pending_input: 1 << 20,
+        }
+    }
+}
+
+/// The state of the transport when the session starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Plain TCP (ports 25 and 587 before `STARTTLS`, LMTP).
+    Cleartext,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+/// Identifies one [`Request`]; hand it back with the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RequestId(u64);
+
+/// A decision the session needs from the embedder. The session processes no further
+/// input until the matching answer arrives.
+#[derive(Debug)]
+pub enum Request {
+    /// Check a login, creating the account on first login (spec 2.2). Answer with
+    /// [`ServerSession::answer_auth`].
+    Authenticate {
+        /// Pass back with the answer.
+        id: RequestId,
+        /// The SASL authentication identity as sent.
+        login: String,
+        /// The cleartext password (the transport is TLS).
+        password: String,
+    },
+    /// May this local recipient receive mail (MX and LMTP), and does it accept cleartext
+    /// (no `enforceE2EEincoming` marker)? Answer with
+    /// [`ServerSession::answer_recipient`].
+    Recipient {
+        /// Pass back with the answer.
+        id: RequestId,
+        /// The recipient address, already known to be in the relay's domain.
+        address: String,
+    },
+    /// The policy accepted a message: make it durable for every recipient (local
+    /// mailboxes, outbound queue), then answer with [`ServerSession::answer_delivery`].
+    /// The `250` goes out only then.
+    Deliver {
+        /// Pass back with the answer.
+        id: RequestId,
+        /// Envelope and rewritten message.
+        delivery: Delivery,
+    },
+}
+
+/// What the driver does next; drain with [`ServerSession::poll`] after every input.
+#[derive(Debug)]
+pub enum Output {
+    /// Write these bytes to the peer (replies, coalesced).
+    Send(Vec<u8>),
+    /// Ask the embedder; answer with the method the variant names.
+    Request(Request),
+    /// Upgrade the transport to TLS, then call [`ServerSession::tls_started`]. All bytes
+    /// before this output have been sent in cleartext; input still buffered from before
+    /// the upgrade is dropped (no cleartext command injection).
+    StartTls,
+    /// Close the connection after writing everything sent before.
+    Close,
+}
+
+/// The embedder's answer to [`Request::Authenticate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthAnswer {
+    /// Logged in as `user` (the canonical address, e.g. lower-cased).
+    Success {
+        /// The account the session is now authenticated as.
+        user: String,
+    },
+    /// Wrong password, unknown user, or creation refused: `535 5.7.8` after a delay.
+    Invalid,
+    /// The account store is unavailable: `454 4.7.0`, not counted as a failure.
+    TemporaryFailure,
+}
+
+/// The embedder's answer to [`Request::Recipient`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecipientAnswer {
+    /// Take mail for this recipient.
+    Accept {
+        /// The recipient lacks the `enforceE2EEincoming` marker, so incoming cleartext
+        /// may be delivered to it (spec 3.3, rule 5).
+        accepts_cleartext: bool,
+    },
+    /// Refuse this recipient with this reply (e.g. `550 5.1.1` unknown, `452` quota).
+    Refuse(Reply),
+}
+
+/// A misused answer method: a programming error of the embedder, not of the peer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnswerError {
+    /// The session is not waiting for this request id (or for this kind of answer).
+    #[error("the session is not waiting for an answer to this request")]
+    NotWaiting,
+    /// A per-recipient delivery answer does not have one entry per recipient.
+    #[error("expected {expected} per-recipient outcomes, got {got}")]
+    RecipientCount {
+        /// Recipients of the message.
+        expected: usize,
+        /// Outcomes given.
+        got: usize,
+    },
+}
+
+/// Which greeting command the client used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hello {
+    Helo,
+    Ehlo,
+    Lhlo,
+}
+
+/// Where the byte stream from the peer currently goes.
+#[derive(Debug)]
+enum Phase {
+    /// Command lines.
+    Command,
+    /// A line exceeded the bound and was answered; drop bytes up to its LF.
+    DiscardLine,
+    /// A SASL exchange is waiting for the client's next base64 line.
+    AuthResponse(auth::AuthStep),
+    /// Message text after `354`, up to `<CRLF>.<CRLF>`.
+    Data(data::DataReader),
+    /// The octets of a `BDAT` chunk.
+    Bdat(bdat::BdatChunk),
+    /// After `Output::Close`: everything is ignored.
+    Closed,
+}
+
+/// What the session is blocked on; input is only buffered meanwhile.
+#[derive(Debug)]
+enum Wait {
+    Nothing,
+    Answer(RequestId, Awaited),
+    /// A reply held back until `until` (failed AUTH slows guessing).
+    Delay {
+        until: Instant,
+        reply: Reply,
+        then_close: bool,
+    },
+    /// `Output::StartTls` was emitted; waiting for `tls_started`.
+    Tls,
+}
+
+/// The kind of answer expected for an outstanding request.
+#[derive(Debug)]
+enum Awaited {
+    Auth,
+    Recipient(String),
+    /// The number of recipients (for LMTP's per-recipient replies).
+    Delivery(Vec<String>),
+}
+
+/// A recipient accepted in the current transaction.
+#[derive(Debug)]
+struct Recipient {
+    address: String,
+    accepts_cleartext: bool,
+}
+
+/// The mail transaction between MAIL and the end of the message (or RSET).
+#[derive(Debug, Default)]
+struct Transaction {
+    /// The reverse path after a successful MAIL (`""` for `<>`).
+    mail_from: Option<String>,
+    /// Submission: why the sender may not send (identity or rate); every RCPT gets it.
+    sender_failure: Option<Reply>,
+    recipients: Vec<Recipient>,
+    /// The message as received (unstuffed), bounded by the size limit.
+    message: data::MessageSink,
+    /// A BDAT chunk was accepted; DATA is no longer allowed in this transaction.
+    bdat_started: bool,
+}
+
+/// One SMTP, submission or LMTP connection, without any I/O.
+///
+/// See the [crate docs](crate) for the drive loop and the [module docs](self) for the
+/// method kinds.
+pub struct ServerSession {
+    config: Arc<ServerConfig>,
+    policy: Arc<Policy>,
+    tls: bool,
+    hello: Option<Hello>,
+    auth_user: Option<String>,
+    auth_failures: u32,
+    errors: u32,
+    txn: Transaction,
+    phase: Phase,
+    wait: Wait,
+    /// Bytes fed but not yet processed.
+    input: Vec<u8>,
+    outputs: VecDeque<Output>,
+    next_request: u64,
+    idle_deadline: Instant,
+}
+
+impl std::fmt::Debug for ServerSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerSession")
+            .field("role", &self.config.role)
+            .field("tls", &self.tls)
+            .field("hello", &self.hello)
+            .field("auth_user", &self.auth_user)
+            .field("phase", &self.phase)
+            .field("wait", &self.wait)
+            .field("recipients", &self.txn.recipients.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerSession {
+    /// Starts a session: the `220` greeting is the first output.
+    pub fn new(
+        config: Arc<ServerConfig>,
+        policy: Arc<Policy>,
+        transport: Transport,
+        now: Instant,
+    ) -> ServerSession {
+        let idle_deadline = now + config.idle_timeout;
+        let mut session = ServerSession {
+            tls: transport == Transport::Tls,
+            hello: None,
+            auth_user: None,
+            auth_failures: 0,
+            errors: 0,
+            txn: Transaction::default(),
+            phase: Phase::Command,
+            wait: Wait::Nothing,
+            input: Vec::new(),
+            outputs: VecDeque::new(),
+            next_request: 0,
+            idle_deadline,
+            config,
+            policy,
+        };
+        session.txn.message = data::MessageSink::new(session.max_message_size());
+        let service = if session.config.role == Role::Lmtp {
+            "LMTP"
+        } else {
+            "ESMTP"
+        };
+        let greeting = format!("{} {service} chatmail", session.config.hostname);
+        session.send_reply(220, &greeting);
+        session
+    }
+
+    // ----- inputs -----
+
+    /// Input: bytes received from the peer, in any chunking.
+    ///
+    /// Processes as much as possible; while the session waits for an answer, the clock
+    /// or the TLS handshake, bytes are only buffered (bounded by
+    /// [`ServerConfig::max_pending_input`], beyond which the session says `421`).
+    pub fn feed(&mut self, bytes: &[u8], now: Instant) {
+        if matches!(self.phase, Phase::Closed) {
+            return;
+        }
+        self.idle_deadline = now + self.config.idle_timeout;
+        match self.wait {
+            // Cleartext bytes after STARTTLS are an injection attempt or a broken
+            // client; they must never be read as commands of the TLS session.
+            Wait::Tls => return,
+            Wait::Nothing => {}
+            Wait::Answer(..) | Wait::Delay { .. } => {
+                if self.input.len() + bytes.len() > self.config.max_pending_input {
+                    self.goodbye("4.7.0", "Error: too much pipelined input");
+                    return;
+                }
+            }
+        }
+        self.input.extend_from_slice(bytes);
+        self.process(now);
+    }
+
+    /// Input: the TLS handshake asked for by [`Output::StartTls`] completed. The session
+    /// starts over (RFC 3207): the client must send EHLO again.
+    pub fn tls_started(&mut self, now: Instant) {
+        if !matches!(self.wait, Wait::Tls) {
+            return;
+        }
+        self.wait = Wait::Nothing;
+        self.tls = true;
+        self.hello = None;
+        self.reset_transaction();
+        self.idle_deadline = now + self.config.idle_timeout;
+    }
+
+    /// Input: the clock reached [`ServerSession::poll_timeout`]. Releases a delayed
+    /// reply, or closes an idle session with `421 4.4.2`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.wait {
+            Wait::Delay { until, .. } if now >= until => {
+                let Wait::Delay {
+                    reply, then_close, ..
+                } = std::mem::replace(&mut self.wait, Wait::Nothing)
+                else {
+                    return;
+                };
+                self.send(&reply);
+                if then_close {
+                    self.goodbye("4.7.0", "Error: too many failed authentication attempts");
+                    return;
+                }
+                // The peer was not silent; it was us who waited.
+                self.idle_deadline = now + self.config.idle_timeout;
+                self.process(now);
+            }
+            Wait::Nothing | Wait::Tls
+                if now >= self.idle_deadline && !matches!(self.phase, Phase::Closed) =>
+            {
+                self.goodbye("4.4.2", "Error: timeout exceeded");
+            }
+            _ => {}
+        }
+    }
+
+    // ----- outputs -----
+
+    /// Output: the next thing for the driver to do, `None` when there is nothing now.
+    pub fn poll(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// Output: when [`ServerSession::handle_timeout`] must be called next; `None` while
+    /// waiting for the embedder (not the peer's time) or after close.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if matches!(self.phase, Phase::Closed) {
+            return None;
+        }
+        match self.wait {
+            Wait::Delay { until, .. } => Some(until),
+            Wait::Answer(..) => None,
+            Wait::Nothing | Wait::Tls => Some(self.idle_deadline),
+        }
+    }
+
+    // ----- getters -----
+
+    /// Whether the driver should read more from the peer now. False while the session
+    /// waits (answer, delay, handshake) or after close: reading on would only buffer.
+    pub fn wants_input(&self) -> bool {
+        matches!(self.wait, Wait::Nothing) && !matches!(self.phase, Phase::Closed)
+    }
+
+    /// Whether the session has emitted [`Output::Close`].
+    pub fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed)
+    }
+
+    /// Bytes fed but not processed yet: never more than a line while the session reads
+    /// commands, at most [`ServerConfig::max_pending_input`] while it waits.
+    pub fn buffered_len(&self) -> usize {
+        self.input.len()
+    }
+
+    /// The account the client authenticated as (submission).
+    pub fn auth_user(&self) -> Option<&str> {
+        self.auth_user.as_deref()
+    }
+
+    /// Whether the transport is TLS (implicit or after `STARTTLS`).
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    // ----- internals shared by the command files -----
+
+    fn max_message_size(&self) -> u64 {
+        self.policy.config().max_message_size
+    }
+
+    fn new_request_id(&mut self) -> RequestId {
+        self.next_request += 1;
+        RequestId(self.next_request)
+    }
+
+    /// Emits a request and blocks input processing until its answer.
+    fn request(&mut self, request: Request, awaited: Awaited) {
+        let id = match &request {
+            Request::Authenticate { id, .. }
+            | Request::Recipient { id, .. }
+            | Request::Deliver { id, .. } => *id,
+        };
+        self.wait = Wait::Answer(id, awaited);
+        self.outputs.push_back(Output::Request(request));
+    }
+
+    /// Ends the wait for request `id` if `extract` recognises the awaited kind (it
+    /// hands back what it does not recognise; the wait then goes on).
+    fn take_awaited<T>(
+        &mut self,
+        id: RequestId,
+        extract: impl FnOnce(Awaited) -> Result<T, Awaited>,
+    ) -> Result<T, AnswerError> {
+        match std::mem::replace(&mut self.wait, Wait::Nothing) {
+            Wait::Answer(waiting, awaited) if waiting == id => match extract(awaited) {
+                Ok(value) => Ok(value),
+                Err(awaited) => {
+                    self.wait = Wait::Answer(waiting, awaited);
+                    Err(AnswerError::NotWaiting)
+                }
+            },
+            other => {
+                self.wait = other;
+                Err(AnswerError::NotWaiting)
+            }
+        }
+    }
+
+    fn push_bytes(&mut self, bytes: &[u8]) {
+        if let Some(Output::Send(pending)) = self.outputs.back_mut() {
+            pending.extend_from_slice(bytes);
+        } else {
+            self.outputs.push_back(Output::Send(bytes.to_vec()));
+        }
+    }
+
+    /// Queues one single-line reply.
+    fn send_reply(&mut self, code: u16, text: &str) {
+        let mut line = Vec::with_capacity(text.len() + 6);
+        write_line(&mut line, code, false, text);
+        self.push_bytes(&line);
+    }
+
+    fn send(&mut self, reply: &Reply) {
+        self.send_reply(reply.code, &reply.text);
+    }
+
+    /// Queues a reply that reports a client error and counts it against the budget;
+    /// the budget exhausted, the session says `421` and closes.
+    fn send_error(&mut self, code: u16, text: &str) {
+        self.send_reply(code, text);
+        self.errors += 1;
+        if self.errors >= self.config.max_errors {
+            self.goodbye("4.7.0", "Error: too many errors");
+        }
+    }
+
+    /// `421 <host> <text>` then close: the peer always gets a goodbye.
+    fn goodbye(&mut self, enhanced: &str, text: &str) {
+        let line = format!("{enhanced} {} {text}", self.config.hostname);
+        self.send_reply(421, &line);
+        self.close();
+    }
+
+    fn close(&mut self) {
+        self.phase = Phase::Closed;
+        self.wait = Wait::Nothing;
+        self.input = Vec::new();
+        self.txn = Transaction::default();
+        self.outputs.push_back(Output::Close);
+    }
+
+    fn reset_transaction(&mut self) {
+        let size = self.max_message_size();
+        self.txn = Transaction {
+            message: data::MessageSink::new(size),
+            ..Transaction::default()
+        };
+    }
+
+    /// Runs buffered input through the current phase until it is used up, the session
+    /// blocks, or it closes.
+    fn process(&mut self, now: Instant) {
+        let mut input = std::mem::take(&mut self.input);
+        let mut pos = 0;
+        while pos < input.len() && matches!(self.wait, Wait::Nothing) {
+            let rest = &input[pos..];
+            match std::mem::replace(&mut self.phase, Phase::Command) {
+                Phase::Closed => {
+                    self.phase = Phase::Closed;
+                    break;
+                }
+                Phase::Command => match memchr::memchr(b'\n', rest) {
+                    Some(lf) => {
+                        pos += lf + 1;
+                        self.on_line(&rest[..=lf], None, now);
+                    }
+                    None => {
+                        if rest.len() > self.config.max_line_length {
+                            pos = input.len();
+                            self.line_too_long();
+                        }
+                        break;
+                    }
+                },
+                Phase::AuthResponse(step) => match memchr::memchr(b'\n', rest) {
+                    Some(lf) => {
+                        pos += lf + 1;
+                        self.on_line(&rest[..=lf], Some(step), now);
+                    }
+                    None => {
+                        if rest.len() > self.config.max_line_length {
+                            pos = input.len();
+                            self.line_too_long();
+                        } else {
+                            self.phase = Phase::AuthResponse(step);
+                        }
+                        break;
+                    }
+                },
+                Phase::DiscardLine => match memchr::memchr(b'\n', rest) {
+                    Some(lf) => pos += lf + 1,
+                    None => {
+                        pos = input.len();
+                        self.phase = Phase::DiscardLine;
+                    }
+                },
+                Phase::Data(mut reader) => {
+                    let (used, finished) = reader.consume(rest, &mut self.txn.message);
+                    pos += used;
+                    if finished {
+                        self.end_of_message();
+                    } else {
+                        self.phase = Phase::Data(reader);
+                    }
+                }
+                Phase::Bdat(mut chunk) => {
+                    pos += chunk.consume(rest, &mut self.txn.message);
+                    if chunk.is_complete() {
+                        self.end_of_chunk(chunk);
+                    } else {
+                        self.phase = Phase::Bdat(chunk);
+                    }
+                }
+            }
+        }
+        if matches!(self.phase, Phase::Closed) || matches!(self.wait, Wait::Tls) {
+            // Nothing after QUIT/421 is read, nor cleartext after STARTTLS.
+            return;
+        }
+        input.drain(..pos);
+        // Keep the allocation, but not a huge one left by a burst of pipelining.
+        if input.capacity() > 4 * self.config.max_line_length.max(4096) && input.is_empty() {
+            input = Vec::new();
+        }
+        self.input = input;
+    }
+
+    /// A command or AUTH line grew past the bound without LF: answer now (bounded
+    /// memory) and drop the rest of the line.
+    fn line_too_long(&mut self) {
+        self.phase = Phase::DiscardLine;
+        self.send_error(500, "5.5.6 Error: line too long");
+    }
+
+    /// One complete line (LF included) in command or AUTH phase.
+    fn on_line(&mut self, line: &[u8], auth_step: Option<auth::AuthStep>, now: Instant) {
+        if line.len() > self.config.max_line_length {
+            return self.send_error(500, "5.5.6 Error: line too long");
+        }
+        let Some(content) = line.strip_suffix(b"\r\n") else {
+            // RFC 5321 2.3.8: only CRLF ends a line; a bare LF is where SMTP smuggling
+            // starts, so the whole line is refused, never partly executed.
+            return self.send_error(500, "5.5.2 Error: bare <LF> received");
+        };
+        if memchr::memchr(b'\r', content).is_some() {
+            return self.send_error(500, "5.5.2 Error: bare <CR> received");
+        }
+        if memchr::memchr(0, content).is_some() {
+            return self.send_error(500, "5.5.2 Error: NUL byte in command");
+        }
+        if let Some(step) = auth_step {
+            return self.on_auth_response(step, content);
+        }
+        let Ok(text) = std::str::from_utf8(content) else {
+            return self.send_error(500, "5.5.2 Error: command is not valid UTF-8");
+        };
+        self.on_command(text, line, now);
+    }
+
+    /// Dispatches one command line to the file that handles it.
+    fn on_command(&mut self, text: &str, line: &[u8], now: Instant) {
+        use smtp_proto::{Error as ParseError, Request as Command};
+        let parsed = Command::parse(&mut line.iter());
+        match parsed {
+            Ok(Command::Ehlo { host }) => self.on_ehlo(&host),
+            Ok(Command::Helo { host }) => self.on_helo(&host),
+            Ok(Command::Lhlo { host }) => self.on_lhlo(&host),
+            Ok(Command::StartTls) => self.on_starttls(),
+            Ok(Command::Auth {
+                mechanism,
+                initial_response,
+            }) => self.on_auth(mechanism, &initial_response),
+            Ok(Command::Mail { from }) => self.on_mail(from, now),
+            Ok(Command::Rcpt { to }) => self.on_rcpt(to, text),
+            Ok(Command::Data) => self.on_data(),
+            Ok(Command::Bdat {
+                chunk_size,
+                is_last,
+            }) => self.on_bdat(chunk_size as u64, is_last),
+            Ok(Command::Rset) => self.on_rset(),
+            Ok(Command::Noop { .. }) => self.on_noop(),
+            Ok(Command::Vrfy { .. }) => self.on_vrfy(),
+            Ok(Command::Expn { .. }) => self.on_expn(),
+            Ok(Command::Help { .. }) => self.on_help(),
+            Ok(Command::Quit) => self.on_quit(),
+            Ok(Command::Etrn { .. } | Command::Atrn { .. } | Command::Burl { .. }) => {
+                self.send_error(502, "5.5.1 Error: command not implemented")
+            }
+            Err(ParseError::UnknownCommand) => {
+                self.send_error(500, "5.5.2 Error: command not recognized")
+            }
+            Err(ParseError::InvalidSenderAddress) => {
+                self.send_error(501, "5.1.7 Bad sender address syntax")
+            }
+            Err(ParseError::InvalidRecipientAddress) => {
+                self.send_error(501, "5.1.3 Bad recipient address syntax")
+            }
+            Err(ParseError::UnsupportedParameter { param }) => {
+                let text = format!("5.5.4 Unsupported parameter {}", printable(&param));
+                self.send_error(555, &text)
+            }
+            Err(ParseError::InvalidParameter { param }) => {
+                let text = format!("5.5.4 Invalid parameter {param}");
+                self.send_error(501, &text)
+            }
+            Err(ParseError::SyntaxError { syntax }) => {
+                if syntax.starts_with("AUTH") && text.trim_end().contains(' ') {
+                    // The grammar knows the mechanism names; one we do not offer.
+                    self.send_error(504, "5.5.4 Unrecognized authentication type")
+                } else {
+                    self.send_error(501, &format!("5.5.4 Syntax: {syntax}"))
+                }
+            }
+            Err(_) => self.send_error(500, "5.5.2 Error: syntax error"),
+        }
+    }
+}
+
+/// Shortens peer-chosen text quoted in a reply.
+fn printable(text: &str) -> Cow<'_, str> {
+    if text.len() <= 64 {
+        Cow::Borrowed(text)
+    } else {
+        let mut end = 64;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        Cow::Owned(format!("{}...", &text[..end]))
+    }
+}
+
+/// The domain of an address (after the last `@`), if it has one.
+fn domain_of(address: &str) -> Option<&str> {
+    address.rsplit_once('@').map(|(_, domain)| domain)
+}
+
+/// `Ok` reply used by several commands.
+fn ok() -> Reply {
+    reply(250, "2.0.0 Ok")
+}

@@ -1,0 +1,11 @@
+//! `RSET`: abandon the current mail transaction (RFC 5321 4.1.1.5).
+
+use super::{ok, ServerSession};
+
+impl ServerSession {
+    /// `RSET`: drops sender, recipients and message; greeting and login stay.
+    pub(super) fn on_rset(&mut self) {
+        self.reset_transaction();
+        self.send(&ok());
+    }
+}

@@ -18,8 +18,8 @@
 //!   [`maildir::INDEX_FILE`].
 //!
 //! Accounts (whether an address may log in, its password) are not the store's business:
-//! the caller checks them with [`crate::account`] first. The store creates an account's
-//! maildir on its first write.
+//! the caller checks them with [`crate::account`] first. The maildir store creates an
+//! account's maildir on first use, as Dovecot does.
 //!
 //! # Semantics every backend keeps
 //!

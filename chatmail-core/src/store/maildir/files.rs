@@ -97,6 +97,24 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Replaces `dir/name` with `contents` durably: `<name>.tmp` is written and fsynced,
+/// renamed over `name`, and `dir` fsynced. The caller is the file's only writer.
+pub(crate) fn write_replace(dir: &Path, name: &str, contents: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let target = dir.join(name);
+    // A temp file left by a crash is stale.
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = create_new_file(&tmp)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, &target)?;
+    sync_dir(dir)
+}
+
 /// Creates `dir` with `cur/ new/ tmp/` (owner-only, as Dovecot does), if missing.
 pub(crate) fn create_maildir(dir: &Path) -> io::Result<()> {
     for sub in ["cur", "new", "tmp"] {

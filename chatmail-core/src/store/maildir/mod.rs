@@ -63,7 +63,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use self::files::{base_of, sync_dir, Sub};
+use self::files::{base_of, sync_dir, write_replace, Sub};
 use self::uidlist::FileRef;
 use super::index::{check_keywords, sorted_uids, MailboxIndex};
 use super::memory::{flag_changes, renamed_names};
@@ -81,6 +81,13 @@ pub const SUBSCRIPTIONS_FILE: &str = "chatmail-subscriptions";
 
 /// Dovecot's subscriptions file (first line `V\t2`, then names), read if ours is missing.
 const DOVECOT_SUBSCRIPTIONS_FILE: &str = "subscriptions";
+
+/// The file in `mailboxes_dir` that reserves UIDVALIDITY values across restarts (its name
+/// has no `@`, so the expiry does not take it for an account).
+pub const UID_VALIDITY_FILE: &str = "chatmail-uidvalidity";
+
+/// How many UIDVALIDITY values one write of [`UID_VALIDITY_FILE`] reserves.
+const UID_VALIDITY_BLOCK: u32 = 1024;
 
 /// Maildir++ marks a folder directory with this empty file.
 const FOLDER_MARKER: &str = "maildirfolder";
@@ -114,10 +121,16 @@ struct Inner {
     limits: StoreLimits,
     hub: ChangeHub,
     accounts: Mutex<HashMap<Address, Arc<AccountDir>>>,
-    last_uid_validity: Mutex<u32>,
+    uid_validity: Mutex<IssuedUidValidity>,
     /// Makes the names of files this process writes unique (with the pid and the time).
     name_seq: AtomicU64,
     host: String,
+}
+
+/// UIDVALIDITY values handed out: the last one, and the end of the block reserved on disk.
+struct IssuedUidValidity {
+    last: u32,
+    reserved_until: u32,
 }
 
 struct AccountDir {
@@ -161,6 +174,13 @@ impl MaildirStore {
         let root = mailboxes_dir.into();
         std::fs::create_dir_all(&root)
             .map_err(|e| StoreError::io(format!("creating {}", root.display()), e))?;
+        let reserved = match std::fs::read_to_string(root.join(UID_VALIDITY_FILE)) {
+            Ok(text) => text.trim().parse().map_err(|_| {
+                StoreError::Corrupt(format!("{UID_VALIDITY_FILE} holds {text:?}, not a number"))
+            })?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(StoreError::io(format!("reading {UID_VALIDITY_FILE}"), e)),
+        };
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .unwrap_or_default()
             .trim()
@@ -180,7 +200,10 @@ impl MaildirStore {
                 limits: StoreLimits::default(),
                 hub: ChangeHub::new(),
                 accounts: Mutex::new(HashMap::new()),
-                last_uid_validity: Mutex::new(0),
+                uid_validity: Mutex::new(IssuedUidValidity {
+                    last: reserved,
+                    reserved_until: reserved,
+                }),
                 name_seq: AtomicU64::new(0),
                 host: if host.is_empty() {
                     "localhost".into()
@@ -271,11 +294,22 @@ impl Inner {
 
     /// A UIDVALIDITY never handed out before by this process: the current time, or one
     /// more than the last if that is not later.
-    fn new_uid_validity(&self) -> UidValidity {
-        let mut last = lock(&self.last_uid_validity);
+    /// A UIDVALIDITY never handed out before for this `mailboxes_dir`: the current
+    /// time, or one more than the last if that is not later. Values are reserved in
+    /// blocks in [`UID_VALIDITY_FILE`], so a restart (or a clock that went back) cannot
+    /// hand out one again: a mailbox deleted and created again always gets a new one.
+    fn new_uid_validity(&self) -> Result<UidValidity, StoreError> {
+        let mut issued = lock(&self.uid_validity);
         let now = u32::try_from(now_secs()).unwrap_or(u32::MAX);
-        *last = now.max(last.saturating_add(1));
-        UidValidity(*last)
+        let next = now.max(issued.last.saturating_add(1));
+        if next >= issued.reserved_until {
+            let reserved_until = next.saturating_add(UID_VALIDITY_BLOCK);
+            write_replace(&self.root, UID_VALIDITY_FILE, format!("{reserved_until}\n").as_bytes())
+                .map_err(|e| StoreError::io("reserving UIDVALIDITY values", e))?;
+            issued.reserved_until = reserved_until;
+        }
+        issued.last = next;
+        Ok(UidValidity(next))
     }
 
     /// A base name unique to this process and time, Dovecot-style.
@@ -371,16 +405,8 @@ impl AccountDir {
             text.push_str(name);
             text.push('\n');
         }
-        let tmp = self.path.join(format!("{SUBSCRIPTIONS_FILE}.tmp"));
-        let result = (|| {
-            let _ = std::fs::remove_file(&tmp);
-            let mut file = files::create_new_file(&tmp)?;
-            file.write_all(text.as_bytes())?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, self.path.join(SUBSCRIPTIONS_FILE))?;
-            sync_dir(&self.path)
-        })();
-        result.map_err(|e| StoreError::io("writing subscriptions", e))
+        write_replace(&self.path, SUBSCRIPTIONS_FILE, text.as_bytes())
+            .map_err(|e| StoreError::io("writing subscriptions", e))
     }
 
     /// The state of an existing mailbox, loaded (and scanned) on first use.
@@ -403,9 +429,17 @@ impl AccountDir {
 
     fn load(&self, inner: &Inner, name: &str) -> Result<MailboxState, StoreError> {
         let dir = self.mailbox_dir(name);
-        let on_disk = dir.join("cur").is_dir();
+        let mut on_disk = dir.join("cur").is_dir();
         if !on_disk && name != INBOX {
             return Err(StoreError::NoSuchMailbox(name.to_string()));
+        }
+        if !on_disk {
+            // The caller vouches that the account exists (as Dovecot, the maildir is
+            // created on first use), and INBOX's UIDVALIDITY must be on disk before
+            // anyone sees it.
+            files::create_maildir(&dir)
+                .map_err(|e| StoreError::io(format!("creating {}", dir.display()), e))?;
+            on_disk = true;
         }
         let mut state = MailboxState {
             name: name.to_string(),
@@ -449,7 +483,7 @@ impl AccountDir {
             None => {
                 // No index, or an unreadable one: the files get UIDs under a new
                 // UIDVALIDITY, so clients drop whatever they cached.
-                state.index = MailboxIndex::new(inner.new_uid_validity());
+                state.index = MailboxIndex::new(inner.new_uid_validity()?);
                 if on_disk {
                     state.compact()?;
                 }
@@ -613,11 +647,11 @@ impl MailboxState {
         if self.name != INBOX {
             return Err(StoreError::NoSuchMailbox(self.name.clone()));
         }
-        if self.log.is_none() && self.index.messages.is_empty() {
-            return Ok(()); // an INBOX that never had a directory
+        if self.log.is_none() {
+            return Ok(()); // reset already; recreated on the next write
         }
         // The account was removed: whatever comes next is a new mailbox.
-        self.index = MailboxIndex::new(inner.new_uid_validity());
+        self.index = MailboxIndex::new(inner.new_uid_validity()?);
         self.by_base.clear();
         self.log = None;
         self.log_records = 0;
@@ -730,7 +764,7 @@ impl Inner {
             _ => {}
         }
         // A leftover index (a crashed DELETE) must not revive old UIDs.
-        let index = MailboxIndex::new(self.new_uid_validity());
+        let index = MailboxIndex::new(self.new_uid_validity()?);
         uidlist::rewrite(&dir, &index).map_err(io_err)?;
         sync_dir(&account.path).map_err(io_err)?;
         Ok(())

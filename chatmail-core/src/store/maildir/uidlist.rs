@@ -17,10 +17,10 @@
 
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 
-use super::files::{create_new_file, sync_dir, Sub};
+use super::files::{write_replace, Sub};
 use crate::store::index::MailboxIndex;
 use crate::types::{Flag, Flags, MessageMeta, ModSeq, Uid, UidValidity};
 
@@ -198,23 +198,11 @@ pub(crate) fn snapshot(index: &MailboxIndex<FileRef>) -> String {
     out
 }
 
-/// Replaces `dir/INDEX_FILE` with a snapshot of `index`, durably (temp file, fsync,
-/// rename, directory fsync), and returns the file opened for appending records.
+/// Replaces `dir/INDEX_FILE` with a snapshot of `index`, durably, and returns the file
+/// opened for appending records.
 pub(crate) fn rewrite(dir: &Path, index: &MailboxIndex<FileRef>) -> io::Result<File> {
-    let tmp = dir.join(format!("{INDEX_FILE}.tmp"));
-    let target = dir.join(INDEX_FILE);
-    // A temp file left by a crash is stale: the mailbox lock makes us its only writer.
-    match std::fs::remove_file(&tmp) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    let mut file = create_new_file(&tmp)?;
-    file.write_all(snapshot(index).as_bytes())?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, &target)?;
-    sync_dir(dir)?;
-    OpenOptions::new().append(true).open(target)
+    write_replace(dir, INDEX_FILE, snapshot(index).as_bytes())?;
+    OpenOptions::new().append(true).open(dir.join(INDEX_FILE))
 }
 
 #[cfg(test)]

@@ -1,7 +1,30 @@
 #!/usr/bin/env bash
 # The project's test command (the README's second command; CI runs it too).
-# Unit, property and engine tests of every crate, the doc tests, and the examples' tests.
+#
+# 1. Unit, property, engine and doc tests of every crate (cargo).
+# 2. End-to-end: the `relay` example on 127.0.0.1 driven by real clients — python
+#    smtplib/imaplib, swaks (if installed), and Delta Chat core itself
+#    (deltachat-rpc-server + deltachat-rpc-client from PyPI, in a venv created here).
+#    Set CHATMAIL_SKIP_E2E=1 to run only the cargo tests.
 set -euo pipefail
 cd "$(dirname "$0")"
+
 cargo test --workspace --all-targets
 cargo test --workspace --doc
+
+if [ "${CHATMAIL_SKIP_E2E:-}" = 1 ]; then
+  echo "CHATMAIL_SKIP_E2E=1: end-to-end tests skipped"
+  exit 0
+fi
+
+# The relay example in the debug profile: the cargo tests above built the dependencies
+# already, and nothing in these tests measures speed.
+cargo build --example relay
+if [ ! -x .venv/bin/pytest ] || ! .venv/bin/python -c 'import deltachat_rpc_client' 2>/dev/null; then
+  python3 -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check pytest==8.3.4 \
+    deltachat-rpc-server==2.65.0 deltachat-rpc-client==2.65.0
+fi
+export PATH="$PWD/.venv/bin:$PATH"
+CHATMAIL_RELAY_BIN="$PWD/target/debug/examples/relay" \
+  .venv/bin/pytest -q -p no:cacheprovider tests/e2e

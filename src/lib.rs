@@ -1,7 +1,8 @@
 //! `chatmail`: embed a chatmail relay in your own program.
 //!
-//! Re-exports the engine crates; the runtime-agnostic `Relay` and the tokio driver come
-//! with a later issue.
+//! [`Relay`] assembles the engine crates into one relay and answers their requests; it
+//! is runtime-agnostic. The `tokio` feature (on by default) adds [`tokio_driver`], which
+//! puts the engines on the network with rustls.
 #![forbid(unsafe_code)]
 
 pub use chatmail_core as core;
@@ -10,4 +11,10 @@ pub use chatmail_policy as policy;
 pub use chatmail_smtp as smtp;
 
 pub mod credentials;
+pub mod relay;
 pub mod web;
+
+pub use relay::{Relay, RelayBuilder};
+
+#[cfg(feature = "tokio")]
+pub mod tokio_driver;

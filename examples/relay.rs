@@ -1,0 +1,170 @@
+//! The runnable chatmail relay.
+//!
+//! ```sh
+//! cargo run --release --example relay                       # embedded default
+//! cargo run --release --example relay -- --config chatmail.ini [--data-dir DIR]
+//! ```
+//!
+//! Without `--config` it runs the embedded default: mail domain `_chat.localhost`
+//! (self-signed TLS, as the reference does for `_` domains), every listener on
+//! 127.0.0.1 on unprivileged ports, data in `./relay-data` (created). It prints the ports
+//! and a `dclogin:` URL of a fresh account so that a Delta Chat app can connect at once,
+//! then one line containing `ready` when every listener accepts connections.
+//! Ctrl-C (or SIGTERM) shuts down gracefully.
+
+use chatmail::core::config::Config;
+use chatmail::credentials::Credentials;
+use chatmail::tokio_driver::{blocking_executor, Server};
+use chatmail::Relay;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+const USAGE: &str = "usage: relay [--config chatmail.ini] [--data-dir DIR]";
+
+/// The embedded default: loopback, unprivileged ports, self-signed TLS.
+fn embedded_default(data_dir: &std::path::Path) -> Config {
+    let mut config = Config::with_domain("_chat.localhost");
+    config.mailboxes_dir = data_dir.join("mail");
+    config.smtp_port = 2525;
+    config.submission_port = 2587;
+    config.submissions_port = 2465;
+    config.imap_port = 2143;
+    config.imaps_port = 2993;
+    config.https_port = 2443;
+    config
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber_init();
+    let mut config_path: Option<PathBuf> = None;
+    let mut data_dir: Option<PathBuf> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--config" => config_path = args.next().map(PathBuf::from),
+            "--data-dir" => data_dir = args.next().map(PathBuf::from),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            other => {
+                eprintln!("unknown argument {other:?}\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let data_dir = data_dir.unwrap_or_else(|| PathBuf::from("relay-data"));
+    if let Err(e) = std::fs::create_dir_all(&data_dir) {
+        eprintln!("cannot create data directory {}: {e}", data_dir.display());
+        return ExitCode::from(2);
+    }
+    let config = match &config_path {
+        Some(path) => match Config::from_file(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+        None => embedded_default(&data_dir),
+    };
+    if !config.unknown_keys.is_empty() {
+        eprintln!(
+            "warning: unknown keys in [params]: {}",
+            config.unknown_keys.join(", ")
+        );
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(config, data_dir))
+}
+
+async fn run(config: Config, data_dir: PathBuf) -> ExitCode {
+    if let Err(e) = std::fs::create_dir_all(&config.mailboxes_dir) {
+        eprintln!("cannot create {}: {e}", config.mailboxes_dir.display());
+        return ExitCode::from(2);
+    }
+    let relay = match Relay::builder(config.clone())
+        .maildir(blocking_executor())
+        .build()
+    {
+        Ok(r) => Arc::new(r),
+        Err(e) => {
+            eprintln!("cannot open {}: {e}", config.mailboxes_dir.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = match Server::bind(relay, &data_dir).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let p = server.ports();
+    println!("chatmail relay for {}", config.mail_domain);
+    println!("  SMTP (MX)             {}", p.smtp);
+    println!("  submission STARTTLS   {}", p.submission);
+    println!("  submissions (TLS)     {}", p.submissions);
+    println!("  IMAP STARTTLS         {}", p.imap);
+    println!("  IMAPS (TLS)           {}", p.imaps);
+    println!("  HTTPS                 https://{}/new", p.https);
+    println!("  mailboxes             {}", config.mailboxes_dir.display());
+    let creds = Credentials::generate(&config);
+    let endpoints = server.endpoints();
+    println!("new account (created on first login):");
+    println!("  {}", creds.dclogin_url(Some(&endpoints)));
+    println!("ready");
+    server
+        .run(async {
+            wait_for_signal().await;
+        })
+        .await;
+    println!("stopped");
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Logs to stderr at `info` (override with `RUST_LOG`-style `CHATMAIL_LOG=debug`).
+fn tracing_subscriber_init() {
+    let level = match std::env::var("CHATMAIL_LOG").as_deref() {
+        Ok("debug") => tracing::Level::DEBUG,
+        Ok("trace") => tracing::Level::TRACE,
+        Ok("warn") => tracing::Level::WARN,
+        _ => tracing::Level::INFO,
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

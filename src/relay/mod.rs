@@ -1,0 +1,465 @@
+//! [`Relay`]: the runtime-agnostic service that answers the engines' requests.
+//!
+//! The SMTP and IMAP engines never touch storage; each decision that needs the outside
+//! world leaves them as a request. `Relay` answers those requests with the account
+//! service, the mail store and the device-token store of `chatmail-core`, and carries
+//! out accepted deliveries: local recipients get the message appended durably to their
+//! INBOX (which wakes their IDLE sessions through the store's change feed) and a push
+//! notification enqueued; remote recipients go to the [`OutboundQueue`].
+//!
+//! Any async runtime can drive it: the methods are `async` and never block, because
+//! password hashing and file-system work go to the [`BlockingExecutor`] the stores were
+//! built with.
+
+use bytes::Bytes;
+use chatmail_core::account::{
+    Accounts, BlockingExecutor, DeviceTokenStore, LinuxSystemLimits, LoginOutcome,
+    MaildirAccountStore, MaildirDeviceTokens, MemoryAccountStore, MemoryDeviceTokens, SystemLimits,
+};
+use chatmail_core::config::Config;
+use chatmail_core::store::{ChangeSubscription, MailStore, MaildirStore, MemoryStore, StoreError};
+use chatmail_core::{Address, Flags, INBOX};
+use chatmail_policy::{Policy, PolicyConfig, Reply};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Where messages for other relays go. The relay hands it every accepted message that
+/// has remote recipients; it must make the message durable before it returns `Ok`.
+///
+/// Delivery to other servers is a later piece of work; until an implementation is
+/// plugged in, [`RefuseOutbound`] answers every remote recipient with a temporary
+/// failure, so the client keeps the message and retries (never a silent drop).
+#[async_trait::async_trait]
+pub trait OutboundQueue: Send + Sync {
+    /// Queues `message` from `mail_from` (`""` for `<>`) for the remote `recipients`.
+    /// Returns one outcome per recipient, in order.
+    async fn enqueue(
+        &self,
+        mail_from: &str,
+        recipients: &[String],
+        message: Bytes,
+    ) -> Vec<Result<(), Reply>>;
+}
+
+/// The outbound queue of a relay that does not deliver to other servers (yet).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RefuseOutbound;
+
+#[async_trait::async_trait]
+impl OutboundQueue for RefuseOutbound {
+    async fn enqueue(&self, _: &str, recipients: &[String], _: Bytes) -> Vec<Result<(), Reply>> {
+        recipients
+            .iter()
+            .map(|r| {
+                Err(Reply {
+                    code: 451,
+                    text: format!(
+                        "4.4.0 <{r}>: delivery to other servers is not enabled on this relay"
+                    ),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Told about every message appended to a local INBOX that is not the sender's own
+/// copy, so that the recipient's devices can be woken by a push notification (spec 5.3).
+pub trait NewMailNotifier: Send + Sync {
+    /// A new message for `account`, whose valid device tokens are `tokens`.
+    fn new_message(&self, account: &Address, tokens: Vec<String>);
+}
+
+/// Values of the server metadata entries Delta Chat reads (spec 5.1). The relay answers
+/// `irohrelay`, `maxsmtprecipients`, `appversions` and `/shared/admin` from its
+/// configuration; a provider can add or override entries (TURN credentials, say).
+pub trait ServerMetadata: Send + Sync {
+    /// The value of a server entry such as `/shared/vendor/deltachat/turn`, or `None`.
+    fn get(&self, entry: &str) -> Option<String>;
+}
+
+/// The app versions document the reference ships (spec 5.6), served minified.
+const APPVERSIONS_JSON: &str = r#"{"clients":[{"clientId":"deltachat","sources":[{"sourceId":"gplay","versionInteger":754,"versionString":"2.57.0","downloadUrl":"https://github.com/deltachat/deltachat-android/releases/download/v2.57.0/deltachat-gplay-release-2.57.0.apk"}]}]}"#;
+
+/// Which storage a [`Relay`] uses.
+enum Backend {
+    Memory,
+    Maildir(Arc<dyn BlockingExecutor>),
+}
+
+/// The three stores of one backend and the executor their blocking work runs on.
+type Stores = (
+    Arc<dyn chatmail_core::account::AccountStore>,
+    Arc<dyn DeviceTokenStore>,
+    Arc<dyn MailStore>,
+    Arc<dyn BlockingExecutor>,
+);
+
+/// Assembles a [`Relay`]; see [`Relay::builder`].
+pub struct RelayBuilder {
+    config: Config,
+    backend: Backend,
+    limits: Option<Arc<dyn SystemLimits>>,
+    outbound: Arc<dyn OutboundQueue>,
+    notifier: Option<Arc<dyn NewMailNotifier>>,
+    server_metadata: Option<Arc<dyn ServerMetadata>>,
+    nocreate_path: Option<std::path::PathBuf>,
+}
+
+impl RelayBuilder {
+    /// Keep everything in memory (tests, fuzzing, embedders without persistence).
+    pub fn memory(mut self) -> Self {
+        self.backend = Backend::Memory;
+        self
+    }
+
+    /// Keep accounts and mail in `mailboxes_dir` in the reference relay's layout; blocking
+    /// file-system work and password hashes run on `executor`.
+    pub fn maildir(mut self, executor: Arc<dyn BlockingExecutor>) -> Self {
+        self.backend = Backend::Maildir(executor);
+        self
+    }
+
+    /// Replace the machine readings that refuse new accounts when short of resources.
+    pub fn system_limits(mut self, limits: Arc<dyn SystemLimits>) -> Self {
+        self.limits = Some(limits);
+        self
+    }
+
+    /// Where messages for other servers go.
+    pub fn outbound(mut self, queue: Arc<dyn OutboundQueue>) -> Self {
+        self.outbound = queue;
+        self
+    }
+
+    /// Who learns of new mail (push notifications).
+    pub fn notifier(mut self, notifier: Arc<dyn NewMailNotifier>) -> Self {
+        self.notifier = Some(notifier);
+        self
+    }
+
+    /// Extra server metadata entries (TURN credentials ...).
+    pub fn server_metadata(mut self, provider: Arc<dyn ServerMetadata>) -> Self {
+        self.server_metadata = Some(provider);
+        self
+    }
+
+    /// The operator's kill switch for account creation (default `/etc/chatmail-nocreate`).
+    pub fn nocreate_path(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.nocreate_path = Some(path.into());
+        self
+    }
+
+    /// Builds the relay; fails if the maildir store cannot create its root directory.
+    pub fn build(self) -> Result<Relay, StoreError> {
+        let config = self.config;
+        let (accounts_store, tokens, store, executor): Stores = match self.backend {
+            Backend::Memory => (
+                Arc::new(MemoryAccountStore::new()),
+                Arc::new(MemoryDeviceTokens::new()),
+                Arc::new(MemoryStore::new()),
+                Arc::new(chatmail_core::account::InlineExecutor),
+            ),
+            Backend::Maildir(executor) => (
+                Arc::new(MaildirAccountStore::new(
+                    &config.mailboxes_dir,
+                    executor.clone(),
+                )),
+                Arc::new(MaildirDeviceTokens::new(
+                    &config.mailboxes_dir,
+                    executor.clone(),
+                )),
+                Arc::new(
+                    MaildirStore::open(&config.mailboxes_dir)?.with_executor(executor.clone()),
+                ),
+                executor,
+            ),
+        };
+        let limits = self.limits.unwrap_or_else(|| Arc::new(LinuxSystemLimits));
+        let mut accounts = Accounts::new(config.clone(), accounts_store, limits, executor);
+        if let Some(path) = self.nocreate_path {
+            accounts = accounts.with_nocreate_path(path);
+        }
+        Ok(Relay {
+            policy: Arc::new(Policy::new(PolicyConfig::from(&config))),
+            config: Arc::new(config),
+            accounts: Arc::new(accounts),
+            tokens,
+            store,
+            outbound: self.outbound,
+            notifier: self.notifier,
+            server_metadata: self.server_metadata,
+        })
+    }
+}
+
+/// The relay: configuration, policy, accounts, storage and the outbound queue, shared
+/// by every session (keep it in an `Arc`).
+pub struct Relay {
+    config: Arc<Config>,
+    policy: Arc<Policy>,
+    accounts: Arc<Accounts>,
+    tokens: Arc<dyn DeviceTokenStore>,
+    store: Arc<dyn MailStore>,
+    outbound: Arc<dyn OutboundQueue>,
+    notifier: Option<Arc<dyn NewMailNotifier>>,
+    server_metadata: Option<Arc<dyn ServerMetadata>>,
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Relay {
+    /// Starts assembling a relay for `config` (maildir storage on `config.mailboxes_dir`
+    /// with blocking work on plain threads, unless told otherwise).
+    pub fn builder(config: Config) -> RelayBuilder {
+        RelayBuilder {
+            config,
+            backend: Backend::Maildir(Arc::new(chatmail_core::account::ThreadExecutor)),
+            limits: None,
+            outbound: Arc::new(RefuseOutbound),
+            notifier: None,
+            server_metadata: None,
+            nocreate_path: None,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The message-acceptance policy every SMTP session shares.
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+
+    /// The mail store.
+    pub fn store(&self) -> &Arc<dyn MailStore> {
+        &self.store
+    }
+
+    /// The account service.
+    pub fn accounts(&self) -> &Arc<Accounts> {
+        &self.accounts
+    }
+
+    /// The device tokens of push notifications.
+    pub fn device_tokens(&self) -> &Arc<dyn DeviceTokenStore> {
+        &self.tokens
+    }
+
+    /// The change feed of `account`, for an IMAP session in IDLE.
+    pub fn subscribe(&self, account: &Address) -> ChangeSubscription {
+        self.store.subscribe(account)
+    }
+
+    /// Checks a login (SMTP AUTH, IMAP LOGIN/AUTHENTICATE), creating the account on first
+    /// login (spec 2.2). `Ok(None)`: refused. `imap` logins record the last-login day
+    /// (the reference records IMAP logins only, spec 2.7).
+    pub async fn login(
+        &self,
+        login: &str,
+        password: &str,
+        imap: bool,
+    ) -> Result<Option<Address>, chatmail_core::account::AccountError> {
+        let now = unix_now();
+        match self.accounts.login(login, password, now).await? {
+            LoginOutcome::LoggedIn { address, .. } => {
+                if imap {
+                    if let Err(e) = self.accounts.record_imap_login(&address, now).await {
+                        tracing::warn!(error = %e, "could not record last login");
+                    }
+                }
+                Ok(Some(address))
+            }
+            LoginOutcome::Refused(reason) => {
+                tracing::debug!(%reason, "login refused");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Whether `address` is an address of this relay.
+    pub fn is_local(&self, address: &str) -> bool {
+        address
+            .rsplit_once('@')
+            .is_some_and(|(_, d)| d.eq_ignore_ascii_case(&self.config.address_domain()))
+    }
+
+    /// Whether a local recipient exists, and whether it accepts cleartext from outside.
+    /// `None`: no such account.
+    pub async fn local_recipient(&self, address: &str) -> Result<Option<bool>, Reply> {
+        let Ok(addr) = Address::parse(address) else {
+            return Ok(None);
+        };
+        let store = self.accounts.store();
+        match store.lookup(&addr).await {
+            Ok(None) => Ok(None),
+            Ok(Some(_)) => match store.accepts_cleartext(&addr).await {
+                Ok(cleartext) => Ok(Some(cleartext)),
+                Err(e) => Err(local_error(e)),
+            },
+            Err(e) => Err(local_error(e)),
+        }
+    }
+
+    /// Delivers an accepted message: local recipients get it appended to their INBOX
+    /// (after the delivery clean-up of spec 4.3, with a quota check), remote ones go to
+    /// the outbound queue. One outcome per recipient, in order; `Ok` means durable.
+    pub async fn deliver(
+        &self,
+        mail_from: &str,
+        recipients: &[String],
+        message: &[u8],
+    ) -> Vec<Result<(), Reply>> {
+        let mut outcomes: Vec<Option<Result<(), Reply>>> = vec![None; recipients.len()];
+        let mut remote = Vec::new();
+        let mut local_copy: Option<Bytes> = None;
+        for (i, rcpt) in recipients.iter().enumerate() {
+            if !self.is_local(rcpt) {
+                remote.push(i);
+                continue;
+            }
+            let copy = local_copy
+                .get_or_insert_with(|| {
+                    let mut out = Vec::with_capacity(message.len());
+                    chatmail_policy::write_for_local_delivery(message, &mut out);
+                    Bytes::from(out)
+                })
+                .clone();
+            outcomes[i] = Some(self.deliver_local(mail_from, rcpt, copy).await);
+        }
+        if !remote.is_empty() {
+            let rcpts: Vec<String> = remote.iter().map(|&i| recipients[i].clone()).collect();
+            let results = self
+                .outbound
+                .enqueue(mail_from, &rcpts, Bytes::copy_from_slice(message))
+                .await;
+            for (k, &i) in remote.iter().enumerate() {
+                outcomes[i] = Some(results.get(k).cloned().unwrap_or_else(|| {
+                    Err(Reply {
+                        code: 451,
+                        text: "4.3.0 Local error in processing".into(),
+                    })
+                }));
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or_else(|| {
+                    Err(Reply {
+                        code: 451,
+                        text: "4.3.0 Local error".into(),
+                    })
+                })
+            })
+            .collect()
+    }
+
+    async fn deliver_local(
+        &self,
+        mail_from: &str,
+        rcpt: &str,
+        message: Bytes,
+    ) -> Result<(), Reply> {
+        let account = match Address::parse(rcpt) {
+            Ok(a) => a,
+            Err(_) => return Err(unknown_user(rcpt)),
+        };
+        match self.accounts.store().lookup(&account).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return Err(unknown_user(rcpt)),
+            Err(e) => return Err(local_error(e)),
+        }
+        let quota = self.config.max_mailbox_bytes();
+        match self.store.quota_usage(&account).await {
+            Ok(used) if used.saturating_add(message.len() as u64) > quota => {
+                return Err(Reply {
+                    code: 552,
+                    text: format!("5.2.2 <{rcpt}>: Quota exceeded (mailbox for user is full)"),
+                })
+            }
+            Ok(_) => {}
+            Err(e) => return Err(store_error(e)),
+        }
+        let now = unix_now() as i64;
+        if let Err(e) = self
+            .store
+            .append(&account, INBOX, message, &Flags::new(), now)
+            .await
+        {
+            return Err(store_error(e));
+        }
+        // Spec 5.3: no push for the sender's own copy (multi-device bcc-self).
+        if !mail_from.eq_ignore_ascii_case(account.as_str()) {
+            if let Some(notifier) = &self.notifier {
+                match self.tokens.tokens(&account, unix_now()).await {
+                    Ok(tokens) if !tokens.is_empty() => notifier.new_message(&account, tokens),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "reading device tokens failed"),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The value of a server metadata entry (spec 5.1), or `None`.
+    pub fn server_metadata(&self, entry: &str) -> Option<String> {
+        if let Some(v) = self.server_metadata.as_ref().and_then(|p| p.get(entry)) {
+            return Some(v);
+        }
+        match entry {
+            "/shared/vendor/deltachat/irohrelay" => match &self.config.iroh_relay {
+                None => Some(format!("https://{}", self.config.mail_domain)),
+                Some(v) if v.is_empty() => None,
+                Some(v) => Some(v.clone()),
+            },
+            "/shared/vendor/deltachat/maxsmtprecipients" => Some("1000".into()),
+            "/shared/vendor/deltachat/appversions" => Some(APPVERSIONS_JSON.into()),
+            "/shared/admin" if !self.config.privacy_mail.is_empty() => {
+                Some(format!("mailto:{}", self.config.privacy_mail))
+            }
+            _ => None,
+        }
+    }
+}
+
+fn unknown_user(rcpt: &str) -> Reply {
+    Reply {
+        code: 550,
+        text: format!("5.1.1 <{rcpt}>: Recipient address rejected: User unknown"),
+    }
+}
+
+fn local_error(e: impl std::fmt::Display) -> Reply {
+    tracing::error!(error = %e, "account store failed");
+    Reply {
+        code: 451,
+        text: "4.3.0 Local error in processing".into(),
+    }
+}
+
+fn store_error(e: StoreError) -> Reply {
+    match e {
+        StoreError::MessageTooLarge { .. } => Reply {
+            code: 552,
+            text: "5.3.4 Message exceeds maximum size".into(),
+        },
+        other => {
+            tracing::error!(error = %other, "mail store failed");
+            Reply {
+                code: 451,
+                text: "4.3.0 Local error in processing".into(),
+            }
+        }
+    }
+}
+
+mod imap_answers;
+mod smtp_answers;

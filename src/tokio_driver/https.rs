@@ -1,0 +1,78 @@
+//! The HTTPS listener: [`crate::web::Site`] behind hyper and rustls.
+
+use super::limits::RequestRate;
+use crate::web::Site;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+
+/// How long a client may take for the TLS handshake and its request.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Serves HTTPS requests on one accepted connection from `peer`.
+pub(crate) async fn serve_connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    site: Arc<Site>,
+    new_rate: Arc<RequestRate>,
+    self_signed: bool,
+) {
+    let Ok(Ok(tls)) = tokio::time::timeout(HTTP_TIMEOUT, acceptor.accept(tcp)).await else {
+        return;
+    };
+    let service = hyper::service::service_fn(move |req| {
+        let response = handle(&site, &new_rate, self_signed, peer, req);
+        async move { Ok::<_, std::convert::Infallible>(response) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HTTP_TIMEOUT)
+        .serve_connection(hyper_util::rt::TokioIo::new(tls), service);
+    let _ = tokio::time::timeout(HTTP_TIMEOUT * 5, conn).await;
+}
+
+fn handle(
+    site: &Site,
+    new_rate: &RequestRate,
+    self_signed: bool,
+    peer: SocketAddr,
+    req: Request<hyper::body::Incoming>,
+) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    let is_new = path == "/new" || path == "/cgi-bin/newemail.py";
+    let web = if is_new && self_signed && !new_rate.allow(peer.ip(), Instant::now()) {
+        crate::web::WebResponse {
+            status: 503,
+            content_type: "text/plain; charset=utf-8",
+            location: None,
+            body: b"Too many requests, try again in a second\n".to_vec(),
+        }
+    } else {
+        site.respond(req.method().as_str(), path)
+    };
+    let mut builder = Response::builder()
+        .status(web.status)
+        .header("content-type", web.content_type)
+        .header("cache-control", "no-store");
+    if let Some(location) = &web.location {
+        builder = builder.header("location", location.as_str());
+    }
+    let body = if req.method() == hyper::Method::HEAD {
+        Vec::new()
+    } else {
+        web.body
+    };
+    builder
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| {
+            let mut r = Response::new(Full::new(Bytes::from_static(b"internal error\n")));
+            *r.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+            r
+        })
+}

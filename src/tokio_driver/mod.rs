@@ -1,0 +1,390 @@
+//! The tokio + rustls driver (feature `tokio`): listeners for every configured port,
+//! STARTTLS and implicit TLS, timeouts from the engines, connection limits, graceful
+//! shutdown. It only pumps bytes between sockets and the sans-IO engines; every decision
+//! is the engines' and [`Relay`]'s.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use chatmail::tokio_driver::Server;
+//! use chatmail::Relay;
+//! use std::sync::Arc;
+//!
+//! let config = chatmail::core::config::Config::from_file("chatmail.ini".as_ref())?;
+//! let relay = Arc::new(Relay::builder(config).maildir(chatmail::tokio_driver::blocking_executor()).build()?);
+//! let server = Server::bind(relay, "/var/lib/chatmail".as_ref()).await?;
+//! println!("listening on {:?}", server.ports());
+//! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await;
+//! # Ok(()) }
+//! ```
+//!
+//! Logs (`tracing`) never contain client IP addresses or message contents.
+
+mod https;
+mod imap;
+pub mod limits;
+mod smtp;
+mod stream;
+pub mod tls;
+
+use crate::credentials::Endpoints;
+use crate::web::Site;
+use crate::Relay;
+use chatmail_core::account::BlockingExecutor;
+use chatmail_smtp::server::{Role, ServerConfig};
+use limits::ConnectionLimit;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use stream::Connection;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+
+/// How long shutdown waits for open connections (and their in-flight deliveries).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Time allowed for a TLS handshake on an implicit-TLS port.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A [`BlockingExecutor`] that runs jobs with `tokio::task::spawn_blocking`, so password
+/// hashes and fsyncs never block the runtime's workers. Call it inside a runtime.
+pub fn blocking_executor() -> Arc<dyn BlockingExecutor> {
+    Arc::new(TokioBlocking)
+}
+
+struct TokioBlocking;
+
+impl BlockingExecutor for TokioBlocking {
+    fn spawn_blocking(&self, job: Box<dyn FnOnce() + Send + 'static>) {
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn_blocking(job);
+            }
+            // Outside a runtime (a test's block_on, say): a plain thread does the job.
+            Err(_) => {
+                std::thread::spawn(job);
+            }
+        }
+    }
+}
+
+/// The local addresses the server listens on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    /// MX (port 25).
+    pub smtp: SocketAddr,
+    /// Submission with STARTTLS (587).
+    pub submission: SocketAddr,
+    /// Submission with implicit TLS (465).
+    pub submissions: SocketAddr,
+    /// IMAP with STARTTLS (143).
+    pub imap: SocketAddr,
+    /// IMAP with implicit TLS (993).
+    pub imaps: SocketAddr,
+    /// HTTPS (443).
+    pub https: SocketAddr,
+}
+
+/// Fires once when the server shuts down; every connection task holds one.
+#[derive(Clone)]
+pub(crate) struct ShutdownSignal(tokio::sync::watch::Receiver<bool>);
+
+impl ShutdownSignal {
+    /// Completes when shutdown has begun.
+    pub(crate) async fn wait(&mut self) {
+        while !*self.0.borrow() {
+            if self.0.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Counts open connections so that shutdown can wait for them.
+#[derive(Default)]
+struct Inflight {
+    open: AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+struct InflightGuard(Arc<Inflight>);
+
+impl Inflight {
+    fn enter(self: &Arc<Self>) -> InflightGuard {
+        self.open.fetch_add(1, Ordering::SeqCst);
+        InflightGuard(self.clone())
+    }
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// A bound relay server: every listener is accepting once [`Server::bind`] returns.
+pub struct Server {
+    relay: Arc<Relay>,
+    tls: tls::TlsConfigs,
+    listeners: Vec<(Service, TcpListener)>,
+    ports: Ports,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Service {
+    Smtp,
+    Submission,
+    Submissions,
+    Imap,
+    Imaps,
+    Https,
+}
+
+impl Server {
+    /// Loads or creates the TLS certificate (kept in `data_dir` when self-signed) and
+    /// binds every port of the relay's configuration on its `listen_address`. Port 0
+    /// picks a free port; [`Server::ports`] tells which.
+    pub async fn bind(relay: Arc<Relay>, data_dir: &Path) -> Result<Server, BindError> {
+        let config = relay.config().clone();
+        let tls = tls::load_or_create(&config, data_dir)?;
+        let ip = config.listen_address;
+        let mut listeners = Vec::new();
+        for (service, port) in [
+            (Service::Smtp, config.smtp_port),
+            (Service::Submission, config.submission_port),
+            (Service::Submissions, config.submissions_port),
+            (Service::Imap, config.imap_port),
+            (Service::Imaps, config.imaps_port),
+            (Service::Https, config.https_port),
+        ] {
+            let addr = SocketAddr::new(ip, port);
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|source| BindError::Listen { addr, source })?;
+            listeners.push((service, listener));
+        }
+        let local = |s: Service| {
+            listeners
+                .iter()
+                .find(|(svc, _)| *svc == s)
+                .and_then(|(_, l)| l.local_addr().ok())
+                .unwrap_or_else(|| SocketAddr::new(ip, 0))
+        };
+        let ports = Ports {
+            smtp: local(Service::Smtp),
+            submission: local(Service::Submission),
+            submissions: local(Service::Submissions),
+            imap: local(Service::Imap),
+            imaps: local(Service::Imaps),
+            https: local(Service::Https),
+        };
+        Ok(Server {
+            relay,
+            tls,
+            listeners,
+            ports,
+        })
+    }
+
+    /// Where the server listens.
+    pub fn ports(&self) -> Ports {
+        self.ports
+    }
+
+    /// Whether the certificate is self-signed (clients must be told to accept it).
+    pub fn self_signed(&self) -> bool {
+        self.tls.self_signed
+    }
+
+    /// The host and implicit-TLS ports a client uses, for `dclogin:` URLs.
+    pub fn endpoints(&self) -> Endpoints {
+        Endpoints {
+            host: self.ports.imaps.ip().to_string(),
+            imaps_port: self.ports.imaps.port(),
+            submissions_port: self.ports.submissions.port(),
+        }
+    }
+
+    /// Serves until `shutdown` completes; then stops accepting, tells idle clients
+    /// goodbye, and waits up to 30 s for open connections to finish (in-flight
+    /// deliveries complete: a session is only interrupted while it waits for input).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let inflight = Arc::new(Inflight::default());
+        let config = self.relay.config().clone();
+        let client_acceptor = TlsAcceptor::from(self.tls.clients.clone());
+        let mx_acceptor = TlsAcceptor::from(self.tls.mx.clone());
+        let hostname = config.mail_domain.clone();
+        let smtp_limit = config.max_smtp_connections;
+        let smtp_per_ip = config.max_smtp_connections_per_ip();
+        let imap_limit = config.max_imap_connections;
+        let endpoints = self.endpoints();
+        let self_signed = self.tls.self_signed;
+        let mut tasks = Vec::new();
+        for (service, listener) in self.listeners {
+            let relay = self.relay.clone();
+            let stop = ShutdownSignal(stop_rx.clone());
+            let stop_rx = stop_rx.clone();
+            let inflight = inflight.clone();
+            let task = match service {
+                Service::Https => {
+                    let site = Arc::new(Site::new(config.clone(), endpoints.clone()));
+                    let acceptor = client_acceptor.clone();
+                    // Self-signed relays let anyone GET /new: limited per IP as nginx does.
+                    let new_rate = Arc::new(limits::RequestRate::new(2, 5));
+                    let limit = ConnectionLimit::new(smtp_limit, smtp_per_ip);
+                    tokio::spawn(accept_loop(listener, limit, stop, move |tcp, peer| {
+                        let guard = inflight.enter();
+                        let fut = https::serve_connection(
+                            tcp,
+                            peer,
+                            acceptor.clone(),
+                            site.clone(),
+                            new_rate.clone(),
+                            self_signed,
+                        );
+                        async move {
+                            let _guard = guard;
+                            fut.await
+                        }
+                    }))
+                }
+                Service::Smtp | Service::Submission | Service::Submissions => {
+                    let (role, acceptor, implicit) = match service {
+                        Service::Smtp => (Role::Mx, mx_acceptor.clone(), false),
+                        Service::Submission => (Role::Submission, client_acceptor.clone(), false),
+                        _ => (Role::Submission, client_acceptor.clone(), true),
+                    };
+                    let smtp_config = Arc::new(ServerConfig::new(role, hostname.clone()));
+                    let limit = ConnectionLimit::new(smtp_limit, smtp_per_ip);
+                    tokio::spawn(accept_loop(listener, limit, stop, move |tcp, _peer| {
+                        let (relay, smtp_config, acceptor) =
+                            (relay.clone(), smtp_config.clone(), acceptor.clone());
+                        let (stop, guard) = (ShutdownSignal(stop_rx.clone()), inflight.enter());
+                        async move {
+                            let _guard = guard;
+                            let Some(conn) = open(tcp, implicit.then_some(&acceptor)).await else {
+                                return;
+                            };
+                            smtp::serve_connection(relay, smtp_config, conn, Some(acceptor), stop)
+                                .await
+                        }
+                    }))
+                }
+                Service::Imap | Service::Imaps => {
+                    let implicit = service == Service::Imaps;
+                    let acceptor = client_acceptor.clone();
+                    // IMAP sessions are per device, not per message: no per-IP share.
+                    let limit = ConnectionLimit::new(imap_limit, imap_limit);
+                    tokio::spawn(accept_loop(listener, limit, stop, move |tcp, _peer| {
+                        let (relay, acceptor) = (relay.clone(), acceptor.clone());
+                        let (stop, guard) = (ShutdownSignal(stop_rx.clone()), inflight.enter());
+                        async move {
+                            let _guard = guard;
+                            let Some(conn) = open(tcp, implicit.then_some(&acceptor)).await else {
+                                return;
+                            };
+                            imap::serve_connection(relay, conn, Some(acceptor), stop).await
+                        }
+                    }))
+                }
+            };
+            tasks.push(task);
+        }
+        shutdown.await;
+        tracing::info!("shutting down: no new connections, finishing open ones");
+        let _ = stop_tx.send(true);
+        for task in &tasks {
+            task.abort();
+        }
+        let wait_idle = async {
+            loop {
+                let notified = inflight.idle.notified();
+                if inflight.open.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        if tokio::time::timeout(SHUTDOWN_GRACE, wait_idle)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open = inflight.open.load(Ordering::SeqCst),
+                "connections still open after the shutdown grace period"
+            );
+        }
+    }
+}
+
+/// Accepts connections within `limit` and starts `handle` for each, until shutdown.
+async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    limit: Arc<ConnectionLimit>,
+    mut stop: ShutdownSignal,
+    handle: F,
+) where
+    F: Fn(TcpStream, SocketAddr) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.wait() => return,
+        };
+        let Some(slot) = limit.try_acquire(peer.ip()) else {
+            tracing::debug!("connection limit reached");
+            drop(tcp);
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let fut = handle(tcp, peer);
+        tokio::spawn(async move {
+            let _slot = slot;
+            fut.await
+        });
+    }
+}
+
+/// The connection in its starting state: TLS right away on implicit-TLS ports.
+async fn open(tcp: TcpStream, implicit_tls: Option<&TlsAcceptor>) -> Option<Connection> {
+    match implicit_tls {
+        None => Some(Connection::Plain(tcp)),
+        Some(acceptor) => {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => Some(Connection::Tls(Box::new(tls))),
+                _ => None,
+            }
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BindError {
+    /// The TLS certificate could not be loaded or created.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// A port could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}

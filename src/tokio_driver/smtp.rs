@@ -1,0 +1,100 @@
+//! Pumps one SMTP connection: socket bytes into the [`ServerSession`], its outputs out,
+//! its requests to the [`Relay`], its deadlines to the timer.
+
+use super::stream::Connection;
+use super::ShutdownSignal;
+use crate::Relay;
+use chatmail_smtp::server::{Output, Role, ServerConfig, ServerSession, Transport};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::TlsAcceptor;
+
+/// Bytes read from the socket at a time.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// How long a session may wait in a read before its own deadline is consulted again
+/// (the engine always gives one; this only guards against a session that has none).
+const MAX_WAIT: Duration = Duration::from_secs(600);
+
+/// Serves one SMTP connection until the session closes, the peer goes away, or the
+/// relay shuts down (then the peer gets `421`).
+pub(crate) async fn serve_connection(
+    relay: Arc<Relay>,
+    config: Arc<ServerConfig>,
+    mut conn: Connection,
+    acceptor: Option<TlsAcceptor>,
+    mut shutdown: ShutdownSignal,
+) {
+    let transport = match conn {
+        Connection::Tls(_) => Transport::Tls,
+        _ => Transport::Cleartext,
+    };
+    let lmtp = config.role == Role::Lmtp;
+    let hostname = config.hostname.clone();
+    let mut session = ServerSession::new(config, relay.policy().clone(), transport, Instant::now());
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut out = Vec::with_capacity(512);
+    loop {
+        // Drain every output; requests are answered in place (the session waits for them).
+        while let Some(output) = session.poll() {
+            match output {
+                Output::Send(bytes) => out.extend_from_slice(&bytes),
+                Output::Request(request) => {
+                    if !out.is_empty() && write_all(&mut conn, &mut out).await.is_err() {
+                        return;
+                    }
+                    if let Err(e) = relay.answer_smtp(&mut session, request, lmtp).await {
+                        // A mismatch between this driver and the engine: a bug, not the peer's.
+                        tracing::error!(error = %e, "SMTP answer rejected by the session");
+                    }
+                }
+                Output::StartTls => {
+                    if write_all(&mut conn, &mut out).await.is_err() {
+                        return;
+                    }
+                    let Some(acceptor) = &acceptor else { return };
+                    if conn.upgrade(acceptor).await.is_err() {
+                        return;
+                    }
+                    session.tls_started(Instant::now());
+                }
+                Output::Close => {
+                    let _ = write_all(&mut conn, &mut out).await;
+                    let _ = conn.shutdown().await;
+                    return;
+                }
+            }
+        }
+        if write_all(&mut conn, &mut out).await.is_err() || session.is_closed() {
+            return;
+        }
+        let deadline = session
+            .poll_timeout()
+            .unwrap_or_else(|| Instant::now() + MAX_WAIT);
+        let wants_input = session.wants_input();
+        tokio::select! {
+            read = conn.read(&mut buf), if wants_input => match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => session.feed(&buf[..n], Instant::now()),
+            },
+            _ = tokio::time::sleep_until(deadline.into()) => session.handle_timeout(Instant::now()),
+            _ = shutdown.wait() => {
+                out.extend_from_slice(format!("421 4.3.2 {hostname} Service shutting down\r\n").as_bytes());
+                let _ = write_all(&mut conn, &mut out).await;
+                let _ = conn.shutdown().await;
+                return;
+            }
+        }
+    }
+}
+
+async fn write_all(conn: &mut Connection, out: &mut Vec<u8>) -> std::io::Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    let result = conn.write_all(out).await;
+    out.clear();
+    result?;
+    conn.flush().await
+}

@@ -131,8 +131,11 @@ mod tests {
         let _s3 = limit.try_acquire(b).unwrap();
         assert!(limit.try_acquire(b).is_none(), "total limit");
         drop(s1);
-        assert!(limit.try_acquire(b).is_some());
+        let s4 = limit.try_acquire(b);
+        assert!(s4.is_some());
         assert_eq!(limit.open(), 3);
+        drop(s4);
+        assert_eq!(limit.open(), 2);
     }
 
     #[test]

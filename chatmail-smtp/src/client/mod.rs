@@ -615,8 +615,9 @@ impl ClientSession {
             Expect::Quit => self.close(),
             Expect::Rset => {
                 if !positive {
-                    self.fail(ClientError::ServerClosed(raw.to_reply()));
+                    return self.fail(ClientError::ServerClosed(raw.to_reply()));
                 }
+                self.send_next_unsent(now);
             }
             Expect::Mail | Expect::Rcpt | Expect::Data | Expect::DataEnd => {
                 self.on_transaction_reply(expect, raw.to_reply(), now)
@@ -650,6 +651,18 @@ impl ClientSession {
             self.expect(Expect::AuthLoginPassword, now);
         } else {
             self.fail(ClientError::AuthNotOffered);
+        }
+    }
+
+    /// Without PIPELINING: the next command of the transaction, after a reply.
+    fn send_next_unsent(&mut self, now: Instant) {
+        let next = self
+            .transaction
+            .as_mut()
+            .and_then(|txn| txn.unsent.pop_front());
+        if let Some((command, expect)) = next {
+            self.send_command(command);
+            self.expect(expect, now);
         }
     }
 
@@ -724,12 +737,8 @@ impl ClientSession {
             _ => {}
         }
         if !finished {
-            if let Some((command, next)) = txn.unsent.pop_front() {
-                self.send_command(command);
-                self.expect(next, now);
-            }
             self.transaction = Some(txn);
-            return;
+            return self.send_next_unsent(now);
         }
         let outcome = TransactionOutcome {
             mail_from: txn

@@ -62,7 +62,7 @@ impl<'a> Fields<'a> {
 /// Offset just past the `\n` ending the line that starts at `pos` (or `buf.len()`).
 #[inline]
 pub(crate) fn line_end(buf: &[u8], pos: usize) -> usize {
-    match buf[pos..].iter().position(|&b| b == b'\n') {
+    match memchr::memchr(b'\n', &buf[pos..]) {
         Some(i) => pos + i + 1,
         None => buf.len(),
     }

@@ -24,10 +24,11 @@
 //! # Files changed by others
 //!
 //! The daily expiry deletes message files and whole account directories behind the
-//! store's back. Every operation on a mailbox first compares the mtimes of its `cur/` and
-//! `new/` with those of its last scan (a scan is redone whenever they are recent enough
-//! that a change in the same clock tick could hide); on a difference it rescans:
-//! vanished files become expunges, unknown files get new UIDs, and both are published
+//! store's back. Every operation that reads a mailbox first compares the mtimes of its
+//! `cur/` and `new/` with those of its last scan, and rescans on a difference (or when
+//! they are so recent that a change in the same clock tick could hide). Appends do not
+//! scan: a file found later just gets a later UID. A rescan turns
+//! vanished files into expunges and unknown files into new UIDs, both published
 //! on the change feed. An INBOX whose directory vanished starts over with a new
 //! UIDVALIDITY.
 //!
@@ -157,6 +158,15 @@ struct MailboxState {
     pending: HashSet<String>,
     /// An index write failed: memory and disk may differ, reload before the next use.
     broken: bool,
+}
+
+/// Whether an operation needs the index in step with files changed by others. Readers
+/// do; appends do not (a message found later simply gets a later UID), which keeps a
+/// delivery from reading a large directory.
+#[derive(Clone, Copy)]
+enum Scan {
+    Yes,
+    No,
 }
 
 /// Lines for the index, and changes to publish once they are durable.
@@ -304,8 +314,12 @@ impl Inner {
         let next = now.max(issued.last.saturating_add(1));
         if next >= issued.reserved_until {
             let reserved_until = next.saturating_add(UID_VALIDITY_BLOCK);
-            write_replace(&self.root, UID_VALIDITY_FILE, format!("{reserved_until}\n").as_bytes())
-                .map_err(|e| StoreError::io("reserving UIDVALIDITY values", e))?;
+            write_replace(
+                &self.root,
+                UID_VALIDITY_FILE,
+                format!("{reserved_until}\n").as_bytes(),
+            )
+            .map_err(|e| StoreError::io("reserving UIDVALIDITY values", e))?;
             issued.reserved_until = reserved_until;
         }
         issued.last = next;
@@ -499,6 +513,7 @@ impl AccountDir {
         &self,
         inner: &Inner,
         name: &str,
+        scan: Scan,
         op: impl FnOnce(&mut MailboxState) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut op = Some(op);
@@ -510,7 +525,13 @@ impl AccountDir {
                 self.forget(name, &state_arc);
                 continue;
             }
-            let result = match state.refresh(inner, &self.address) {
+            let refreshed = match scan {
+                Scan::Yes => state.refresh(inner, &self.address),
+                // Only a vanished directory matters to a writer.
+                Scan::No if !state.dir.join("new").is_dir() => state.refresh(inner, &self.address),
+                Scan::No => Ok(()),
+            };
+            let result = match refreshed {
                 Ok(()) => match op.take() {
                     Some(op) => op(&mut state),
                     None => Err(StoreError::Corrupt("mailbox operation retried".into())),
@@ -886,7 +907,7 @@ impl Inner {
         let name = validate_mailbox_name(name)?;
         let account = self.account(address);
         let _layout = read_guard(&account.layout);
-        account.with_mailbox(self, &name, |state| op(self, state))
+        account.with_mailbox(self, &name, Scan::Yes, |state| op(self, state))
     }
 
     fn append(
@@ -909,7 +930,7 @@ impl Inner {
             sub,
             name: files::file_name(&base, sub, &flags),
         };
-        let dir = account.with_mailbox(self, &name, |state| {
+        let dir = account.with_mailbox(self, &name, Scan::No, |state| {
             state.ensure_on_disk()?;
             state.pending.insert(base.clone());
             Ok(state.dir.clone())
@@ -925,7 +946,7 @@ impl Inner {
         let result = written
             .map_err(|e| StoreError::io("writing message", e))
             .and_then(|()| {
-                account.with_mailbox(self, &name, |state| {
+                account.with_mailbox(self, &name, Scan::No, |state| {
                     state.pending.remove(&base);
                     let mut batch = Batch::default();
                     let meta = state.add((size, internal_date, flags), file, &mut batch)?;
@@ -941,7 +962,7 @@ impl Inner {
         if result.is_err() {
             // Not acknowledged, so not kept: a later scan must not find it.
             let _ = std::fs::remove_file(&final_path);
-            let _ = account.with_mailbox(self, &name, |state| {
+            let _ = account.with_mailbox(self, &name, Scan::No, |state| {
                 state.pending.remove(&base);
                 Ok(())
             });
@@ -1083,7 +1104,7 @@ impl Inner {
         let to = validate_mailbox_name(to)?;
         let account = self.account(address);
         let _layout = read_guard(&account.layout);
-        let picked: Vec<Picked> = account.with_mailbox(self, &from, |state| {
+        let picked: Vec<Picked> = account.with_mailbox(self, &from, Scan::Yes, |state| {
             let uids = sorted_uids(uids);
             Ok(uids
                 .iter()
@@ -1110,7 +1131,7 @@ impl Inner {
                 (p, base, file)
             })
             .collect();
-        let dir = account.with_mailbox(self, &to, |state| {
+        let dir = account.with_mailbox(self, &to, Scan::No, |state| {
             state.ensure_on_disk()?;
             state
                 .pending
@@ -1153,7 +1174,7 @@ impl Inner {
             .map_err(|e| StoreError::io("copying message", e));
         let result = match failure.or(synced.err()) {
             Some(e) => Err(e),
-            None => account.with_mailbox(self, &to, |state| {
+            None => account.with_mailbox(self, &to, Scan::No, |state| {
                 let mut batch = Batch::default();
                 let mut outcome = CopyOutcome {
                     uid_validity: state.index.uid_validity,
@@ -1177,7 +1198,7 @@ impl Inner {
             for (_, _, _, target) in &copied {
                 let _ = std::fs::remove_file(target);
             }
-            let _ = account.with_mailbox(self, &to, |state| {
+            let _ = account.with_mailbox(self, &to, Scan::No, |state| {
                 for (_, base, _) in &planned {
                     state.pending.remove(base);
                 }
@@ -1192,7 +1213,9 @@ impl Inner {
         let _layout = read_guard(&account.layout);
         let mut total = 0;
         for name in std::iter::once(INBOX.to_string()).chain(account.folder_names()?) {
-            match account.with_mailbox(self, &name, |state| Ok(state.index.status().size)) {
+            match account.with_mailbox(self, &name, Scan::Yes, |state| {
+                Ok(state.index.status().size)
+            }) {
                 Ok(size) => total += size,
                 // Deleted by someone else between the listing and now.
                 Err(StoreError::NoSuchMailbox(_)) => {}

@@ -528,6 +528,14 @@ fn vrfy_expn_help_noop_rset_quit() {
 }
 
 #[test]
+fn vrfy_before_starttls_needs_tls_where_tls_is_required() {
+    let script = format!("EHLO mx.example.org\r\nVRFY alice@{DOMAIN}\r\n");
+    let t = run_all(&mx(), Transport::Cleartext, script.as_bytes());
+    assert!(t.has_line("530 5.7.0 Must issue a STARTTLS command first"));
+    assert!(!t.has_line("252 2.0.0"));
+}
+
+#[test]
 fn helo_gives_no_extensions() {
     let t = run_all(
         &mx(),

@@ -116,6 +116,7 @@ FIXTURES = ROOT / "testdata" / "fixtures"
 
 
 def fixture(name, from_addr, to_addr, subject="[...]"):
-    text = (FIXTURES / name).read_text()
+    # Some fixtures have LF line endings; on the wire SMTP needs CRLF.
+    text = (FIXTURES / name).read_bytes().decode().replace("\r\n", "\n").replace("\n", "\r\n")
     return text.replace("{from_addr}", from_addr).replace("{to_addr}", to_addr).replace(
         "{subject}", subject)

@@ -5,6 +5,7 @@ import imaplib
 import json
 import shutil
 import smtplib
+import socket
 import ssl
 import subprocess
 import threading
@@ -14,6 +15,10 @@ import urllib.request
 import pytest
 
 from conftest import fixture
+
+# imaplib does not know the RFC 5464 commands.
+imaplib.Commands.setdefault("SETMETADATA", ("AUTH", "SELECTED"))
+imaplib.Commands.setdefault("GETMETADATA", ("AUTH", "SELECTED"))
 
 CTX = ssl.create_default_context()
 CTX.check_hostname = False
@@ -284,7 +289,8 @@ def test_delivered_copy_is_scrubbed(relay):
 
 def test_rate_limit(relay):
     addr, pw = relay.creds()
-    to, _ = relay.creds()
+    to, to_pw = relay.creds()
+    login_imap(relay, to, to_pw).logout()
     msg = fixture("encrypted.eml", addr, to).encode()
     first_failure = None
     with smtp(relay) as s:
@@ -321,9 +327,9 @@ def test_metadata_devicetoken_and_server_keys(relay):
     addr, pw = relay.creds()
     c = login_imap(relay, addr, pw)
     c.select("INBOX")
-    typ, data = c._simple_command("SETMETADATA", "INBOX", "(/private/devicetoken 1111)")
+    typ, data = c._simple_command("SETMETADATA", "INBOX", '(/private/devicetoken "1111")')
     assert typ == "OK"
-    typ, data = c._simple_command("SETMETADATA", "INBOX", "(/private/devicetoken 2222)")
+    typ, data = c._simple_command("SETMETADATA", "INBOX", '(/private/devicetoken "2222")')
     assert typ == "OK"
     typ, data = c._simple_command("GETMETADATA", "INBOX", "/private/devicetoken")
     assert typ == "OK"
@@ -340,3 +346,24 @@ def test_metadata_devicetoken_and_server_keys(relay):
         if key.endswith("appversions"):
             json.loads(data[0][1])
     c.logout()
+
+
+def test_metadata_wire_format_with_bare_lf(relay):
+    """Spec 5.1: commands may end with a bare LF; the token comes back as a literal at the
+    start of the next line, and the Dovecot wordings are kept."""
+    addr, pw = relay.creds()
+    login_imap(relay, addr, pw).logout()
+    raw = socket.create_connection(("127.0.0.1", relay.imaps_port), timeout=30)
+    conn = CTX.wrap_socket(raw)
+    f = conn.makefile("rb")
+    f.readline()
+    conn.sendall(f"a01 LOGIN {addr} {pw}\n".encode())
+    assert f.readline().startswith(b"a01 OK")
+    conn.sendall(b'a02 SETMETADATA INBOX (/private/devicetoken "1111")\n')
+    assert b"Setmetadata completed" in f.readline()
+    conn.sendall(b"a03 GETMETADATA INBOX /private/devicetoken\n")
+    first = f.readline()
+    assert first.startswith(b"* METADATA") and first.rstrip().endswith(b"{4}"), first
+    assert f.readline() == b"1111)\r\n"
+    assert b"Getmetadata completed" in f.readline()
+    conn.close()

@@ -4,7 +4,9 @@
 Two Delta Chat accounts (deltachat-rpc-server, one process) are configured with explicit
 servers (IMAP and SMTP over implicit TLS, invalid certificates accepted), establish
 end-to-end encryption with Secure-Join, then ac1 sends --count text messages to ac2, one at
-a time. For each message the script records, with time.perf_counter_ns(), the moment just
+a time, --pause seconds apart (Delta Chat core limits its own sending to a burst of 3 and
+then one message per second; without the pause a fast server's figure would be that
+limiter's). For each message the script records, with time.perf_counter_ns(), the moment just
 before the send RPC and the moment the IncomingMsg event for it reaches this process on ac2,
 and reports p50/p90/p99/max of the difference. The sending core submits over SMTP, the
 server delivers, ac2's core is woken from IMAP IDLE, fetches and decrypts: the whole path a
@@ -52,22 +54,34 @@ def rpc_server_path() -> str:
     sys.exit("deltachat-rpc-server not found: pip install deltachat-rpc-server==2.65.0")
 
 
+class StampedQueue(queue.Queue):
+    """An event queue that stamps each event with perf_counter_ns as it arrives from the
+    RPC server (put by the client's event thread), so waiting late does not add time."""
+
+    def _put(self, item) -> None:
+        super()._put((time.perf_counter_ns(), item))
+
+
 class Events:
     """Bounded waits on one account's event queue (the client's own waits never time out)."""
 
     def __init__(self, rpc: Rpc, account_id: int):
-        self.queue = rpc.get_queue(account_id)
+        self.queue = StampedQueue()
+        rpc.event_queues[account_id] = self.queue  # before the account emits anything of note
+        self.seen: list[tuple[int, AttrDict]] = []  # with --trace: every event taken
 
     def next(self, deadline: float) -> tuple[int, AttrDict]:
-        """The next event and the perf_counter_ns at which this thread got it."""
+        """The next event and the perf_counter_ns at which it reached this process."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError("no event before the deadline")
         try:
-            payload = self.queue.get(timeout=remaining)
+            t, payload = self.queue.get(timeout=remaining)
         except queue.Empty:
             raise TimeoutError("no event before the deadline") from None
-        return time.perf_counter_ns(), AttrDict(payload)
+        event = AttrDict(payload)
+        self.seen.append((t, event))
+        return t, event
 
     def wait_for(self, predicate, timeout: float) -> tuple[int, AttrDict]:
         deadline = time.monotonic() + timeout
@@ -79,15 +93,28 @@ class Events:
                 return t, event
 
     def drain(self) -> None:
+        """Take every queued event (recorded in `seen`)."""
         try:
             while True:
-                self.queue.get_nowait()
+                t, payload = self.queue.get_nowait()
+                self.seen.append((t, AttrDict(payload)))
         except queue.Empty:
             pass
 
 
+def print_trace(seq: int, t_send: int, sides: list[tuple[str, "Events"]]) -> None:
+    """The events of both accounts since t_send, in arrival order, with ms offsets."""
+    timeline = sorted((t, name, e) for name, events in sides for t, e in events.seen if t >= t_send)
+    print(f"--- message {seq}", file=sys.stderr)
+    for t, name, e in timeline:
+        detail = e.get("msg") or ""
+        print(f"{(t - t_send) / 1e6:9.1f} ms {name} {e.kind} {detail}", file=sys.stderr)
+
+
 def configure(dc: DeltaChat, args, addr: str, password: str, name: str):
+    """A new account on the server under test; returns it and its event queue."""
     account = dc.add_account()
+    events = Events(dc.rpc, account.id)
     account.set_config("displayname", name)
     account.add_or_update_transport(
         {
@@ -102,7 +129,7 @@ def configure(dc: DeltaChat, args, addr: str, password: str, name: str):
             "certificateChecks": "acceptInvalidCertificates",
         }
     )
-    return account
+    return account, events
 
 
 def main() -> int:
@@ -110,9 +137,16 @@ def main() -> int:
     add_server_arguments(ap)
     ap.add_argument("--count", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=2, help="unmeasured messages first")
-    ap.add_argument("--pause", type=float, default=0.0, help="seconds between messages")
+    ap.add_argument(
+        "--pause",
+        type=float,
+        default=1.0,
+        help="seconds after each receive before the next send: Delta Chat's own send limiter "
+        "(burst 3, then 1 message per second) would otherwise hold back-to-back sends",
+    )
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds per step")
     ap.add_argument("--max-seconds", type=float, default=600.0)
+    ap.add_argument("--trace", type=int, default=0, help="print the events of N messages")
     ap.add_argument("--accounts-dir", help="default: a temporary directory, removed after")
     args = ap.parse_args()
     if not 1 <= args.count <= 1000 or not 0 <= args.warmup <= 100:
@@ -128,11 +162,12 @@ def main() -> int:
             dc = DeltaChat(rpc)
             addr1, pw1 = random_account(args.domain, args.password)
             addr2, pw2 = random_account(args.domain, args.password)
-            ac1 = configure(dc, args, addr1, pw1, "bench-sender")
-            ac2 = configure(dc, args, addr2, pw2, "bench-receiver")
-            ev1, ev2 = Events(rpc, ac1.id), Events(rpc, ac2.id)
-            for ac in (ac1, ac2):
-                ac.bring_online()
+            ac1, ev1 = configure(dc, args, addr1, pw1, "bench-sender")
+            ac2, ev2 = configure(dc, args, addr2, pw2, "bench-receiver")
+            for ac, events in ((ac1, ev1), (ac2, ev2)):
+                ac.start_io()
+                rpc.wait_for_all_work_done(ac.id)
+                events.drain()
             configured_s = time.monotonic() - started
 
             # Secure-Join: ac2 scans ac1's QR code; both sides must report success.
@@ -152,8 +187,9 @@ def main() -> int:
             if chat is None:
                 chat = ac1.create_chat(ac2)
             time.sleep(1.0)  # let the handshake's last messages settle before measuring
-            ev1.drain()
-            ev2.drain()
+            for events in (ev1, ev2):
+                events.drain()
+                events.seen.clear()
 
             latencies_ms: list[float] = []
             samples = []
@@ -182,6 +218,11 @@ def main() -> int:
                     ms = (t_recv - t_send) / 1e6
                     latencies_ms.append(ms)
                     samples.append({"seq": i, "send_to_receive_ms": ms, "msg_id": sent.id})
+                if 0 <= i - args.warmup < args.trace:
+                    ev1.drain()
+                    print_trace(i, t_send, [("sender", ev1), ("receiver", ev2)])
+                ev1.seen.clear()
+                ev2.seen.clear()
                 if args.pause:
                     time.sleep(args.pause)
             for ac in (ac1, ac2):
@@ -192,6 +233,7 @@ def main() -> int:
         "measured": len(latencies_ms),
         "lost": lost,
         "stopped_early": stopped_early,
+        "pause_s": args.pause,
         "configure_s": configured_s,
         "securejoin_s": securejoin_s,
         "elapsed_s": time.monotonic() - started,

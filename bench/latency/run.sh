@@ -7,7 +7,7 @@
 #   SYSTEMS=relay bench/latency/run.sh
 #
 # Environment: OUT (default /tmp/latency-results/<timestamp>), IDLE_COUNT (1000),
-# DC_COUNT (50), PYTHON (a python with deltachat-rpc-client; default /work/main/.venv),
+# DC_COUNT (50), DC_BACK_TO_BACK (1: also a Delta Chat run without pauses), PYTHON (a python with deltachat-rpc-client; default /work/main/.venv),
 # RELAY_BIN (default target/release/examples/relay, built with
 # `cargo build --release --example relay` beforehand).
 set -euo pipefail
@@ -20,6 +20,7 @@ DC_COUNT=${DC_COUNT:-50}
 PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
 RELAY_BIN=${RELAY_BIN:-$ROOT/target/release/examples/relay}
 SYSTEMS=${SYSTEMS:-postfix-dovecot relay}
+DC_BACK_TO_BACK=${DC_BACK_TO_BACK:-1}
 RELAY_DOMAIN=_latency.localhost
 mkdir -p "$OUT"
 
@@ -52,6 +53,14 @@ bench_pair() { # label imaps_port submissions_port domain [password]
         --domain "$domain" "${pw_arg[@]}" --count "$DC_COUNT" --label "$label" \
         --json-out "$OUT/dc-$label.json" >"$OUT/dc-$label.txt" 2>"$OUT/dc-$label.log" ||
         echo "dc bench for $label failed (see $OUT/dc-$label.log)" >&2
+    if [ "$DC_BACK_TO_BACK" = 1 ]; then
+        echo "== $label: Delta Chat back to back (no pause: includes the client's send limiter)" >&2
+        "$PYTHON" "$HERE/dc_latency.py" --imap-port "$imaps" --smtp-port "$smtps" \
+            --domain "$domain" "${pw_arg[@]}" --count "$DC_COUNT" --pause 0 \
+            --label "$label-back-to-back" --json-out "$OUT/dc-$label-back-to-back.json" \
+            >"$OUT/dc-$label-back-to-back.txt" 2>"$OUT/dc-$label-back-to-back.log" ||
+            echo "dc back-to-back bench for $label failed" >&2
+    fi
 }
 
 run_postfix_dovecot() {

@@ -37,9 +37,8 @@ def main() -> int:
     for path in sorted(out.glob("dc-*.json")):
         r = json.loads(path.read_text())
         lost = str(r["lost"]) + (f" ({r['stopped_early']})" if r.get("stopped_early") else "")
-        lines.append(
-            row(r["label"], "Delta Chat send → IncomingMsg", r["send_to_receive_ms"], lost)
-        )
+        what = f"Delta Chat send → IncomingMsg, {r.get('pause_s', 0):g} s pause"
+        lines.append(row(r["label"], what, r["send_to_receive_ms"], lost))
     print("\n".join(lines))
     return 0
 

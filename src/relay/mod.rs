@@ -159,7 +159,7 @@ impl RelayBuilder {
                 Arc::new(MemoryStore::new()),
                 Arc::new(chatmail_core::account::InlineExecutor),
             ),
-            Backend::Maildir(executor) => (
+            Backend::Maildir(ref executor) => (
                 Arc::new(MaildirAccountStore::new(
                     &config.mailboxes_dir,
                     executor.clone(),
@@ -171,8 +171,12 @@ impl RelayBuilder {
                 Arc::new(
                     MaildirStore::open(&config.mailboxes_dir)?.with_executor(executor.clone()),
                 ),
-                executor,
+                executor.clone(),
             ),
+        };
+        let maildir_executor = match self.backend {
+            Backend::Maildir(executor) => Some(executor),
+            Backend::Memory => None,
         };
         let limits = self.limits.unwrap_or_else(|| Arc::new(LinuxSystemLimits));
         let mut accounts = Accounts::new(config.clone(), accounts_store, limits, executor);
@@ -188,6 +192,7 @@ impl RelayBuilder {
             outbound: self.outbound,
             notifier: self.notifier,
             server_metadata: self.server_metadata,
+            maildir_executor,
         })
     }
 }
@@ -203,6 +208,8 @@ pub struct Relay {
     outbound: Arc<dyn OutboundQueue>,
     notifier: Option<Arc<dyn NewMailNotifier>>,
     server_metadata: Option<Arc<dyn ServerMetadata>>,
+    /// Set for the maildir backend: where expiry's file-system work runs.
+    maildir_executor: Option<Arc<dyn BlockingExecutor>>,
 }
 
 /// Seconds since the Unix epoch.
@@ -396,6 +403,12 @@ impl Relay {
         {
             return Err(store_error(e));
         }
+        // Spec 4.2: past 75 % of the quota, the oldest messages are trimmed to 70 %.
+        if let Ok(used) = self.store.quota_usage(&account).await {
+            if used > quota / 4 * 3 {
+                self.trim_to_quota(&account).await;
+            }
+        }
         // Spec 5.3: no push for the sender's own copy (multi-device bcc-self).
         if !mail_from.eq_ignore_ascii_case(account.as_str()) {
             if let Some(notifier) = &self.notifier {
@@ -461,5 +474,6 @@ fn store_error(e: StoreError) -> Reply {
     }
 }
 
+mod expiry;
 mod imap_answers;
 mod smtp_answers;

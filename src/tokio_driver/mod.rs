@@ -295,6 +295,7 @@ impl Server {
             };
             tasks.push(task);
         }
+        tasks.push(tokio::spawn(expire_daily(self.relay.clone())));
         shutdown.await;
         tracing::info!("shutting down: no new connections, finishing open ones");
         let _ = stop_tx.send(true);
@@ -319,6 +320,22 @@ impl Server {
                 "connections still open after the shutdown grace period"
             );
         }
+    }
+}
+
+/// The reference's expiry timer: daily at 00:02 UTC (spec 6.1), plus once a minute
+/// after start so that a relay restarted often still cleans up.
+async fn expire_daily(relay: Arc<Relay>) {
+    const DAY: u64 = 86_400;
+    const AT: u64 = 2 * 60;
+    let mut wait = Duration::from_secs(60);
+    loop {
+        tokio::time::sleep(wait).await;
+        relay.run_expiry().await;
+        let now = crate::relay::unix_now();
+        let next = (now - now % DAY) + AT;
+        let next = if next > now { next } else { next + DAY };
+        wait = Duration::from_secs(next - now);
     }
 }
 

@@ -6,7 +6,8 @@
 //!
 //! The encryption check is one forward pass over the raw message: it finds the MIME
 //! boundaries and part headers without building a tree, validates the armored payload's
-//! base64 line by line, and decodes only the OpenPGP packet headers it walks
+//! base64 in 64-byte blocks whatever its line length, and decodes only the OpenPGP
+//! packet headers it walks
 //! (`(PKESK | SKESK)* SEIPD`). Nothing proportional to the message is allocated unless a
 //! part uses a base64 or quoted-printable transfer encoding (which clients do not do for
 //! the armored payload).

@@ -99,19 +99,29 @@ impl<'a> Iterator for Fields<'a> {
         self.pos = end;
         let raw = &buf[start..end];
         let first_line = &buf[start..first_end];
-        let (name, value) = match first_line.iter().position(|&b| b == b':') {
-            Some(colon) if is_field_name(trim_end(&first_line[..colon])) => {
-                let name = trim_end(&first_line[..colon]);
-                (name, strip_eol(&buf[start + colon + 1..end]))
-            }
+        // `name WSP* ":"` (RFC 5322 obs-optional allows whitespace before the colon), read
+        // in one pass over the name; anything else is a malformed line without a name.
+        let name_len = first_line
+            .iter()
+            .position(|&b| !is_field_name_char(b))
+            .unwrap_or(first_line.len());
+        let after_name = &first_line[name_len..];
+        let colon = name_len + after_name.iter().take_while(|&&b| is_ws(b)).count();
+        let (name, value) = match first_line.get(colon) {
+            Some(b':') if name_len > 0 => (
+                &first_line[..name_len],
+                strip_eol(&buf[start + colon + 1..end]),
+            ),
             _ => (&b""[..], strip_eol(raw)),
         };
         Some(Field { name, value, raw })
     }
 }
 
-fn is_field_name(name: &[u8]) -> bool {
-    !name.is_empty() && name.iter().all(|&b| (33..=126).contains(&b) && b != b':')
+/// A field-name character: printable US-ASCII except the colon.
+#[inline]
+fn is_field_name_char(b: u8) -> bool {
+    (33..=126).contains(&b) && b != b':'
 }
 
 /// Whitespace as header values use it: space, tab and the CR/LF of folds.
@@ -297,6 +307,19 @@ mod tests {
         assert_eq!(f.name, b"");
         assert!(it.next().is_none());
         assert_eq!(&msg[it.body_start()..], b"body\r\n");
+    }
+
+    #[test]
+    fn field_names_allow_whitespace_before_the_colon_only() {
+        let names = |msg: &'static [u8]| -> Vec<&'static [u8]> {
+            Fields::new(msg).map(|f| f.name).collect()
+        };
+        assert_eq!(
+            names(b"From : a\r\nSubject\t\r:b\r\nFr om: c\r\n: d\r\nX\x7f: e\r\nNo colon\r\n"),
+            [&b"From"[..], b"Subject", b"", b"", b"", b""]
+        );
+        let f = Fields::new(b"From :  a@b\r\n").next().unwrap();
+        assert_eq!(f.value, b"  a@b");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 #
 # 1. Unit, property, engine and doc tests of every crate (cargo).
 # 2. End-to-end: the `relay` example on 127.0.0.1 driven by real clients — python
-#    smtplib/imaplib, swaks (if installed), and Delta Chat core itself
+#    smtplib/imaplib, swaks, curl, msmtp and mbsync (each skipped if not installed; CI
+#    installs them), and Delta Chat core itself
 #    (deltachat-rpc-server + deltachat-rpc-client from PyPI, in a venv created here).
 #    Set CHATMAIL_SKIP_E2E=1 to run only the cargo tests.
 set -euo pipefail

@@ -450,7 +450,7 @@ impl<'a> Decoder<'a> {
     }
 
     /// The value of character number `index` (below `data.sextets`).
-    #[inline]
+    #[inline(always)]
     fn sextet(&mut self, index: u64) -> u8 {
         let pos = match index.checked_sub(self.index) {
             // Most reads are on the cursor's line.
@@ -465,7 +465,9 @@ impl<'a> Decoder<'a> {
     }
 
     /// Position of character number `index`. The walk only moves forward, so the cursor
-    /// does too; line by line for short moves, one guess for long ones.
+    /// does too; line by line for short moves, one guess for long ones. Kept out of line
+    /// so that [`Decoder::sextet`]'s common case stays small enough to inline.
+    #[inline(never)]
     fn position(&mut self, index: u64) -> usize {
         if index < self.index {
             // Not reached by the walk; kept correct rather than assumed.
@@ -476,7 +478,7 @@ impl<'a> Decoder<'a> {
             if let Some(pos) = self.regular_lines_guess(index) {
                 self.index = index;
                 self.pos = pos;
-                self.run_end = run_end_from(&self.data, pos);
+                self.run_end = self.run_end_at(pos, index % self.first_line.0);
                 return pos;
             }
         }
@@ -494,8 +496,22 @@ impl<'a> Decoder<'a> {
                 next += 1; // the line ending, and empty lines
             }
             self.pos = next;
-            self.run_end = run_end_from(&self.data, next);
+            self.run_end = self.run_end_at(next, 0);
         }
+    }
+
+    /// End of the run of characters at `pos`, `column` characters into its line. Lines
+    /// are usually as long as the first, so that end is tried first (no line ending up
+    /// to it, one or the end of the data at it), before a search.
+    fn run_end_at(&self, pos: usize, column: u64) -> usize {
+        let data = &self.data;
+        let rest = self.first_line.0.saturating_sub(column);
+        let guess = usize::try_from(rest).map_or(data.end, |r| pos.saturating_add(r));
+        let ends_there = guess == data.end || (guess < data.end && data.buf[guess] < b'+');
+        if rest > 0 && ends_there && count_line_endings(&data.buf[pos..guess]) == 0 {
+            return guess;
+        }
+        run_end_from(data, pos)
     }
 
     /// Where character `index` is if every line from the first on is as long as the

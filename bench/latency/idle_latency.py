@@ -313,6 +313,13 @@ def main() -> int:
     ap.add_argument(
         "--recipient", type=parse_credentials, help="ADDR:PASSWORD (default: generated)"
     )
+    ap.add_argument(
+        "--min-interval",
+        type=float,
+        default=0.0,
+        help="seconds from one send to the next at least (with --senders, keeps each sender "
+        "under a relay's default limit of 60/min: 20 senders and 0.06 s give 50 per minute)",
+    )
     ap.add_argument("--reidle-every", type=int, default=100, help="DONE + IDLE between messages")
     ap.add_argument("--timeout", type=float, default=10.0, help="seconds per message")
     ap.add_argument("--max-seconds", type=float, default=1200.0, help="overall bound")
@@ -349,6 +356,7 @@ def main() -> int:
     lost = 0
     sent = 0
     stopped_early = None
+    last_send = 0.0
     total = args.warmup + args.count
     try:
         for i in range(total):
@@ -358,9 +366,17 @@ def main() -> int:
             if args.reidle_every and i and i % args.reidle_every == 0:
                 exists = max(exists, last_exists(idle.done(args.timeout)) or 0)
                 exists = max(exists, last_exists(idle.idle(args.timeout)) or 0)
+            if args.min_interval and i:
+                time.sleep(max(0.0, last_send + args.min_interval - time.monotonic()))
+            last_send = time.monotonic()
             sender = senders[i % len(senders)]
             body = render_message(template, sender.addr, recipient[0], i, run_id)
-            t_data, t_250 = sender.send(recipient[0], body)
+            try:
+                t_data, t_250 = sender.send(recipient[0], body)
+            except (RuntimeError, smtplib.SMTPException, OSError) as e:
+                # e.g. 450 from a relay's send limit: report what was measured so far
+                stopped_early = f"message {i} from {sender.addr} not accepted: {e}"
+                break
             sent += 1
             # Wait for the EXISTS that covers this message.
             t_exist = None
@@ -396,6 +412,7 @@ def main() -> int:
     result = {
         **run_header(args),
         "senders": len(senders),
+        "min_interval_s": args.min_interval,
         "measured": len(wakeup_ms),
         "lost": lost,
         "stopped_early": stopped_early,

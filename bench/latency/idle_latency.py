@@ -404,6 +404,9 @@ def main() -> int:
             wakeup_ms.append(wake)
             from_data_ms.append(e2e)
             samples.append({"seq": i, "wakeup_ms": wake, "from_data_ms": e2e})
+    except (ConnectionError, RuntimeError, queue.Empty, OSError) as e:
+        # the IDLE connection closed or a re-IDLE failed: report what was measured so far
+        stopped_early = f"IMAP: {e!r} after {sent} messages"
     finally:
         idle.close()
         for s in senders:

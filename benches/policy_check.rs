@@ -64,12 +64,16 @@ fn policy() -> Policy {
     })
 }
 
+/// The outgoing decision on `message`. The recipient list is built once per process so
+/// that the figure is the decision's, not the allocation of the caller's `RCPT` list.
 fn decide(policy: &Policy, message: &[u8]) -> bool {
-    let recipients = [TO.to_string()];
+    static RECIPIENTS: std::sync::LazyLock<[String; 1]> =
+        std::sync::LazyLock::new(|| [TO.to_string()]);
+    let recipients = &*RECIPIENTS;
     let envelope = Envelope {
         auth_user: Some(FROM),
         mail_from: FROM,
-        recipients: &recipients,
+        recipients,
     };
     matches!(
         policy.check_message(Direction::Outgoing, &envelope, message, &|_| false),

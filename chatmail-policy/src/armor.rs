@@ -427,8 +427,8 @@ impl<'a> Decoder<'a> {
         let bit = self.offset * 8;
         let index = bit / 6;
         let shift = (bit % 6) as u32;
-        let high = u32::from(self.sextet(index));
-        let low = u32::from(self.sextet(index + 1));
+        let high = u32::from(self.sextet(index)?);
+        let low = u32::from(self.sextet(index + 1)?);
         self.offset += 1;
         Ok(((high << 6 | low) >> (4 - shift)) as u8)
     }
@@ -451,7 +451,7 @@ impl<'a> Decoder<'a> {
 
     /// The value of character number `index` (below `data.sextets`).
     #[inline(always)]
-    fn sextet(&mut self, index: u64) -> u8 {
+    fn sextet(&mut self, index: u64) -> Walk<u8> {
         let pos = match index.checked_sub(self.index) {
             // Most reads are on the cursor's line.
             Some(ahead) if ahead < (self.run_end - self.pos) as u64 => {
@@ -459,16 +459,16 @@ impl<'a> Decoder<'a> {
                 self.pos += ahead as usize;
                 self.pos
             }
-            _ => self.position(index),
+            _ => self.position(index)?,
         };
-        DECODE[usize::from(self.data.buf[pos])]
+        Ok(DECODE[usize::from(self.data.buf[pos])])
     }
 
     /// Position of character number `index`. The walk only moves forward, so the cursor
     /// does too; line by line for short moves, one guess for long ones. Kept out of line
     /// so that [`Decoder::sextet`]'s common case stays small enough to inline.
     #[inline(never)]
-    fn position(&mut self, index: u64) -> usize {
+    fn position(&mut self, index: u64) -> Walk<usize> {
         if index < self.index {
             // Not reached by the walk; kept correct rather than assumed.
             *self = Decoder::new(self.data);
@@ -479,7 +479,7 @@ impl<'a> Decoder<'a> {
                 self.index = index;
                 self.pos = pos;
                 self.run_end = self.run_end_at(pos, index % self.first_line.0);
-                return pos;
+                return Ok(pos);
             }
         }
         loop {
@@ -487,13 +487,18 @@ impl<'a> Decoder<'a> {
             if ahead < in_run {
                 self.index += ahead;
                 self.pos += ahead as usize;
-                return self.pos;
+                return Ok(self.pos);
             }
             ahead -= in_run;
             self.index += in_run;
             let mut next = self.run_end;
             while next < self.data.end && self.data.buf[next] < b'+' {
                 next += 1; // the line ending, and empty lines
+            }
+            if next >= self.data.end {
+                // Past the last character: never asked for (`index < sextets`), but an
+                // error rather than an endless loop if it were.
+                return Err(NotEncrypted);
             }
             self.pos = next;
             self.run_end = self.run_end_at(next, 0);

@@ -826,3 +826,31 @@ fn every_single_edit_of_small_armors_agrees() {
     // must still be accepted, or the comparison proves little.
     assert!(accepted > 0);
 }
+
+/// Every line length from 1 to 130 with CRLF, LF and mixed endings, so that line
+/// endings (and a CR split from its LF) fall at every place of a 64-byte block; with
+/// partial lengths, so that the walk seeks across many lines.
+#[test]
+fn every_line_length_is_accepted_by_both() {
+    let shape = Shape {
+        session_keys: vec![(1, 3, 90), (1, 6, 40)],
+        seipd_version: 2,
+        seipd_len: 3000,
+        partial: Some(9),
+        old_format: false,
+        seed: 11,
+    };
+    let bin = binary(&shape);
+    for line in 1..=130 {
+        for crlf in [vec![true], vec![false], vec![true, false, false]] {
+            let layout = Layout {
+                line,
+                crlf,
+                empty_lines_after_begin: 1,
+                checksum: line % 2 == 0,
+                header: false,
+            };
+            assert!(agree(&armor(&bin, &layout)), "line length {line}");
+        }
+    }
+}

@@ -60,15 +60,23 @@ fn reference_account(root: &Path) -> (PathBuf, Vec<u8>, Vec<u8>) {
     write("password", b"{SHA512-CRYPT}$6$abcdefghijklmnop$xyz");
     write("enforceE2EEincoming", b"");
     write("metadata.json", br#"{"devicetoken": {"tok": 1700000000}}"#);
-    write(
-        "dovecot-uidlist",
-        b"3 V1700000000 N3 G0\n1 :1700000000.M1P1.relay\n",
-    );
     write("maildirsize", b"524288000S\n");
     write(".DeltaChat/maildirfolder", b"");
     let encrypted = fixture("encrypted.eml");
     let plain = fixture("plain.eml");
     let size = encrypted.len();
+    // Dovecot numbered the two oldest messages; the newest came after its last sync.
+    write(
+        "dovecot-uidlist",
+        format!(
+            "3 V1700000000 N3 G3085f01b7f11094c501100008c4a11c1\n\
+             1 G0123456789abcdef0123456789abcdef W{} :1700000000.M111P222.relay,S={size},W={}\n\
+             2 :1700000100.M555P666.relay\n",
+            size + 40,
+            size + 40
+        )
+        .as_bytes(),
+    );
     // Seen, compressed, in cur/ (the oldest).
     write(
         &format!("cur/1700000000.M111P222.relay,S={size},W={}:2,S", size + 40),
@@ -127,6 +135,8 @@ fn serves_a_dovecot_maildir_without_conversion() {
             (status.exists, status.unseen, status.uid_next),
             (3, 2, Uid(4))
         );
+        // Dovecot's UIDVALIDITY is kept, so clients keep their caches.
+        assert_eq!(status.uid_validity.0, 1_700_000_000);
 
         let folder = store
             .list_messages(&alice(), "DeltaChat", None)

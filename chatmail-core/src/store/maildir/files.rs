@@ -44,7 +44,8 @@ pub(crate) fn base_of(file_name: &str) -> &str {
 }
 
 /// The system flags in the `:2,<letters>` info of a file name. Lower-case letters are
-/// Dovecot keywords numbered in its own `dovecot-keywords` file; they are not imported.
+/// Dovecot keywords numbered in its own `dovecot-keywords` file, read by
+/// [`DovecotKeywords`](super::dovecot::DovecotKeywords).
 pub(crate) fn info_flags(file_name: &str) -> Flags {
     let Some((_, info)) = file_name.split_once(":2,") else {
         return Flags::new();

@@ -9,10 +9,33 @@
 //! ```
 //!
 //! The other files of an account directory (`password`, `enforceE2EEincoming`,
-//! `metadata.json`, Dovecot's `dovecot*` and `maildirsize`) belong to others and are left
-//! alone. Messages already there, as Dovecot wrote them (`new/` or `cur/`, plain or
-//! gzip-compressed, `,S=<size>` in the name), are listed and read like the store's own:
-//! a mailbox without an index gets one with a new UIDVALIDITY and UIDs in delivery order.
+//! `metadata.json`, Dovecot's `dovecot*` and `maildirsize`) belong to others and are
+//! never written. Messages already there, as Dovecot wrote them (`new/` or `cur/`, plain
+//! or gzip-compressed, `,S=<size>` in the name), are listed and read like the store's
+//! own.
+//!
+//! # Taking over from Dovecot
+//!
+//! A mailbox without an index of this store's gets one when first opened. If Dovecot
+//! served it before and left a valid `dovecot-uidlist` (format 3; see the `dovecot`
+//! module for the format and its bounds), the index takes on Dovecot's UIDVALIDITY and
+//! the UIDs of the listed files that exist, and UIDNEXT continues from the larger of
+//! Dovecot's and one more than the highest UID taken on; files Dovecot did not list get
+//! UIDs from there, in delivery order. Clients then keep their caches. HIGHESTMODSEQ
+//! starts above any Dovecot can have reached (Dovecot's own is in its binary index, not
+//! read), so a CONDSTORE client's cached value is never ahead of the mailbox. Flags
+//! come from the maildir info letters: upper-case ones are system flags, lower-case
+//! ones keywords numbered in `dovecot-keywords` (at most `max_keywords` per message).
+//! Without a valid `dovecot-uidlist` (missing, unreadable, too large, malformed), the
+//! mailbox gets a new UIDVALIDITY and UIDs in delivery order, and clients resynchronise.
+//! Dovecot's files are only read once, when the index is missing: an index of this
+//! store's that became unreadable is rebuilt under a new UIDVALIDITY, since UIDs given
+//! after the takeover are not in Dovecot's list.
+//!
+//! UIDVALIDITY values are unique per `mailboxes_dir`: [`UID_VALIDITY_FILE`] reserves
+//! the values handed out, and an adopted value is reserved too, so every value handed
+//! out later (also after a restart) is larger than any adopted one. A mailbox deleted
+//! and created again, or rebuilt, never gets a UIDVALIDITY it had before.
 //!
 //! # Durability
 //!
@@ -50,6 +73,7 @@
 //! where blocking is allowed (`tokio::task::spawn_blocking`) via
 //! [`MaildirStore::with_executor`].
 
+mod dovecot;
 mod files;
 mod uidlist;
 
@@ -64,6 +88,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use self::dovecot::DovecotKeywords;
 use self::files::{base_of, sync_dir, write_replace, Sub};
 use self::uidlist::FileRef;
 use super::index::{check_keywords, sorted_uids, MailboxIndex};
@@ -89,6 +114,10 @@ pub const UID_VALIDITY_FILE: &str = "chatmail-uidvalidity";
 
 /// How many UIDVALIDITY values one write of [`UID_VALIDITY_FILE`] reserves.
 const UID_VALIDITY_BLOCK: u32 = 1024;
+
+/// How far ahead of the clock a UIDVALIDITY taken from Dovecot may be (Dovecot's are
+/// creation times, or one more than the last it gave).
+const MAX_ADOPTED_UID_VALIDITY_AHEAD: u32 = 30 * 24 * 3600;
 
 /// Maildir++ marks a folder directory with this empty file.
 const FOLDER_MARKER: &str = "maildirfolder";
@@ -302,8 +331,6 @@ impl Inner {
             .clone()
     }
 
-    /// A UIDVALIDITY never handed out before by this process: the current time, or one
-    /// more than the last if that is not later.
     /// A UIDVALIDITY never handed out before for this `mailboxes_dir`: the current
     /// time, or one more than the last if that is not later. Values are reserved in
     /// blocks in [`UID_VALIDITY_FILE`], so a restart (or a clock that went back) cannot
@@ -312,8 +339,33 @@ impl Inner {
         let mut issued = lock(&self.uid_validity);
         let now = u32::try_from(now_secs()).unwrap_or(u32::MAX);
         let next = now.max(issued.last.saturating_add(1));
-        if next >= issued.reserved_until {
-            let reserved_until = next.saturating_add(UID_VALIDITY_BLOCK);
+        self.reserve_uid_validity(&mut issued, next)?;
+        Ok(UidValidity(next))
+    }
+
+    /// Takes on a mailbox's UIDVALIDITY from Dovecot: reserves it in
+    /// [`UID_VALIDITY_FILE`] so that [`Inner::new_uid_validity`] only hands out later
+    /// values from now on, even after a restart. `false` (nothing reserved) for a value
+    /// so far ahead of the clock that the values after it could run out.
+    fn adopt_uid_validity(&self, value: u32) -> Result<bool, StoreError> {
+        let now = u32::try_from(now_secs()).unwrap_or(u32::MAX);
+        if value == 0 || value > now.saturating_add(MAX_ADOPTED_UID_VALIDITY_AHEAD) {
+            return Ok(false);
+        }
+        let mut issued = lock(&self.uid_validity);
+        self.reserve_uid_validity(&mut issued, value)?;
+        Ok(true)
+    }
+
+    /// Records `value` as used, first extending the reservation on disk if it does not
+    /// cover `value` yet.
+    fn reserve_uid_validity(
+        &self,
+        issued: &mut IssuedUidValidity,
+        value: u32,
+    ) -> Result<(), StoreError> {
+        if value >= issued.reserved_until {
+            let reserved_until = value.saturating_add(UID_VALIDITY_BLOCK);
             write_replace(
                 &self.root,
                 UID_VALIDITY_FILE,
@@ -322,8 +374,8 @@ impl Inner {
             .map_err(|e| StoreError::io("reserving UIDVALIDITY values", e))?;
             issued.reserved_until = reserved_until;
         }
-        issued.last = next;
-        Ok(UidValidity(next))
+        issued.last = issued.last.max(value);
+        Ok(())
     }
 
     /// A base name unique to this process and time, Dovecot-style.
@@ -466,10 +518,14 @@ impl AccountDir {
             pending: HashSet::new(),
             broken: false,
         };
+        let mut missing = false;
         let text = if on_disk {
             match std::fs::read_to_string(state.dir.join(INDEX_FILE)) {
                 Ok(text) => Some(text),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    missing = true;
+                    None
+                }
                 // Not UTF-8 (or unreadable): rebuilt below like a broken index.
                 Err(e) if e.kind() == io::ErrorKind::InvalidData => None,
                 Err(e) => return Err(StoreError::io("reading the mailbox index", e)),
@@ -494,6 +550,10 @@ impl AccountDir {
                     state.log = Some(log);
                 }
             }
+            // Never served by this store: Dovecot's UIDs, if it left valid ones. Only
+            // then: once this store has given UIDs of its own, Dovecot's list no
+            // longer tells them.
+            None if missing && state.adopt_dovecot(inner)? => {}
             None => {
                 // No index, or an unreadable one: the files get UIDs under a new
                 // UIDVALIDITY, so clients drop whatever they cached.
@@ -686,7 +746,8 @@ impl MailboxState {
         Ok(())
     }
 
-    fn scan(&mut self, inner: &Inner, account: &Address) -> Result<(), StoreError> {
+    /// The message files in `new/` and `cur/` by base name, without those being written.
+    fn list_files(&self) -> Result<HashMap<String, FileRef>, StoreError> {
         let mut on_disk: HashMap<String, FileRef> = HashMap::new();
         for sub in [Sub::New, Sub::Cur] {
             let dir = self.dir.join(sub.dir());
@@ -707,6 +768,86 @@ impl MailboxState {
                 on_disk.insert(base, FileRef { sub, name });
             }
         }
+        Ok(on_disk)
+    }
+
+    /// Size, internal date and flags of a message file someone else wrote; `None` if
+    /// it was deleted meanwhile.
+    fn found_meta(
+        &self,
+        inner: &Inner,
+        base: &str,
+        file: &FileRef,
+        keywords: &mut Option<DovecotKeywords>,
+    ) -> Option<(u64, i64, Flags)> {
+        let path = self.path(file);
+        let metadata = std::fs::metadata(&path).ok()?;
+        let internal_date = metadata.modified().map(files::unix_secs).unwrap_or(0);
+        let size = match files::size_field(base) {
+            Some(size) => size,
+            None => match File::open(&path)
+                .map_err(|e| StoreError::io("opening message", e))
+                .and_then(|f| files::read_message(f, inner.limits.max_message_bytes))
+            {
+                Ok(message) => message.len() as u64,
+                Err(_) => metadata.len(),
+            },
+        };
+        let mut flags = files::info_flags(&file.name);
+        if dovecot::has_keyword_letters(&file.name) {
+            keywords
+                .get_or_insert_with(|| DovecotKeywords::read(&self.dir))
+                .add_to(&file.name, &mut flags, inner.limits.max_keywords);
+        }
+        Some((size, internal_date, flags))
+    }
+
+    /// Takes on the UIDVALIDITY and UIDs of Dovecot's `dovecot-uidlist` for the files
+    /// it lists, and writes the index. `false` (nothing changed) without a valid one.
+    /// Files it does not list are left to the next scan, which numbers them from
+    /// UIDNEXT on: Dovecot's, or one more than the highest UID taken on.
+    fn adopt_dovecot(&mut self, inner: &Inner) -> Result<bool, StoreError> {
+        let Some(dovecot) = dovecot::read_uidlist(&self.dir) else {
+            return Ok(false);
+        };
+        if !inner.adopt_uid_validity(dovecot.uid_validity)? {
+            return Ok(false);
+        }
+        let mut index = MailboxIndex::new(UidValidity(dovecot.uid_validity));
+        index.uid_next = Uid(dovecot.next_uid);
+        // Clients keep the HIGHESTMODSEQ Dovecot told them; ours must not be lower.
+        index.highest_modseq = adopted_modseq_floor();
+        let mut listed: Vec<(Uid, String, FileRef)> = self
+            .list_files()?
+            .into_iter()
+            .filter_map(|(base, file)| Some((*dovecot.uids.get(&base)?, base, file)))
+            .collect();
+        listed.sort_unstable_by_key(|(uid, _, _)| *uid);
+        let mut keywords = None;
+        for (uid, base, file) in listed {
+            let Some((size, internal_date, flags)) =
+                self.found_meta(inner, &base, &file, &mut keywords)
+            else {
+                continue;
+            };
+            let modseq = index.bump_modseq();
+            let meta = MessageMeta {
+                uid,
+                size,
+                internal_date,
+                flags,
+                modseq,
+            };
+            index.restore(meta, file);
+            self.by_base.insert(base, uid);
+        }
+        self.index = index;
+        self.compact()?;
+        Ok(true)
+    }
+
+    fn scan(&mut self, inner: &Inner, account: &Address) -> Result<(), StoreError> {
+        let mut on_disk = self.list_files()?;
         let mut batch = Batch::default();
         // Gone from disk: expunged by someone else.
         let gone: Vec<Uid> = self
@@ -734,27 +875,23 @@ impl MailboxState {
         if !found.is_empty() {
             self.ensure_on_disk()?;
         }
+        let mut keywords = None;
         for (_, base, file) in found {
-            let path = self.path(&file);
-            let Ok(metadata) = std::fs::metadata(&path) else {
+            let Some(meta_in) = self.found_meta(inner, &base, &file, &mut keywords) else {
                 continue; // deleted while we looked
             };
-            let internal_date = metadata.modified().map(files::unix_secs).unwrap_or(0);
-            let size = match files::size_field(&base) {
-                Some(size) => size,
-                None => match File::open(&path)
-                    .map_err(|e| StoreError::io("opening message", e))
-                    .and_then(|f| files::read_message(f, inner.limits.max_message_bytes))
-                {
-                    Ok(message) => message.len() as u64,
-                    Err(_) => metadata.len(),
-                },
-            };
-            let flags = files::info_flags(&file.name);
-            self.add((size, internal_date, flags), file, &mut batch)?;
+            self.add(meta_in, file, &mut batch)?;
         }
         self.commit(inner, account, batch)
     }
+}
+
+/// The HIGHESTMODSEQ a mailbox taken over from Dovecot starts from: 1024 per second
+/// since the epoch, above any Dovecot reaches (one per change) and above what an
+/// earlier takeover of the same mailbox could have reached at a sustained 1024 changes
+/// a second.
+fn adopted_modseq_floor() -> ModSeq {
+    ModSeq(now_secs().max(1).unsigned_abs().saturating_mul(1024))
 }
 
 /// Messages picked for a copy: metadata and an open file (which stays readable even if

@@ -1,7 +1,8 @@
 //! A mailboxes directory exactly as the reference relay leaves it on disk (spec 2.1):
 //! `password` with a `{SHA512-CRYPT}` hash made by an independent implementation
 //! (Python's crypt(3) binding), Dovecot-named messages in `cur` and `new`, a
-//! `metadata.json` written the way Python's `json.dump` writes it. This relay must log in,
+//! `metadata.json` written the way Python's `json.dump` writes it, Dovecot's
+//! `dovecot-uidlist`. This relay must log in,
 //! read the tokens, scan it for expiry, and list and read the messages through the
 //! `maildir` [`MailStore`] without converting anything.
 
@@ -21,6 +22,7 @@ const NOW: u64 = 1_700_000_000;
 const DAY: u64 = 86_400;
 const USER: &str = "refuser01@chat.example.org";
 const PASSWORD: &str = "Ref-Layout-pw1";
+const DOVECOT_UID_VALIDITY: u32 = 1_690_000_000;
 
 /// Made once with Python 3.11 `crypt.crypt(PASSWORD, crypt.mksalt(crypt.METHOD_SHA512))`;
 /// used when `python3` with the `crypt` module is not available at test time.
@@ -97,6 +99,20 @@ fn build_reference_dir(root: &Path) -> PathBuf {
     fs::write(&new, &unseen).unwrap();
     set_mtime(&cur, t1);
     set_mtime(&new, t2);
+    // Dovecot's UID list (format 3, with the extension fields Dovecot 2.3 writes).
+    fs::write(
+        dir.join("dovecot-uidlist"),
+        format!(
+            "3 V{DOVECOT_UID_VALIDITY} N7 G3085f01b7f11094c501100008c4a11c1\n\
+             4 G1a2b3c4d5e6f708192a3b4c5d6e7f809 W{} :{t1}.M123456P789.relay,S={},W={}\n\
+             6 :{t2}.M654321P987.relay,S={}\n",
+            seen.len() + 40,
+            seen.len(),
+            seen.len() + 40,
+            unseen.len()
+        ),
+    )
+    .unwrap();
 
     // Python: json.dump({"devicetoken": {...}}, f) -- ", " and ": " separators.
     fs::write(
@@ -178,7 +194,10 @@ fn the_maildir_store_lists_and_reads_the_reference_messages() {
     // Delivery order: the older, seen, gzip-stored message first.
     let seen = fixture("encrypted.eml");
     let unseen = fixture("securejoin-vc.eml");
-    assert!(listed[0].uid < listed[1].uid);
+    // Dovecot's UIDVALIDITY and UIDs carry over: clients keep their caches.
+    assert_eq!(listed.iter().map(|m| m.uid.0).collect::<Vec<_>>(), [4, 6]);
+    let status = block_on(store.status(&a, INBOX)).unwrap();
+    assert_eq!(status.uid_validity.0, DOVECOT_UID_VALIDITY);
     assert_eq!(listed[0].size, seen.len() as u64);
     assert_eq!(listed[1].size, unseen.len() as u64);
     assert!(listed[0].flags.contains(&Flag::Seen));

@@ -80,7 +80,9 @@ def test_mbsync_mirrors_the_inbox(relay, tmp_path):
         "AuthMechs LOGIN\n\n"
         "IMAPStore remote\nAccount relay\n\n"
         f"MaildirStore local\nPath {local}/\nInbox {local}/INBOX\n\n"
-        "Channel inbox\nFar :remote:INBOX\nNear :local:INBOX\nSync Pull\nCreate Near\n")
+        "Channel inbox\nFar :remote:INBOX\nNear :local:INBOX\nSync Pull\nCreate Near\n"
+        # Keep the sync state in the test's maildir, not in ~/.mbsync/ across runs.
+        "SyncState *\n")
     result = subprocess.run(["mbsync", "-c", str(conf), "inbox"], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use chatmail_core::store::maildir::{INDEX_FILE, UID_VALIDITY_FILE};
+use chatmail_core::store::maildir::{ADOPTED_FILE, INDEX_FILE, UID_VALIDITY_FILE};
 use chatmail_core::store::{MailStore, MaildirStore};
 use chatmail_core::{Address, Flag, FlagOp, Flags, MessageMeta, Uid, INBOX};
 use futures::executor::block_on;
@@ -265,6 +265,14 @@ fn this_stores_index_wins_over_dovecots_list() {
     let status = block_on(store.status(&alice(), INBOX)).unwrap();
     assert!(status.uid_validity.0 > DOVECOT_VALIDITY);
     assert_eq!(status.uid_next, Uid(5));
+    drop(store);
+    // An index of ours that went missing (an interrupted delete) is not a first
+    // takeover either: the takeover marker outlives it.
+    fs::remove_file(served.dir.join(INDEX_FILE)).unwrap();
+    assert!(served.dir.join(ADOPTED_FILE).exists());
+    let store = MaildirStore::open(root.path()).unwrap();
+    let status = block_on(store.status(&alice(), INBOX)).unwrap();
+    assert!(status.uid_validity.0 > DOVECOT_VALIDITY);
 }
 
 #[test]

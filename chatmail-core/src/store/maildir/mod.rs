@@ -28,8 +28,9 @@
 //! ones keywords numbered in `dovecot-keywords` (at most `max_keywords` per message).
 //! Without a valid `dovecot-uidlist` (missing, unreadable, too large, malformed), the
 //! mailbox gets a new UIDVALIDITY and UIDs in delivery order, and clients resynchronise.
-//! Dovecot's files are only read once, when the index is missing: an index of this
-//! store's that became unreadable is rebuilt under a new UIDVALIDITY, since UIDs given
+//! Dovecot's files are only read once: the takeover is recorded in [`ADOPTED_FILE`]
+//! before the index is written, and an index of this store's that became unreadable or
+//! went missing after a takeover is rebuilt under a new UIDVALIDITY, since UIDs given
 //! after the takeover are not in Dovecot's list.
 //!
 //! UIDVALIDITY values are unique per `mailboxes_dir`: [`UID_VALIDITY_FILE`] reserves
@@ -107,6 +108,12 @@ pub const SUBSCRIPTIONS_FILE: &str = "chatmail-subscriptions";
 
 /// Dovecot's subscriptions file (first line `V\t2`, then names), read if ours is missing.
 const DOVECOT_SUBSCRIPTIONS_FILE: &str = "subscriptions";
+
+/// The file in a mailbox directory that records that this store took over Dovecot's UIDs
+/// there (it holds the adopted UIDVALIDITY). It is written before the index and outlives
+/// it: if the index is lost, the mailbox is not adopted a second time (which could hand
+/// out UIDs already used under that UIDVALIDITY) but gets a new UIDVALIDITY.
+pub const ADOPTED_FILE: &str = "chatmail-dovecot-adopted";
 
 /// The file in `mailboxes_dir` that reserves UIDVALIDITY values across restarts (its name
 /// has no `@`, so the expiry does not take it for an account).
@@ -807,12 +814,22 @@ impl MailboxState {
     /// Files it does not list are left to the next scan, which numbers them from
     /// UIDNEXT on: Dovecot's, or one more than the highest UID taken on.
     fn adopt_dovecot(&mut self, inner: &Inner) -> Result<bool, StoreError> {
+        // Adopted once already: UIDs given since are not in Dovecot's list.
+        if self.dir.join(ADOPTED_FILE).exists() {
+            return Ok(false);
+        }
         let Some(dovecot) = dovecot::read_uidlist(&self.dir) else {
             return Ok(false);
         };
         if !inner.adopt_uid_validity(dovecot.uid_validity)? {
             return Ok(false);
         }
+        files::write_replace(
+            &self.dir,
+            ADOPTED_FILE,
+            format!("{}\n", dovecot.uid_validity).as_bytes(),
+        )
+        .map_err(|e| StoreError::io("recording the takeover from Dovecot", e))?;
         let mut index = MailboxIndex::new(UidValidity(dovecot.uid_validity));
         index.uid_next = Uid(dovecot.next_uid);
         // Clients keep the HIGHESTMODSEQ Dovecot told them; ours must not be lower.

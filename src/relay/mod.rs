@@ -184,6 +184,7 @@ impl RelayBuilder {
             accounts = accounts.with_nocreate_path(path);
         }
         Ok(Relay {
+            address_domain: config.address_domain(),
             policy: Arc::new(Policy::new(PolicyConfig::from(&config))),
             config: Arc::new(config),
             accounts: Arc::new(accounts),
@@ -210,6 +211,8 @@ pub struct Relay {
     server_metadata: Option<Arc<dyn ServerMetadata>>,
     /// Set for the maildir backend: where expiry's file-system work runs.
     maildir_executor: Option<Arc<dyn BlockingExecutor>>,
+    /// `config.address_domain()`, computed once: it is compared for every recipient.
+    address_domain: String,
 }
 
 /// Seconds since the Unix epoch.
@@ -295,7 +298,7 @@ impl Relay {
     pub fn is_local(&self, address: &str) -> bool {
         address
             .rsplit_once('@')
-            .is_some_and(|(_, d)| d.eq_ignore_ascii_case(&self.config.address_domain()))
+            .is_some_and(|(_, d)| d.eq_ignore_ascii_case(&self.address_domain))
     }
 
     /// Whether a local recipient exists, and whether it accepts cleartext from outside.
@@ -322,7 +325,7 @@ impl Relay {
         &self,
         mail_from: &str,
         recipients: &[String],
-        message: &[u8],
+        message: Bytes,
     ) -> Vec<Result<(), Reply>> {
         let mut outcomes: Vec<Option<Result<(), Reply>>> = vec![None; recipients.len()];
         let mut remote = Vec::new();
@@ -335,7 +338,7 @@ impl Relay {
             let copy = local_copy
                 .get_or_insert_with(|| {
                     let mut out = Vec::with_capacity(message.len());
-                    chatmail_policy::write_for_local_delivery(message, &mut out);
+                    chatmail_policy::write_for_local_delivery(&message, &mut out);
                     Bytes::from(out)
                 })
                 .clone();
@@ -345,7 +348,7 @@ impl Relay {
             let rcpts: Vec<String> = remote.iter().map(|&i| recipients[i].clone()).collect();
             let results = self
                 .outbound
-                .enqueue(mail_from, &rcpts, Bytes::copy_from_slice(message))
+                .enqueue(mail_from, &rcpts, message.clone())
                 .await;
             for (k, &i) in remote.iter().enumerate() {
                 outcomes[i] = Some(results.get(k).cloned().unwrap_or_else(|| {
@@ -385,15 +388,17 @@ impl Relay {
             Err(e) => return Err(local_error(e)),
         }
         let quota = self.config.max_mailbox_bytes();
-        match self.store.quota_usage(&account).await {
-            Ok(used) if used.saturating_add(message.len() as u64) > quota => {
-                return Err(Reply {
-                    code: 552,
-                    text: format!("5.2.2 <{rcpt}>: Quota exceeded (mailbox for user is full)"),
-                })
-            }
-            Ok(_) => {}
+        // One measurement serves both the quota check and the trim decision below: it
+        // rescans every folder of the account, too dear to do twice per message.
+        let used_after = match self.store.quota_usage(&account).await {
+            Ok(used) => used.saturating_add(message.len() as u64),
             Err(e) => return Err(store_error(e)),
+        };
+        if used_after > quota {
+            return Err(Reply {
+                code: 552,
+                text: format!("5.2.2 <{rcpt}>: Quota exceeded (mailbox for user is full)"),
+            });
         }
         let now = unix_now() as i64;
         if let Err(e) = self
@@ -404,10 +409,8 @@ impl Relay {
             return Err(store_error(e));
         }
         // Spec 4.2: past 75 % of the quota, the oldest messages are trimmed to 70 %.
-        if let Ok(used) = self.store.quota_usage(&account).await {
-            if used > quota / 4 * 3 {
-                self.trim_to_quota(&account).await;
-            }
+        if used_after > quota / 4 * 3 {
+            self.trim_to_quota(&account).await;
         }
         // Spec 5.3: no push for the sender's own copy (multi-device bcc-self).
         if !mail_from.eq_ignore_ascii_case(account.as_str()) {

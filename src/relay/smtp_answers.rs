@@ -75,9 +75,11 @@ impl Relay {
     /// delivery status notification to the sender's INBOX, as the reference's bounce
     /// would arrive; for a remote sender the failure is logged (reporting to another
     /// server needs the outbound queue).
-    pub async fn answer_smtp_delivery(&self, delivery: Delivery, lmtp: bool) -> DeliveryAnswer {
+    pub async fn answer_smtp_delivery(&self, mut delivery: Delivery, lmtp: bool) -> DeliveryAnswer {
+        // Moved, not copied: the queue and the local copies share this buffer.
+        let message = Bytes::from(std::mem::take(&mut delivery.message));
         let outcomes = self
-            .deliver(&delivery.mail_from, &delivery.recipients, &delivery.message)
+            .deliver(&delivery.mail_from, &delivery.recipients, message.clone())
             .await;
         let failed: Vec<(&String, &Reply)> = delivery
             .recipients
@@ -90,7 +92,7 @@ impl Relay {
         }
         if !lmtp && failed.len() < delivery.recipients.len() {
             if self.is_local(&delivery.mail_from) {
-                self.report_failures(&delivery, &failed).await;
+                self.report_failures(&delivery, &message, &failed).await;
             } else {
                 tracing::error!(
                     failed = failed.len(),
@@ -103,7 +105,12 @@ impl Relay {
 
     /// Appends a delivery status notification (RFC 3464) about `failed` to the local
     /// sender's INBOX.
-    async fn report_failures(&self, delivery: &Delivery, failed: &[(&String, &Reply)]) {
+    async fn report_failures(
+        &self,
+        delivery: &Delivery,
+        message: &[u8],
+        failed: &[(&String, &Reply)],
+    ) {
         let Ok(sender) = Address::parse(&delivery.mail_from) else {
             return;
         };
@@ -121,8 +128,8 @@ impl Relay {
                 status.unwrap_or_else(|| "5.0.0".into())
             ));
         }
-        let headers_end = find_header_end(&delivery.message);
-        let original_headers = String::from_utf8_lossy(&delivery.message[..headers_end]);
+        let headers_end = find_header_end(message);
+        let original_headers = String::from_utf8_lossy(&message[..headers_end]);
         let text = format!(
             "From: Mail Delivery System <MAILER-DAEMON@{domain}>\r\nTo: {sender}\r\nSubject: Undelivered Mail Returned to Sender\r\nAuto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"{boundary}\"\r\n\r\n--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nYour message could not be delivered to some recipients:\r\n\r\n{human}\r\n--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; {domain}\r\n\r\n{machine}--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n{original_headers}\r\n--{boundary}--\r\n"
         );

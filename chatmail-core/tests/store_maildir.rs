@@ -461,3 +461,91 @@ fn runs_on_a_blocking_executor() {
             .is_empty());
     });
 }
+
+/// Issue 9, hole 1: a gzip member whose FCOMMENT field holds a valid PGP/MIME message
+/// (so a reader of the raw bytes sees an encrypted message) and whose deflate data holds
+/// cleartext. The store must serve what it stored, never the decompressed cleartext.
+fn gzip_smuggling_cleartext() -> (Vec<u8>, Vec<u8>) {
+    let mut comment = b"\r\n".to_vec();
+    comment.extend_from_slice(&fixture("encrypted.eml"));
+    let hidden = b"From: CEO <ceo@bank.example>\r\nSubject: urgent\r\n\r\nWire the money now.\r\n";
+    let mut encoder = flate2::GzBuilder::new()
+        .comment(comment)
+        .write(Vec::new(), flate2::Compression::default());
+    encoder.write_all(hidden).unwrap();
+    (encoder.finish().unwrap(), hidden.to_vec())
+}
+
+#[test]
+fn own_files_are_served_as_stored_and_never_decompressed() {
+    let root = tempfile::tempdir().unwrap();
+    let (account, encrypted, _plain) = reference_account(root.path());
+    let store = MaildirStore::open(root.path()).unwrap();
+    let (attack, hidden) = gzip_smuggling_cleartext();
+    assert!(attack.starts_with(&[0x1f, 0x8b]));
+    block_on(async {
+        let appended = store
+            .append(
+                &alice(),
+                INBOX,
+                Bytes::from(attack.clone()),
+                &Flags::new(),
+                1,
+            )
+            .await
+            .unwrap();
+        let served = store
+            .read_message(&alice(), INBOX, appended.uid)
+            .await
+            .unwrap();
+        assert_eq!(
+            served, attack,
+            "bytes stored by the relay are served as stored"
+        );
+        assert_ne!(served, hidden);
+        let listed = store.list_messages(&alice(), INBOX, None).await.unwrap();
+        let meta = listed.iter().find(|m| m.uid == appended.uid).unwrap();
+        assert_eq!(meta.size, attack.len() as u64);
+
+        // Copies of the store's own file keep its bytes; a copy of Dovecot's compressed
+        // file becomes a plain file of the store's own and is still served decompressed.
+        store.create_mailbox(&alice(), "Copies").await.unwrap();
+        let copied = store
+            .copy(&alice(), INBOX, &[Uid(1), appended.uid], "Copies")
+            .await
+            .unwrap();
+        let uid_of = |source: Uid| copied.mapping.iter().find(|m| m.0 == source).unwrap().1;
+        assert_eq!(
+            store
+                .read_message(&alice(), "Copies", uid_of(appended.uid))
+                .await
+                .unwrap(),
+            attack
+        );
+        assert_eq!(
+            store
+                .read_message(&alice(), "Copies", uid_of(Uid(1)))
+                .await
+                .unwrap(),
+            encrypted
+        );
+    });
+    // After a reopen (index read back, files rescanned) nothing changes.
+    drop(store);
+    let store = MaildirStore::open(root.path()).unwrap();
+    block_on(async {
+        let listed = store.list_messages(&alice(), INBOX, None).await.unwrap();
+        let mut served = Vec::new();
+        for meta in &listed {
+            served.push(store.read_message(&alice(), INBOX, meta.uid).await.unwrap());
+        }
+        assert!(served.contains(&Bytes::from(attack.clone())));
+        assert!(!served.contains(&Bytes::from(hidden.clone())));
+    });
+    // The file on disk under the store's own name holds the gzip bytes.
+    let own: Vec<String> = files_in(&account.join("new"))
+        .into_iter()
+        .filter(|n| n.contains('Q'))
+        .collect();
+    assert_eq!(own.len(), 1);
+}

@@ -1,5 +1,6 @@
 //! Maildir file names (Dovecot's `<time>.M<usec>P<pid>.<host>,S=<size>:2,<flags>`), the
-//! durable write of a new message, and reading a message back (gzip or plain).
+//! durable write of a new message, and reading a message back (plain, or gzip when
+//! Dovecot wrote it).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -177,12 +178,41 @@ pub(crate) fn write_message(
     result
 }
 
-/// The gzip magic (RFC 1952): Dovecot's `zlib_save = gz` files start with it; a mail
-/// message never does (its first byte is a header field name).
+/// The gzip magic (RFC 1952): Dovecot's `zlib_save = gz` files start with it.
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
-/// Reads a message file, decompressing it if it is gzip, at most `limit` bytes either way.
-pub(crate) fn read_message(file: File, limit: u64) -> Result<Bytes, StoreError> {
+/// Whether this store wrote the file with base name `base`: its names carry
+/// `M<usec>P<pid>Q<seq>` as the second dot-separated part (see `MaildirStore::new_base`),
+/// which Dovecot's never do (`M<usec>P<pid>`, issue 9 hole 1).
+pub(crate) fn written_by_this_store(base: &str) -> bool {
+    let Some(unique) = base.split('.').nth(1) else {
+        return false;
+    };
+    let digits_then = |s: &str, next: char| -> Option<usize> {
+        let n = s.bytes().take_while(u8::is_ascii_digit).count();
+        (n > 0 && s[n..].starts_with(next)).then_some(n + 1)
+    };
+    let Some(rest) = unique.strip_prefix('M') else {
+        return false;
+    };
+    let Some(p) = digits_then(rest, 'P') else {
+        return false;
+    };
+    let Some(q) = digits_then(&rest[p..], 'Q') else {
+        return false;
+    };
+    let seq = &rest[p + q..];
+    !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Reads the message file named `name`, at most `limit` bytes (after decompression).
+///
+/// Only a file another program wrote (Dovecot's `zlib_save = gz`) is decompressed when
+/// it starts with the gzip magic. A file this store wrote is served exactly as stored:
+/// its bytes are what the policy checked, and decompressing them would serve a message
+/// the policy never saw (a gzip member whose comment field holds a valid PGP/MIME
+/// message and whose data holds cleartext).
+pub(crate) fn read_message(file: File, name: &str, limit: u64) -> Result<Bytes, StoreError> {
     let on_disk = file
         .metadata()
         .map_err(|e| StoreError::io("reading message metadata", e))?
@@ -197,7 +227,7 @@ pub(crate) fn read_message(file: File, limit: u64) -> Result<Bytes, StoreError> 
     file.take(limit + 1)
         .read_to_end(&mut raw)
         .map_err(|e| StoreError::io("reading message", e))?;
-    if !raw.starts_with(&GZIP_MAGIC) {
+    if !raw.starts_with(&GZIP_MAGIC) || written_by_this_store(base_of(name)) {
         return Ok(Bytes::from(raw));
     }
     let mut plain = Vec::with_capacity(raw.len().saturating_mul(3));
@@ -231,5 +261,17 @@ mod tests {
         let flags = Flags::from([Flag::Seen, Flag::Draft, Flag::Keyword("$x".into())]);
         assert_eq!(file_name(base, Sub::Cur, &flags), format!("{base}:2,DS"));
         assert_eq!(file_name(base, Sub::New, &flags), base);
+    }
+
+    #[test]
+    fn own_names_are_told_from_dovecot_names() {
+        assert!(written_by_this_store("1700000000.M12P34Q5.host,S=10"));
+        assert!(written_by_this_store("1700000000.M12P34Q5.a.b.c"));
+        assert!(!written_by_this_store("1700000000.M12P34.host,S=10"));
+        assert!(!written_by_this_store("1700000000.M12P34Q.host"));
+        assert!(!written_by_this_store("1700000000.M12P34Q5x.host"));
+        assert!(!written_by_this_store("1700000000.MP34Q5.host"));
+        assert!(!written_by_this_store("1700000000"));
+        assert!(!written_by_this_store("1700000000.P34Q5M12.host"));
     }
 }

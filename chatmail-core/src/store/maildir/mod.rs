@@ -794,7 +794,7 @@ impl MailboxState {
             Some(size) => size,
             None => match File::open(&path)
                 .map_err(|e| StoreError::io("opening message", e))
-                .and_then(|f| files::read_message(f, inner.limits.max_message_bytes))
+                .and_then(|f| files::read_message(f, &file.name, inner.limits.max_message_bytes))
             {
                 Ok(message) => message.len() as u64,
                 Err(_) => metadata.len(),
@@ -916,6 +916,8 @@ fn adopted_modseq_floor() -> ModSeq {
 struct Picked {
     meta: MessageMeta,
     path: PathBuf,
+    /// The source file's name, which tells who wrote it.
+    name: String,
 }
 
 impl Inner {
@@ -1127,7 +1129,7 @@ impl Inner {
     fn read_message(&self, address: &Address, name: &str, uid: Uid) -> Result<Bytes, StoreError> {
         // Opened under the mailbox lock (a concurrent flag change may rename the file),
         // read after it.
-        let file = self.with_mailbox(address, name, |_, state| {
+        let (file, file_name) = self.with_mailbox(address, name, |_, state| {
             for _ in 0..2 {
                 let entry = state
                     .index
@@ -1135,7 +1137,7 @@ impl Inner {
                     .get(&uid)
                     .ok_or(StoreError::NoSuchMessage(uid.0))?;
                 match File::open(state.path(&entry.body)) {
-                    Ok(file) => return Ok(file),
+                    Ok(file) => return Ok((file, entry.body.name.clone())),
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {
                         // Moved or deleted by someone else since the last scan.
                         state.scanned = None;
@@ -1146,7 +1148,7 @@ impl Inner {
             }
             Err(StoreError::NoSuchMessage(uid.0))
         })?;
-        files::read_message(file, self.limits.max_message_bytes)
+        files::read_message(file, &file_name, self.limits.max_message_bytes)
     }
 
     fn store_flags(
@@ -1266,6 +1268,7 @@ impl Inner {
                 .map(|entry| Picked {
                     meta: entry.meta.clone(),
                     path: state.path(&entry.body),
+                    name: entry.body.name.clone(),
                 })
                 .collect())
         })?;
@@ -1298,21 +1301,30 @@ impl Inner {
         let mut failure = None;
         for (picked, base, file) in planned.iter() {
             let target = dir.join(file.sub.dir()).join(&file.name);
-            let linked = std::fs::hard_link(&picked.path, &target).or_else(|e| {
-                if e.kind() == io::ErrorKind::NotFound {
-                    return Err(e);
-                }
-                let message = File::open(&picked.path)
-                    .map_err(|e| StoreError::io("opening message", e))
-                    .and_then(|f| files::read_message(f, self.limits.max_message_bytes))
-                    .map_err(|e| io::Error::other(e.to_string()))?;
+            let write_copy = || -> io::Result<()> {
+                let source = File::open(&picked.path)?;
+                let message =
+                    files::read_message(source, &picked.name, self.limits.max_message_bytes)
+                        .map_err(|e| io::Error::other(e.to_string()))?;
                 files::write_message(
                     &dir.join("tmp").join(base),
                     &target,
                     &message,
                     picked.meta.internal_date,
                 )
-            });
+            };
+            let linked = if files::written_by_this_store(base_of(&picked.name)) {
+                std::fs::hard_link(&picked.path, &target).or_else(|e| {
+                    if e.kind() == io::ErrorKind::NotFound {
+                        return Err(e);
+                    }
+                    write_copy()
+                })
+            } else {
+                // Another program's file may be gzip-compressed, and a file under this
+                // store's name is never decompressed: the copy is written plain.
+                write_copy()
+            };
             match linked {
                 Ok(()) => copied.push((picked, base, file, target)),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}

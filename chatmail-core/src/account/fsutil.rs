@@ -1,7 +1,7 @@
 //! File helpers shared by the maildir-layout account and token stores: atomic replace,
 //! cross-process file locks with a timeout, mtimes as unix seconds.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -34,7 +34,58 @@ pub(crate) fn write_atomic(dir: &Path, name: &str, contents: &[u8]) -> io::Resul
 
 /// Makes directory entries (new files, renames) durable.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(test)]
+    synced::record(dir);
     File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` and any missing ancestors (with `mode` on Unix, else the default), then fsyncs the parent
+/// of every directory it created: a new directory's own entry lives in its parent, and
+/// without that fsync a crash can lose a directory (an account) already acknowledged.
+pub(crate) fn create_dir_all_durable(dir: &Path, mode: Option<u32>) -> io::Result<()> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut builder = DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    if let Some(mode) = mode {
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    builder.create(dir)?;
+    for created in missing {
+        match created.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent)?,
+            _ => sync_dir(Path::new("."))?,
+        }
+    }
+    Ok(())
+}
+
+/// The directories passed to [`sync_dir`] on this thread, for tests of durability.
+#[cfg(test)]
+pub(crate) mod synced {
+    use std::cell::RefCell;
+    use std::path::{Path, PathBuf};
+
+    thread_local! {
+        static SYNCED: RefCell<Vec<PathBuf>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub(crate) fn record(dir: &Path) {
+        SYNCED.with(|s| s.borrow_mut().push(dir.to_path_buf()));
+    }
+
+    /// The directories synced since the last call.
+    pub(crate) fn take() -> Vec<PathBuf> {
+        SYNCED.with(|s| std::mem::take(&mut *s.borrow_mut()))
+    }
 }
 
 /// An exclusive `flock` on a lock file, released when dropped (the descriptor closes).

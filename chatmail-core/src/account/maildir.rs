@@ -131,7 +131,9 @@ impl Inner {
         let _guard = stripe.lock().unwrap_or_else(|e| e.into_inner());
 
         let dir = self.account_dir(address);
-        fs::create_dir_all(&dir).map_err(|e| AccountError::io("create directory", &dir, e))?;
+        // Durable before the account is: its entry in `mailboxes_dir` is fsynced too.
+        fsutil::create_dir_all_durable(&dir, None)
+            .map_err(|e| AccountError::io("create directory", &dir, e))?;
         let lock_path = dir.join(PASSWORD_LOCK_FILE);
         let _lock = lock_file(&lock_path, self.lock_timeout).map_err(|e| match e {
             LockError::Timeout => AccountError::LockTimeout(address.clone()),
@@ -305,5 +307,41 @@ impl AccountStore for MaildirAccountStore {
     async fn delete(&self, address: &Address) -> Result<bool, AccountError> {
         let a = address.clone();
         self.run(move |i| i.delete(&a)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::account::fsutil::synced;
+
+    #[test]
+    fn a_new_account_directory_is_durable_in_its_parent() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("mailboxes");
+        let store = MaildirAccountStore::new(&root, Arc::new(crate::account::InlineExecutor));
+        let address = Address::parse("newuser01@chat.example.org").unwrap();
+        synced::take();
+        let created = store
+            .inner
+            .create_if_absent(&address, PasswordHash::from_stored("{PLAIN}x"), 0)
+            .unwrap();
+        assert!(matches!(created, Creation::Created(_)));
+        let synced = synced::take();
+        // The account directory's entry (in `mailboxes_dir`), the new `mailboxes_dir`'s
+        // entry (in its parent), and the password file's entry (in the account).
+        for dir in [root.as_path(), tmp.path(), &store.account_dir(&address)] {
+            assert!(synced.iter().any(|s| s == dir), "{dir:?} not in {synced:?}");
+        }
+        // An existing account directory (say, left by a crash before the password)
+        // is taken as it is; the password file's directory is still synced.
+        let other = Address::parse("newuser02@chat.example.org").unwrap();
+        fs::create_dir(store.account_dir(&other)).unwrap();
+        synced::take();
+        store
+            .inner
+            .create_if_absent(&other, PasswordHash::from_stored("{PLAIN}x"), 0)
+            .unwrap();
+        assert_eq!(synced::take(), [store.account_dir(&other)]);
     }
 }

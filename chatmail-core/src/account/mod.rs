@@ -64,7 +64,7 @@
 //! ```
 
 mod executor;
-mod fsutil;
+pub(crate) mod fsutil;
 pub mod limits;
 mod maildir;
 mod memory;

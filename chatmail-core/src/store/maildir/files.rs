@@ -95,9 +95,7 @@ pub(crate) fn file_name(base: &str, sub: Sub, flags: &Flags) -> String {
 }
 
 /// Makes the entries of a directory (created, renamed, removed files) durable.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
+pub(crate) use crate::account::fsutil::sync_dir;
 
 /// Replaces `dir/name` with `contents` durably: `<name>.tmp` is written and fsynced,
 /// renamed over `name`, and `dir` fsynced. The caller is the file's only writer.
@@ -117,14 +115,12 @@ pub(crate) fn write_replace(dir: &Path, name: &str, contents: &[u8]) -> io::Resu
     sync_dir(dir)
 }
 
-/// Creates `dir` with `cur/ new/ tmp/` (owner-only, as Dovecot does), if missing.
+/// Creates `dir` with `cur/ new/ tmp/` (owner-only, as Dovecot does), if missing. Every
+/// directory created is durable (its parent fsynced) before this returns: a message
+/// fsynced into `new/` is lost all the same if `new/` or the account directory is.
 pub(crate) fn create_maildir(dir: &Path) -> io::Result<()> {
     for sub in ["cur", "new", "tmp"] {
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.create(dir.join(sub))?;
+        crate::account::fsutil::create_dir_all_durable(&dir.join(sub), Some(0o700))?;
     }
     Ok(())
 }
@@ -273,5 +269,21 @@ mod tests {
         assert!(!written_by_this_store("1700000000.MP34Q5.host"));
         assert!(!written_by_this_store("1700000000"));
         assert!(!written_by_this_store("1700000000.P34Q5M12.host"));
+    }
+
+    #[test]
+    fn a_new_maildir_is_durable_in_its_parents() {
+        use crate::account::fsutil::synced;
+        let tmp = tempfile::tempdir().unwrap();
+        let account = tmp.path().join("user@example.org");
+        synced::take();
+        create_maildir(&account).unwrap();
+        let synced = synced::take();
+        // The account directory's entry, and the entries of cur/, new/ and tmp/.
+        for dir in [tmp.path(), account.as_path()] {
+            assert!(synced.iter().any(|s| s == dir), "{dir:?} not in {synced:?}");
+        }
+        create_maildir(&account).unwrap();
+        assert!(synced::take().is_empty(), "nothing created, nothing synced");
     }
 }

@@ -99,6 +99,9 @@ pub struct Config {
     pub min_available_memory_mb: u64,
     /// `min_free_disk_space` in MB (1024).
     pub min_free_disk_space_mb: u64,
+    /// `min_free_inodes` (10000): below it no new accounts are created, as for
+    /// `min_free_disk_space`. This relay's key; the reference does not check inodes.
+    pub min_free_inodes: u64,
     /// `max_imap_connections` (10000).
     pub max_imap_connections: u32,
     /// `max_smtp_connections` per port (1000); per client IP a fifth of it.
@@ -186,6 +189,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "max_load_1m",
     "min_available_memory",
     "min_free_disk_space",
+    "min_free_inodes",
     "max_imap_connections",
     "max_smtp_connections",
     "tls_external_cert_and_key",
@@ -245,6 +249,7 @@ impl Config {
             max_load_1m: 5.0,
             min_available_memory_mb: 200,
             min_free_disk_space_mb: 1024,
+            min_free_inodes: 10_000,
             max_imap_connections: 10_000,
             max_smtp_connections: 1000,
             tls_external_cert_and_key: None,
@@ -351,6 +356,7 @@ impl Config {
             }
             "min_available_memory" => self.min_available_memory_mb = size_mb(key, v)?,
             "min_free_disk_space" => self.min_free_disk_space_mb = size_mb(key, v)?,
+            "min_free_inodes" => self.min_free_inodes = number(key, v)?,
             "max_imap_connections" => self.max_imap_connections = positive(key, v)?,
             "max_smtp_connections" => self.max_smtp_connections = positive(key, v)?,
             "tls_external_cert_and_key" => {

@@ -187,6 +187,10 @@ fn system_limits_block_only_new_accounts() {
                 free_disk_bytes: Some(0),
                 ..FixedSystemLimits::plenty()
             },
+            FixedSystemLimits {
+                free_inodes: Some(0),
+                ..FixedSystemLimits::plenty()
+            },
         ];
         for limits in shortages {
             let short = fx.accounts(store.clone(), limits);
@@ -211,6 +215,7 @@ fn system_limits_block_only_new_accounts() {
                 load_1m: None,
                 available_memory_bytes: None,
                 free_disk_bytes: None,
+                free_inodes: None,
             },
         );
         assert!(created(&login(

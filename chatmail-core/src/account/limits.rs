@@ -1,5 +1,7 @@
-//! System limits that refuse *new* accounts when the machine is short of CPU, memory or
-//! disk (spec 1.2, added in reference 1.12.0). Existing accounts keep working.
+//! System limits that refuse *new* accounts when the machine is short of CPU, memory,
+//! disk space or inodes (spec 1.2, added in reference 1.12.0; the inode check is this
+//! relay's: every message is a file, so a file system can run out of inodes with bytes
+//! to spare). Existing accounts keep working.
 //!
 //! A reading that cannot be taken (a container without `/proc`, a missing directory) is
 //! ignored with a warning, and the other checks still apply, as in the reference.
@@ -16,6 +18,13 @@ pub trait SystemLimits: Send + Sync {
     fn available_memory_bytes(&self) -> Option<u64>;
     /// Bytes an unprivileged writer can still use on the file system holding `path`.
     fn free_disk_bytes(&self, path: &Path) -> Option<u64>;
+    /// Inodes (files) an unprivileged writer can still create on the file system holding
+    /// `path`; `u64::MAX` for file systems without a fixed inode table. The default
+    /// implementation cannot tell (`None`).
+    fn free_inodes(&self, path: &Path) -> Option<u64> {
+        let _ = path;
+        None
+    }
 }
 
 /// Which resource is short: the `<reason>` of the `registration rejected: <reason>` log
@@ -46,6 +55,14 @@ pub enum LimitRefusal {
         free_mb: u64,
         /// `min_free_disk_space`, in MB.
         min_mb: u64,
+    },
+    /// Free inodes below `min_free_inodes`.
+    #[error("free inodes {free} are below min_free_inodes {min}")]
+    Inodes {
+        /// Measured.
+        free: u64,
+        /// `min_free_inodes`.
+        min: u64,
     },
 }
 
@@ -91,11 +108,25 @@ pub fn check_limits(
             mailboxes_dir.display()
         ),
     }
+    match limits.free_inodes(mailboxes_dir) {
+        Some(free) if free < config.min_free_inodes => {
+            return Err(LimitRefusal::Inodes {
+                free,
+                min: config.min_free_inodes,
+            })
+        }
+        Some(_) => {}
+        None => tracing::warn!(
+            "cannot read free inodes of {}; inode limit not checked",
+            mailboxes_dir.display()
+        ),
+    }
     Ok(())
 }
 
 /// Readings from Linux: `/proc/loadavg`, `MemAvailable` in `/proc/meminfo`, and
-/// `statvfs` of the mailboxes directory (or its nearest existing ancestor).
+/// `statvfs` of the mailboxes directory (or its nearest existing ancestor): free blocks
+/// and free inodes (`f_favail`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LinuxSystemLimits;
 
@@ -111,9 +142,30 @@ impl SystemLimits for LinuxSystemLimits {
     fn free_disk_bytes(&self, path: &Path) -> Option<u64> {
         // Before the first account the directory may not exist; its file system is the
         // one of the nearest existing ancestor.
-        let existing = path.ancestors().find(|p| p.exists())?;
-        let st = rustix::fs::statvfs(existing).ok()?;
+        let st = statvfs_nearest(path)?;
         Some(st.f_bavail.saturating_mul(st.f_frsize))
+    }
+
+    fn free_inodes(&self, path: &Path) -> Option<u64> {
+        let st = statvfs_nearest(path)?;
+        Some(inodes_available(st.f_files, st.f_favail))
+    }
+}
+
+/// `statvfs` of `path`, or of its nearest existing ancestor: before the first account
+/// the directory may not exist, and its file system is the ancestor's.
+fn statvfs_nearest(path: &Path) -> Option<rustix::fs::StatVfs> {
+    let existing = path.ancestors().find(|p| p.exists())?;
+    rustix::fs::statvfs(existing).ok()
+}
+
+/// Free inodes from `statvfs`: file systems that allocate inodes on demand (btrfs) report
+/// a total of 0, which means "no inode limit", not "none left".
+fn inodes_available(total: u64, available: u64) -> u64 {
+    if total == 0 {
+        u64::MAX
+    } else {
+        available
     }
 }
 
@@ -146,6 +198,8 @@ pub struct FixedSystemLimits {
     pub available_memory_bytes: Option<u64>,
     /// What [`SystemLimits::free_disk_bytes`] returns for any path.
     pub free_disk_bytes: Option<u64>,
+    /// What [`SystemLimits::free_inodes`] returns for any path.
+    pub free_inodes: Option<u64>,
 }
 
 impl FixedSystemLimits {
@@ -155,6 +209,7 @@ impl FixedSystemLimits {
             load_1m: Some(0.0),
             available_memory_bytes: Some(u64::MAX),
             free_disk_bytes: Some(u64::MAX),
+            free_inodes: Some(u64::MAX),
         }
     }
 }
@@ -168,6 +223,9 @@ impl SystemLimits for FixedSystemLimits {
     }
     fn free_disk_bytes(&self, _path: &Path) -> Option<u64> {
         self.free_disk_bytes
+    }
+    fn free_inodes(&self, _path: &Path) -> Option<u64> {
+        self.free_inodes
     }
 }
 
@@ -215,6 +273,25 @@ mod tests {
                 min_mb: 1024
             })
         ));
+        let inodes = FixedSystemLimits {
+            free_inodes: Some(c.min_free_inodes - 1),
+            ..ok
+        };
+        assert!(matches!(
+            check_limits(&c, &inodes, p),
+            Err(LimitRefusal::Inodes { free, min }) if free + 1 == min
+        ));
+        let inodes_at_limit = FixedSystemLimits {
+            free_inodes: Some(c.min_free_inodes),
+            ..ok
+        };
+        assert_eq!(check_limits(&c, &inodes_at_limit, p), Ok(()));
+    }
+
+    #[test]
+    fn file_systems_without_an_inode_table_are_not_short_of_inodes() {
+        assert_eq!(inodes_available(0, 0), u64::MAX);
+        assert_eq!(inodes_available(1000, 7), 7);
     }
 
     #[test]
@@ -225,8 +302,17 @@ mod tests {
             load_1m: None,
             available_memory_bytes: None,
             free_disk_bytes: None,
+            free_inodes: None,
         };
         assert_eq!(check_limits(&c, &unknown, p), Ok(()));
+        let inodes_short = FixedSystemLimits {
+            free_inodes: Some(0),
+            ..unknown
+        };
+        assert!(matches!(
+            check_limits(&c, &inodes_short, p),
+            Err(LimitRefusal::Inodes { .. })
+        ));
         let disk_short = FixedSystemLimits {
             free_disk_bytes: Some(0),
             ..unknown
@@ -259,5 +345,8 @@ mod tests {
         assert!(l
             .free_disk_bytes(Path::new("/nonexistent/dir/below/root"))
             .is_some());
+        assert!(l
+            .free_inodes(Path::new("/nonexistent/dir/below/root"))
+            .is_some_and(|n| n > 0));
     }
 }

@@ -4,8 +4,6 @@
 //! those). A field runs from its name line through every following line that starts with
 //! a space or tab (folding).
 
-use std::borrow::Cow;
-
 /// One header field as it appears in the message.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Field<'a> {
@@ -144,34 +142,130 @@ pub(crate) fn trim(s: &[u8]) -> &[u8] {
     trim_end(trim_start(s))
 }
 
-/// A parsed `Content-Type` value: the media type and the raw parameter list.
+/// Why a header section or a MIME header field is refused: it could be read differently
+/// by another parser (Delta Chat's `mailparse`, a mail client), so the policy's reading
+/// would not be the reader's (issue 9, hole 3).
+pub(crate) type Ambiguity = &'static str;
+
+impl Field<'_> {
+    /// `None` when the field is what every reader takes the same way: a field name
+    /// directly followed by the colon (no whitespace before it: `mailparse` takes the
+    /// whitespace into the name), and no control byte but tab and the line endings of
+    /// folds (readers drop or keep them differently).
+    pub fn ambiguity(&self) -> Option<Ambiguity> {
+        if self.name.is_empty() {
+            return Some("a header line that is not a field");
+        }
+        if self.raw.get(self.name.len()) != Some(&b':') {
+            return Some("whitespace before a header field's colon");
+        }
+        if self
+            .raw
+            .iter()
+            .any(|&b| b < 0x20 && !matches!(b, b'\t' | b'\r' | b'\n') || b == 0x7f)
+        {
+            return Some("a control character in a header field");
+        }
+        None
+    }
+}
+
+/// A `Content-Type` value that every reader parses the same way: the media type and
+/// the `boundary` parameter.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ContentType<'a> {
     media: &'a [u8],
-    params: &'a [u8],
+    boundary: Option<&'a [u8]>,
+}
+
+/// The most parameters a `Content-Type` may have (a real one has two or three).
+const MAX_PARAMETERS: usize = 16;
+
+/// An RFC 2045 token character (`tspecials` excluded).
+fn is_token_char(b: u8) -> bool {
+    (0x21..0x7f).contains(&b) && !b"()<>@,;:\\\"/[]?=".contains(&b)
+}
+
+fn is_token(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&b| is_token_char(b))
 }
 
 impl<'a> ContentType<'a> {
-    /// Parses a `Content-Type` field value.
-    pub fn parse(value: &'a [u8]) -> Self {
-        let value = skip_cfws(value);
-        let end = value
+    /// Parses a `Content-Type` field value in the subset of RFC 2045 that Delta Chat's
+    /// `mailparse` reads the same way: `type/subtype` then `; name=value` parameters,
+    /// values tokens or quoted strings. Refused, since readers differ on them: bytes
+    /// outside printable ASCII (`mailparse` decodes and trims Unicode), encoded words,
+    /// comments, backslashes, semicolons or line breaks inside quoted strings
+    /// (`mailparse` splits on every `;` and does not unescape), anything after a value,
+    /// a parameter given twice (`mailparse` keeps the last, others the first) and RFC
+    /// 2231 forms of `boundary` (`boundary*`, `boundary*0`, which `mailparse` joins).
+    pub fn parse(value: &'a [u8]) -> Result<Self, Ambiguity> {
+        if value
             .iter()
-            .position(|&b| b == b';' || b == b'(' || is_ws(b))
-            .unwrap_or(value.len());
-        let media = &value[..end];
-        let params = match value[end..].iter().position(|&b| b == b';') {
-            Some(i) => &value[end + i + 1..],
-            None => &b""[..],
-        };
-        ContentType { media, params }
+            .any(|&b| !matches!(b, b'\t' | b'\r' | b'\n' | 0x20..=0x7e))
+        {
+            return Err("a Content-Type byte outside printable ASCII");
+        }
+        if memchr::memmem::find(value, b"=?").is_some() {
+            return Err("an encoded word in Content-Type");
+        }
+        let mut segments = value.split(|&b| b == b';');
+        let media = trim(segments.next().unwrap_or_default());
+        match media.iter().position(|&b| b == b'/') {
+            Some(i) if is_token(&media[..i]) && is_token(&media[i + 1..]) => {}
+            _ => return Err("a malformed media type"),
+        }
+        let mut names: Vec<&[u8]> = Vec::new();
+        let mut boundary = None;
+        for segment in segments {
+            let segment = trim(segment);
+            if segment.is_empty() {
+                continue;
+            }
+            let Some(eq) = segment.iter().position(|&b| b == b'=') else {
+                return Err("a Content-Type parameter without a value");
+            };
+            let name = trim(&segment[..eq]);
+            let raw = trim(&segment[eq + 1..]);
+            if !is_token(name) {
+                return Err("a malformed Content-Type parameter name");
+            }
+            let value = match raw.strip_prefix(b"\"") {
+                Some(quoted) => match quoted.strip_suffix(b"\"") {
+                    Some(inner)
+                        if !inner
+                            .iter()
+                            .any(|&b| matches!(b, b'"' | b'\\' | b'\r' | b'\n')) =>
+                    {
+                        inner
+                    }
+                    _ => return Err("a malformed quoted Content-Type parameter"),
+                },
+                None if is_token(raw) => raw,
+                None => return Err("a malformed Content-Type parameter value"),
+            };
+            if names.len() >= MAX_PARAMETERS {
+                return Err("too many Content-Type parameters");
+            }
+            if names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                return Err("a Content-Type parameter given twice");
+            }
+            names.push(name);
+            if name.len() > 8 && name[..9].eq_ignore_ascii_case(b"boundary*") {
+                return Err("an RFC 2231 boundary parameter");
+            }
+            if name.eq_ignore_ascii_case(b"boundary") {
+                boundary = Some(value);
+            }
+        }
+        Ok(ContentType { media, boundary })
     }
 
     /// The type a part without a `Content-Type` field has (RFC 2045: `text/plain`).
     pub fn default_text_plain() -> Self {
         ContentType {
             media: b"text/plain",
-            params: b"",
+            boundary: None,
         }
     }
 
@@ -185,86 +279,14 @@ impl<'a> ContentType<'a> {
         self.media.len() > 10 && self.media[..10].eq_ignore_ascii_case(b"multipart/")
     }
 
-    /// The `boundary` parameter, unquoted; `None` when absent, empty or over-long.
-    pub fn boundary(&self) -> Option<Cow<'a, [u8]>> {
-        let value = self.param("boundary")?;
-        (!value.is_empty() && value.len() <= 200).then_some(value)
-    }
-
-    /// The value of parameter `name` (case-insensitive name), quoted strings unquoted.
-    pub fn param(&self, name: &str) -> Option<Cow<'a, [u8]>> {
-        let mut rest = self.params;
-        loop {
-            rest = skip_cfws(rest);
-            if rest.is_empty() {
-                return None;
-            }
-            let eq = rest.iter().position(|&b| b == b'=' || b == b';')?;
-            if rest[eq] == b';' {
-                rest = &rest[eq + 1..];
-                continue;
-            }
-            let pname = trim(&rest[..eq]);
-            let after = skip_cfws(&rest[eq + 1..]);
-            let (value, remaining) = if after.first() == Some(&b'"') {
-                read_quoted(after)?
-            } else {
-                let end = after
-                    .iter()
-                    .position(|&b| b == b';' || b == b'(' || is_ws(b))
-                    .unwrap_or(after.len());
-                (Cow::Borrowed(&after[..end]), &after[end..])
-            };
-            if pname.eq_ignore_ascii_case(name.as_bytes()) {
-                return Some(value);
-            }
-            rest = match remaining.iter().position(|&b| b == b';') {
-                Some(i) => &remaining[i + 1..],
-                None => &b""[..],
-            };
-        }
-    }
-}
-
-/// Reads a quoted string at the start of `s` (which begins with `"`); returns the content
-/// with escapes resolved and folds removed, and the rest after the closing quote.
-fn read_quoted(s: &[u8]) -> Option<(Cow<'_, [u8]>, &[u8])> {
-    let body = &s[1..];
-    let close = body
-        .iter()
-        .position(|&b| b == b'"' || b == b'\\' || b == b'\r' || b == b'\n');
-    if let Some(i) = close {
-        if body[i] == b'"' {
-            return Some((Cow::Borrowed(&body[..i]), &body[i + 1..]));
-        }
-    }
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < body.len() {
-        match body[i] {
-            b'"' => return Some((Cow::Owned(out), &body[i + 1..])),
-            b'\\' if i + 1 < body.len() => {
-                out.push(body[i + 1]);
-                i += 2;
-            }
-            b'\r' | b'\n' => i += 1,
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    None
-}
-
-/// Skips whitespace and (nested) comments.
-pub(crate) fn skip_cfws(mut s: &[u8]) -> &[u8] {
-    loop {
-        s = trim_start(s);
-        if s.first() != Some(&b'(') {
-            return s;
-        }
-        s = skip_comment(s);
+    /// The `boundary` parameter, unquoted; `None` when absent, empty, over-long or
+    /// holding a character outside RFC 2046's `bcharsnospace` (a space would make the
+    /// delimiter line's transport padding ambiguous).
+    pub fn boundary(&self) -> Option<&'a [u8]> {
+        let value = self.boundary?;
+        let bchar = |b: u8| b.is_ascii_alphanumeric() || b"'()+_,-./:=?".contains(&b);
+        (!value.is_empty() && value.len() <= 200 && value.iter().all(|&b| bchar(b)))
+            .then_some(value)
     }
 }
 
@@ -325,15 +347,52 @@ mod tests {
     #[test]
     fn content_type_parameters() {
         let ct = ContentType::parse(
-            b" Multipart/Encrypted; protocol=\"application/pgp-encrypted\";\r\n\tboundary=\"a\\\"b\"",
-        );
+            b" Multipart/Encrypted; protocol=\"application/pgp-encrypted\";\r\n\tboundary=\"a=b\"",
+        )
+        .unwrap();
         assert!(ct.is("multipart/encrypted") && ct.is_multipart());
-        assert_eq!(ct.boundary().as_deref(), Some(&b"a\"b"[..]));
-        let ct = ContentType::parse(b"multipart/mixed; boundary=abc (comment)");
-        assert_eq!(ct.boundary().as_deref(), Some(&b"abc"[..]));
-        assert!(ContentType::parse(b"text/plain").boundary().is_none());
-        assert!(ContentType::parse(b"multipart/mixed; boundary=\"x")
+        assert_eq!(ct.boundary(), Some(&b"a=b"[..]));
+        let ct = ContentType::parse(b"multipart/mixed; boundary=abc;").unwrap();
+        assert_eq!(ct.boundary(), Some(&b"abc"[..]));
+        assert!(ContentType::parse(b"text/plain")
+            .unwrap()
             .boundary()
             .is_none());
+        for ambiguous in [
+            &b"multipart/mixed; boundary=\"x"[..],
+            b"multipart/mixed; boundary=abc (comment)",
+            b"multipart/mixed; boundary=\"a\\\"b\"",
+            b"multipart/mixed; boundary=\"a;b\"",
+            b"multipart/mixed; boundary=\"a\"b",
+            b"multipart/mixed; boundary=a b",
+            b"multipart/mixed; boundary=A; boundary=B",
+            b"multipart/mixed; BOUNDARY=A; boundary=A",
+            b"multipart/mixed; boundary*=utf-8''A",
+            b"multipart/mixed; boundary*0=A; boundary*1=B",
+            b"multipart/mixed (comment); boundary=A",
+            b"multipart/mixed; =?utf-8?q?boundary?==A",
+            b"multipart/mixed; boundary=\"\xc2\xa0A\"",
+            b"multipart/mixed; junk",
+            b"multipart; boundary=A",
+            b"",
+        ] {
+            assert!(
+                ContentType::parse(ambiguous).is_err(),
+                "{}",
+                String::from_utf8_lossy(ambiguous)
+            );
+        }
+    }
+
+    #[test]
+    fn field_ambiguities() {
+        let first = |msg: &'static [u8]| Fields::new(msg).next().unwrap().ambiguity();
+        assert_eq!(first(b"From: a\r\n"), None);
+        assert!(first(b"From : a\r\n").is_some());
+        assert!(first(b"\x1f\x8b\x08\r\n").is_some());
+        assert!(first(b"No colon\r\n").is_some());
+        assert!(first(b"Subject: a\x01b\r\n").is_some());
+        assert!(first(b"Subject: a\x7f\r\n").is_some());
+        assert_eq!(first(b"Subject: \xc3\xa4\r\n\tb\r\n"), None);
     }
 }

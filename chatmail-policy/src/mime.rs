@@ -21,25 +21,50 @@ struct Delimiter {
     close: bool,
 }
 
-/// The next delimiter line at or after `pos` (a line start).
-fn next_delimiter(body: &[u8], mut pos: usize, boundary: &[u8]) -> Option<Delimiter> {
-    while pos < body.len() {
-        let end = line_end(body, pos);
-        if let Some(close) = delimiter_kind(strip_eol(&body[pos..end]), boundary) {
-            let part_end = if body[..pos].ends_with(b"\r\n") {
-                pos - 2
-            } else if body[..pos].ends_with(b"\n") {
-                pos - 1
-            } else {
-                pos
-            };
-            return Some(Delimiter {
-                part_end,
-                next: end,
-                close,
-            });
+/// The delimiter lines of a multipart body up to and including the close delimiter,
+/// at most `max` of them; `None` when the body is not that simple shape, or when it
+/// could be split differently by another reader.
+///
+/// Every line that starts with `--boundary` must be a delimiter line exactly (`--` after
+/// the boundary for the close delimiter, then only transport padding): `mailparse`, the
+/// parser of Delta Chat, takes any line with that prefix for a delimiter (and `--` right
+/// after it for the close), so a line such as `--boundaryX` or `--boundary--X` would
+/// end a part for it and not for a strict reader. Nothing but blank lines may follow the
+/// close delimiter: readers that show an epilogue would show text nobody checked.
+/// Found with one `memmem` pass, so the work is linear in the body.
+fn delimiters(body: &[u8], boundary: &[u8], max: usize) -> Option<Vec<Delimiter>> {
+    let mut dash_boundary = Vec::with_capacity(boundary.len() + 2);
+    dash_boundary.extend_from_slice(b"--");
+    dash_boundary.extend_from_slice(boundary);
+    let mut found = Vec::with_capacity(max);
+    for pos in memchr::memmem::find_iter(body, &dash_boundary) {
+        if pos > 0 && body[pos - 1] != b'\n' {
+            continue; // not at a line start, for any reader
         }
-        pos = end;
+        let end = line_end(body, pos);
+        let close = delimiter_kind(strip_eol(&body[pos..end]), boundary)?;
+        if found.len() == max {
+            return None;
+        }
+        let part_end = if body[..pos].ends_with(b"\r\n") {
+            pos - 2
+        } else if body[..pos].ends_with(b"\n") {
+            pos - 1
+        } else {
+            pos
+        };
+        found.push(Delimiter {
+            part_end,
+            next: end,
+            close,
+        });
+        if close {
+            let epilogue = &body[end..];
+            return epilogue
+                .iter()
+                .all(|&b| matches!(b, b'\r' | b'\n' | b' ' | b'\t'))
+                .then_some(found);
+        }
     }
     None
 }
@@ -62,13 +87,13 @@ fn delimiter_kind(line: &[u8], boundary: &[u8]) -> Option<bool> {
 struct PartHeaders<'a> {
     content_type: ContentType<'a>,
     encoding: Encoding,
-    /// Offset of the part body.
+    /// Offset of the part body within the part.
     body: usize,
 }
 
 /// A Content-Transfer-Encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Encoding {
+pub(crate) enum Encoding {
     /// 7bit, 8bit, binary or none: the bytes are the content.
     Identity,
     Base64,
@@ -77,34 +102,62 @@ enum Encoding {
     Unknown,
 }
 
-fn part_headers(body: &[u8], start: usize) -> PartHeaders<'_> {
-    let mut fields = Fields::new(&body[start..]);
-    let mut content_type = None;
-    let mut encoding = Encoding::Identity;
-    for f in fields.by_ref() {
-        if content_type.is_none() && f.is("Content-Type") {
-            content_type = Some(ContentType::parse(f.value));
-        } else if f.is("Content-Transfer-Encoding") {
-            let v = trim(f.value);
-            encoding = if [&b"7bit"[..], b"8bit", b"binary"]
+impl Encoding {
+    /// A `Content-Transfer-Encoding` field value; `None` when readers could take it
+    /// differently. `mailparse` skips the spaces after the colon, lower-cases the rest
+    /// and compares it whole (anything it does not know is 7bit), so only spaces then
+    /// one token are read here.
+    pub(crate) fn parse(value: &[u8]) -> Option<Encoding> {
+        let token = &value[value.iter().take_while(|&&b| b == b' ').count()..];
+        if token.is_empty()
+            || !token
                 .iter()
-                .any(|e| v.eq_ignore_ascii_case(e))
-            {
-                Encoding::Identity
-            } else if v.eq_ignore_ascii_case(b"base64") {
-                Encoding::Base64
-            } else if v.eq_ignore_ascii_case(b"quoted-printable") {
-                Encoding::QuotedPrintable
-            } else {
-                Encoding::Unknown
-            };
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+        {
+            return None;
+        }
+        let is = |name: &[u8]| token.eq_ignore_ascii_case(name);
+        Some(if is(b"7bit") || is(b"8bit") || is(b"binary") {
+            Encoding::Identity
+        } else if is(b"base64") {
+            Encoding::Base64
+        } else if is(b"quoted-printable") {
+            Encoding::QuotedPrintable
+        } else {
+            Encoding::Unknown
+        })
+    }
+}
+
+/// The headers of `part` (from just after its delimiter line to just before the next);
+/// `None` when a reader could take them differently: a line that is not a field, a
+/// control character, a `Content-Type` or `Content-Transfer-Encoding` given twice or
+/// not in the form every reader parses alike.
+fn part_headers(part: &[u8]) -> Option<PartHeaders<'_>> {
+    let mut fields = Fields::new(part);
+    let mut content_type = None;
+    let mut encoding = None;
+    for f in fields.by_ref() {
+        if f.ambiguity().is_some() {
+            return None;
+        }
+        if f.is("Content-Type") {
+            if content_type.is_some() {
+                return None;
+            }
+            content_type = Some(ContentType::parse(f.value).ok()?);
+        } else if f.is("Content-Transfer-Encoding") {
+            if encoding.is_some() {
+                return None;
+            }
+            encoding = Some(Encoding::parse(f.value)?);
         }
     }
-    PartHeaders {
+    Some(PartHeaders {
         content_type: content_type.unwrap_or_else(ContentType::default_text_plain),
-        encoding,
-        body: start + fields.body_start(),
-    }
+        encoding: encoding.unwrap_or(Encoding::Identity),
+        body: fields.body_start(),
+    })
 }
 
 /// The content of a part after transfer decoding; `None` when it cannot be decoded.
@@ -117,37 +170,29 @@ fn decode(raw: &[u8], encoding: Encoding) -> Option<Cow<'_, [u8]>> {
     }
 }
 
-/// The first part of a multipart body if its media type is `media`, with the delimiter
-/// that ends it.
-fn first_part<'a>(
-    body: &'a [u8],
-    boundary: &[u8],
-    media: &str,
-) -> Option<(PartHeaders<'a>, Delimiter)> {
-    let first = next_delimiter(body, 0, boundary)?;
-    if first.close {
-        return None;
-    }
-    let part = part_headers(body, first.next);
-    if !part.content_type.is(media) {
-        return None;
-    }
-    let end = next_delimiter(body, part.body, boundary)?;
-    Some((part, end))
-}
-
 /// RFC 3156: `multipart/encrypted` with exactly two parts, `application/pgp-encrypted`
-/// holding `Version: 1`, then `application/octet-stream` holding the armored message.
-/// `body` is the message body, `boundary` the top-level boundary.
+/// holding `Version: 1`, then `application/octet-stream` holding the armored message
+/// (as it is, or base64-encoded). `body` is the message body, `boundary` the top-level
+/// boundary.
 pub(crate) fn is_pgp_mime(body: &[u8], boundary: &[u8], direction: Direction) -> bool {
-    // Part 1: the version part; more parts must follow.
-    let Some((version, second)) = first_part(body, boundary, "application/pgp-encrypted") else {
+    let Some(d) = delimiters(body, boundary, 3) else {
         return false;
     };
-    if second.close {
+    let [first, second, last] = d[..] else {
+        return false;
+    };
+    if first.close || second.close || !last.close {
         return false;
     }
-    let raw = body.get(version.body..second.part_end).unwrap_or_default();
+    // Part 1: the version part.
+    let part = &body[first.next..second.part_end.max(first.next)];
+    let Some(version) = part_headers(part) else {
+        return false;
+    };
+    if !version.content_type.is("application/pgp-encrypted") {
+        return false;
+    }
+    let raw = &part[version.body..];
     if raw.len() > MAX_SHORT_BODY {
         return false;
     }
@@ -155,42 +200,27 @@ pub(crate) fn is_pgp_mime(body: &[u8], boundary: &[u8], direction: Direction) ->
         Some(text) if trim(&text) == b"Version: 1" => {}
         _ => return false,
     }
-    // Part 2: the armored payload, which must be the last part.
-    let payload = part_headers(body, second.next);
+    // Part 2: the armored payload. Quoted-printable is not accepted for it: decoders
+    // differ on trailing whitespace and malformed escapes, and no client uses it there.
+    let part = &body[second.next..last.part_end.max(second.next)];
+    let Some(payload) = part_headers(part) else {
+        return false;
+    };
     if !payload.content_type.is("application/octet-stream") {
         return false;
     }
-    if payload.encoding == Encoding::Identity {
-        // Fast path: walk the armor in place, then expect only empty lines up to the
-        // close delimiter.
-        let Ok(armor_len) = check_armor(&body[payload.body..], direction) else {
-            return false;
-        };
-        let mut pos = payload.body + armor_len;
-        while pos < body.len() {
-            let end = line_end(body, pos);
-            let line = strip_eol(&body[pos..end]);
-            if !line.is_empty() {
-                return delimiter_kind(line, boundary) == Some(true);
-            }
-            pos = end;
-        }
-        false
-    } else {
-        let Some(last) = next_delimiter(body, payload.body, boundary) else {
-            return false;
-        };
-        if !last.close {
-            return false;
-        }
-        let raw = body.get(payload.body..last.part_end).unwrap_or_default();
-        let Some(armor) = decode(raw, payload.encoding) else {
-            return false;
-        };
-        match check_armor(&armor, direction) {
-            Ok(end) => armor[end..].iter().all(|&b| b == b'\r' || b == b'\n'),
-            Err(_) => false,
-        }
+    let raw = &part[payload.body..];
+    let armor = match payload.encoding {
+        Encoding::Identity => Cow::Borrowed(raw),
+        Encoding::Base64 => match decode_base64(raw) {
+            Some(decoded) => Cow::Owned(decoded),
+            None => return false,
+        },
+        Encoding::QuotedPrintable | Encoding::Unknown => return false,
+    };
+    match check_armor(&armor, direction) {
+        Ok(end) => armor[end..].iter().all(|&b| b == b'\r' || b == b'\n'),
+        Err(_) => false,
     }
 }
 
@@ -198,17 +228,27 @@ pub(crate) fn is_pgp_mime(body: &[u8], boundary: &[u8], direction: Direction) ->
 /// `text/plain`, whose content is `secure-join: vc-request` or `…vg-request`
 /// (trimmed, case-insensitive).
 pub(crate) fn is_securejoin_body(body: &[u8], boundary: &[u8]) -> bool {
-    let Some((part, last)) = first_part(body, boundary, "text/plain") else {
+    let Some(d) = delimiters(body, boundary, 2) else {
         return false;
     };
-    if !last.close {
+    let [first, last] = d[..] else {
+        return false;
+    };
+    if first.close || !last.close {
         return false;
     }
-    let raw = body.get(part.body..last.part_end).unwrap_or_default();
+    let part = &body[first.next..last.part_end.max(first.next)];
+    let Some(headers) = part_headers(part) else {
+        return false;
+    };
+    if !headers.content_type.is("text/plain") {
+        return false;
+    }
+    let raw = &part[headers.body..];
     if raw.len() > MAX_SHORT_BODY {
         return false;
     }
-    match decode(raw, part.encoding) {
+    match decode(raw, headers.encoding) {
         Some(text) => {
             let text = trim(&text);
             text.eq_ignore_ascii_case(b"secure-join: vc-request")
@@ -296,7 +336,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn delimiters() {
+    fn delimiter_kinds() {
         assert_eq!(delimiter_kind(b"--abc", b"abc"), Some(false));
         assert_eq!(delimiter_kind(b"--abc-- \t", b"abc"), Some(true));
         assert_eq!(delimiter_kind(b"--abcd", b"abc"), None);
@@ -315,6 +355,41 @@ mod tests {
             decode_quoted_printable(b"Version:=20=\r\n1=3"),
             b"Version: 1=3"
         );
+    }
+
+    #[test]
+    fn delimiter_lines_every_reader_agrees_on() {
+        let ok = b"pre\r\n--b\r\nx\r\n--b \r\ny\r\n--b--\r\n\r\n";
+        let d = delimiters(ok, b"b", 3).unwrap();
+        assert_eq!(d.len(), 3);
+        assert!(!d[0].close && !d[1].close && d[2].close);
+        assert_eq!(&ok[d[0].next..d[1].part_end], b"x");
+        // A longer line with the delimiter as prefix ends a part for mailparse.
+        assert!(delimiters(b"--b\r\nx\r\n--bX\r\n--b--\r\n", b"b", 3).is_none());
+        assert!(delimiters(b"--b\r\nx\r\n--b--X\r\n", b"b", 3).is_none());
+        // Text after the close delimiter; more parts than asked for; no close.
+        assert!(delimiters(b"--b\r\nx\r\n--b--\r\nhidden\r\n", b"b", 3).is_none());
+        assert!(delimiters(b"--b\r\n--b\r\n--b\r\n--b--\r\n", b"b", 3).is_none());
+        assert!(delimiters(b"--b\r\nx\r\n", b"b", 3).is_none());
+        // Not at a line start: not a delimiter for anyone.
+        let d = delimiters(b"--b\r\nx --b\r\n--b--\r\n", b"b", 3).unwrap();
+        assert_eq!(d.len(), 2);
+    }
+
+    #[test]
+    fn transfer_encoding_values() {
+        assert_eq!(Encoding::parse(b" base64"), Some(Encoding::Base64));
+        assert_eq!(Encoding::parse(b"7BIT"), Some(Encoding::Identity));
+        assert_eq!(Encoding::parse(b" x-uue"), Some(Encoding::Unknown));
+        for ambiguous in [
+            &b"\tbase64"[..],
+            b" base64 ",
+            b" base64 (c)",
+            b"",
+            b" base\r\n 64",
+        ] {
+            assert_eq!(Encoding::parse(ambiguous), None);
+        }
     }
 
     #[test]

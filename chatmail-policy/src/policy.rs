@@ -2,7 +2,7 @@
 
 use crate::address::first_address;
 use crate::headers::{trim, ContentType, Fields};
-use crate::mime::{is_pgp_mime, is_securejoin_body};
+use crate::mime::{is_pgp_mime, is_securejoin_body, Encoding};
 use crate::rate_limit::RateLimiter;
 use crate::reply::{quote, Reply};
 use std::borrow::Cow;
@@ -129,15 +129,44 @@ struct TopHeaders<'a> {
     subject: Option<&'a [u8]>,
     content_type: Option<ContentType<'a>>,
     secure_join: Option<&'a [u8]>,
+    secure_join_count: usize,
     auto_submitted: Option<&'a [u8]>,
     body_start: usize,
 }
 
+/// `500 Failed to parse message: <why>` (spec 3.2 step 4, 3.3 step 3).
+fn parse_failure(why: &str) -> Reply {
+    Reply::new(500, format!("Failed to parse message: {why}"))
+}
+
+/// Refuses bytes that readers see differently or not at all: NUL (C strings end there,
+/// mail readers drop it) and a CR not followed by LF (a line break for some parsers,
+/// none for others). One `memchr` pass each.
+fn check_bytes(message: &[u8]) -> Result<(), Reply> {
+    if memchr::memchr(0, message).is_some() {
+        return Err(parse_failure("a NUL byte"));
+    }
+    for cr in memchr::memchr_iter(b'\r', message) {
+        if message.get(cr + 1) != Some(&b'\n') {
+            return Err(parse_failure("a CR not followed by LF"));
+        }
+    }
+    Ok(())
+}
+
 impl<'a> TopHeaders<'a> {
-    fn scan(message: &'a [u8]) -> Self {
+    /// Reads the header section; refuses one that another reader could take
+    /// differently (a line that is not a field — such as a binary first line —, a
+    /// control character, a `Content-Type` or `Content-Transfer-Encoding` given twice
+    /// or not in the form every reader parses alike, a transfer encoding on a multipart).
+    fn scan(message: &'a [u8]) -> Result<Self, Reply> {
         let mut h = TopHeaders::default();
         let mut fields = Fields::new(message);
+        let mut encoding = None;
         for f in fields.by_ref() {
+            if let Some(why) = f.ambiguity() {
+                return Err(parse_failure(why));
+            }
             h.fields += 1;
             let first = |slot: &mut Option<&'a [u8]>| {
                 if slot.is_none() {
@@ -150,16 +179,36 @@ impl<'a> TopHeaders<'a> {
                     first(&mut h.from);
                 }
                 Some(b's') if f.is("Subject") => first(&mut h.subject),
-                Some(b's') if f.is("Secure-Join") => first(&mut h.secure_join),
+                Some(b's') if f.is("Secure-Join") => {
+                    h.secure_join_count += 1;
+                    first(&mut h.secure_join);
+                }
                 Some(b'a') if f.is("Auto-Submitted") => first(&mut h.auto_submitted),
-                Some(b'c') if h.content_type.is_none() && f.is("Content-Type") => {
-                    h.content_type = Some(ContentType::parse(f.value));
+                Some(b'c') if f.is("Content-Type") => {
+                    if h.content_type.is_some() {
+                        return Err(parse_failure("Content-Type given twice"));
+                    }
+                    h.content_type = Some(ContentType::parse(f.value).map_err(parse_failure)?);
+                }
+                Some(b'c') if f.is("Content-Transfer-Encoding") => {
+                    if encoding.is_some() {
+                        return Err(parse_failure("Content-Transfer-Encoding given twice"));
+                    }
+                    encoding =
+                        Some(Encoding::parse(f.value).ok_or_else(|| {
+                            parse_failure("a malformed Content-Transfer-Encoding")
+                        })?);
                 }
                 _ => {}
             }
         }
         h.body_start = fields.body_start();
-        h
+        // RFC 2045 6.4: a multipart is never transfer-encoded; a reader that decodes it
+        // anyway would find other parts than one that does not.
+        if h.content_type().is_multipart() && !matches!(encoding, None | Some(Encoding::Identity)) {
+            return Err(parse_failure("a transfer encoding on a multipart"));
+        }
+        Ok(h)
     }
 
     fn content_type(&self) -> ContentType<'a> {
@@ -260,7 +309,8 @@ impl Policy {
                 check_identity(login, envelope.mail_from)?;
             }
         }
-        let headers = TopHeaders::scan(message);
+        check_bytes(message)?;
+        let headers = TopHeaders::scan(message)?;
         if headers.fields == 0 {
             return Err(Reply::new(500, "Failed to parse message: no header fields"));
         }
@@ -376,12 +426,13 @@ fn encrypted_or_securejoin(
     }
     let boundary = ct.boundary()?;
     let body = &message[headers.body_start..];
-    if ct.is("multipart/encrypted") && is_pgp_mime(body, &boundary, direction) {
+    if ct.is("multipart/encrypted") && is_pgp_mime(body, boundary, direction) {
         return Some(MessageClass::Encrypted);
     }
     let secure_join = trim(headers.secure_join?);
-    if (secure_join == b"vc-request" || secure_join == b"vg-request")
-        && is_securejoin_body(body, &boundary)
+    if headers.secure_join_count == 1
+        && (secure_join == b"vc-request" || secure_join == b"vg-request")
+        && is_securejoin_body(body, boundary)
     {
         return Some(MessageClass::SecureJoin);
     }

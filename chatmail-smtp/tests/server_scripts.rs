@@ -376,10 +376,129 @@ fn mx_recipient_checks() {
         [
             format!("rcpt unknown@{DOMAIN}"),
             format!("rcpt bob@{DOMAIN}"),
-            "rcpt BOB@EXAMPLE.ORG".into(),
+            // `BOB@EXAMPLE.ORG` is bob again: acknowledged, not asked about twice.
             format!("rcpt postmaster@{DOMAIN}"),
         ]
     );
+}
+
+#[test]
+fn duplicate_recipients_are_acknowledged_and_kept_once() {
+    let alice = format!("alice@{DOMAIN}");
+    let message = encrypted_message(&alice, &format!("bob@{DOMAIN}"));
+    let bob = format!("bob@{DOMAIN}");
+    let script = submit(
+        &alice,
+        &[
+            &bob,
+            "dave@elsewhere.net",
+            &bob,
+            "BOB@Example.Org",
+            "dave@ELSEWHERE.net",
+            // Another server's local part is its own business: a different mailbox.
+            "Dave@elsewhere.net",
+        ],
+        &message,
+    );
+    let t = run_all(&submission(), Transport::Tls, &script);
+    // Every RCPT is acknowledged (Postfix does the same) ...
+    assert_eq!(
+        t.codes(),
+        [220, 250, 235, 250, 250, 250, 250, 250, 250, 250, 354, 250, 221]
+    );
+    // ... and each mailbox is delivered to once.
+    assert_eq!(
+        t.deliveries[0].recipients,
+        [
+            bob.clone(),
+            "dave@elsewhere.net".into(),
+            "Dave@elsewhere.net".into()
+        ]
+    );
+
+    let from = "sender@other.net";
+    let message = encrypted_message(from, &bob);
+    let mut script = format!(
+        "{EHLO}MAIL FROM:<{from}>\r\nRCPT TO:<{bob}>\r\nRCPT TO:<Bob@{DOMAIN}>\r\nRCPT TO:<{bob}>\r\nDATA\r\n"
+    )
+    .into_bytes();
+    script.extend_from_slice(&stuffed(&message));
+    let t = run_all(&mx(), Transport::Tls, &script);
+    assert_eq!(t.codes(), [220, 250, 250, 250, 250, 250, 354, 250]);
+    assert_eq!(t.events.iter().filter(|e| e.starts_with("rcpt")).count(), 1);
+    assert_eq!(t.deliveries[0].recipients, std::slice::from_ref(&bob));
+    // A new transaction starts afresh.
+    let mut twice = script.clone();
+    twice.extend_from_slice(&script[EHLO.len()..]);
+    let t = run_all(&mx(), Transport::Tls, &twice);
+    assert_eq!(t.deliveries.len(), 2);
+    assert_eq!(t.deliveries[1].recipients, std::slice::from_ref(&bob));
+
+    // LMTP owes one reply per accepted RCPT: duplicates stay (the embedder stores once).
+    let mut script = format!(
+        "LHLO client\r\nMAIL FROM:<{from}>\r\nRCPT TO:<{bob}>\r\nRCPT TO:<{bob}>\r\nDATA\r\n"
+    )
+    .into_bytes();
+    script.extend_from_slice(&stuffed(&message));
+    let t = run_all(&lmtp(), Transport::Cleartext, &script);
+    assert_eq!(t.deliveries[0].recipients, [bob.clone(), bob.clone()]);
+    assert_eq!(
+        t.lines()
+            .iter()
+            .filter(|l| l.starts_with("250 2.0.0 <"))
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn mx_partial_failure_is_refused_in_the_dialogue() {
+    let from = "sender@other.net";
+    let message = encrypted_message(from, &format!("a@{DOMAIN}"));
+    let mut script = format!(
+        "{EHLO}MAIL FROM:<{from}>\r\nRCPT TO:<a@{DOMAIN}>\r\nRCPT TO:<b@{DOMAIN}>\r\nRCPT TO:<c@{DOMAIN}>\r\nDATA\r\n"
+    )
+    .into_bytes();
+    script.extend_from_slice(&stuffed(&message));
+    let quota = Reply {
+        code: 552,
+        text: "5.2.2 <b@example.org>: Quota exceeded (mailbox for user is full)".into(),
+    };
+    let local = Reply {
+        code: 451,
+        text: "4.3.0 Local error in processing".into(),
+    };
+    let run = |config: &chatmail_smtp::server::ServerConfig, outcomes| {
+        let embedder = Embedder {
+            delivery: DeliveryAnswer::PerRecipient(outcomes),
+        };
+        run_all_with(config, Transport::Tls, &policy(1 << 20), &embedder, &script)
+    };
+    // One mailbox full: the sending server hears it (and reports to its sender).
+    let t = run(&mx(), vec![Ok(()), Err(quota.clone()), Ok(())]);
+    assert!(
+        t.has_line("552 5.2.2 <b@example.org>: Quota exceeded"),
+        "{:?}",
+        t.lines()
+    );
+    assert!(!t.has_line("250 2.0.0 Ok: message"));
+    // A temporary failure among them wins: the sender retries.
+    let t = run(&mx(), vec![Err(quota.clone()), Ok(()), Err(local.clone())]);
+    assert!(t.has_line("451 4.3.0 Local error in processing"));
+    // Submission keeps its 250: the relay reports to its authenticated sender.
+    let alice = format!("alice@{DOMAIN}");
+    let message = encrypted_message(&alice, "x@y.org");
+    let embedder = Embedder {
+        delivery: DeliveryAnswer::PerRecipient(vec![Ok(()), Err(quota)]),
+    };
+    let t = run_all_with(
+        &submission(),
+        Transport::Tls,
+        &policy(1 << 20),
+        &embedder,
+        &submit(&alice, &["x@y.org", &format!("b@{DOMAIN}")], &message),
+    );
+    t.assert_accepted();
 }
 
 #[test]

@@ -35,8 +35,10 @@ pub enum DeliveryAnswer {
     /// Not stored at all: this reply (e.g. `451 4.3.0`), for every recipient on LMTP.
     Failed(Reply),
     /// One outcome per recipient, in [`Delivery::recipients`] order. LMTP replies each;
-    /// SMTP has one reply per message: the first failure when all failed, else `250`
-    /// (the embedder then owns the bounce for the recipients that failed).
+    /// SMTP has one reply per message: the first failure when all failed. When some
+    /// failed, submission says `250` (the embedder then owns the report to its
+    /// authenticated sender) and MX says the failure (a temporary one if any): mail from
+    /// other servers is refused in the dialogue, never bounced.
     PerRecipient(Vec<Result<(), Reply>>),
 }
 
@@ -155,6 +157,17 @@ impl ServerSession {
                 } else if let Some(Err(first)) = outcomes.iter().find(|o| o.is_err()).cloned() {
                     if outcomes.iter().all(Result::is_err) {
                         self.send(&first);
+                    } else if self.config.role == Role::Mx {
+                        // Nobody bounces mail from other servers (it would go to a sender
+                        // the peer chose): what was not delivered is refused here, a
+                        // temporary failure first so that the sender retries. The
+                        // recipients served may see the message twice; RFC 5321 6.1
+                        // prefers that to a loss, and Delta Chat drops it by Message-ID.
+                        let temporary = outcomes.iter().find_map(|o| match o {
+                            Err(r) if r.code < 500 => Some(r.clone()),
+                            _ => None,
+                        });
+                        self.send(&temporary.unwrap_or(first));
                     } else {
                         self.send_reply(250, "2.0.0 Ok: message accepted for delivery");
                     }

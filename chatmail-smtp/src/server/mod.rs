@@ -19,7 +19,7 @@
 //! line endings, the policy verdict and the `Deliver` request.
 
 use std::borrow::Cow;
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -293,6 +293,10 @@ struct Transaction {
     /// Submission: why the sender may not send (identity or rate); every RCPT gets it.
     sender_failure: Option<Reply>,
     recipients: Vec<Recipient>,
+    /// [`ServerSession::recipient_key`] of every accepted recipient: a repeated RCPT
+    /// (SMTP, submission) is acknowledged but not added, so one message is delivered
+    /// once per mailbox.
+    recipient_keys: HashSet<String>,
     /// The message as received (unstuffed), bounded by the size limit.
     message: data::MessageSink,
     /// A BDAT chunk was accepted; DATA is no longer allowed in this transaction.

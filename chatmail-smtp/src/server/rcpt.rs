@@ -4,6 +4,10 @@
 //! LMTP take only the relay's own domain (else `554 5.7.1 ... Relay access denied`, spec
 //! 4.1) and ask the embedder about each recipient ([`Request::Recipient`]): whether it
 //! exists for delivery and whether it accepts cleartext.
+//!
+//! A recipient given twice is acknowledged twice (`250`, as Postfix does) but kept once,
+//! so the message is stored once per mailbox. LMTP keeps every RCPT: it owes one reply
+//! per accepted RCPT after the message, and the embedder delivers once per mailbox.
 
 use std::borrow::Cow;
 use std::time::Instant;
@@ -30,6 +34,14 @@ impl ServerSession {
         } else {
             to.address.into_owned()
         };
+        if self.config.role != Role::Lmtp
+            && self
+                .txn
+                .recipient_keys
+                .contains(&self.recipient_key(&address))
+        {
+            return self.send_reply(250, "2.1.5 Ok");
+        }
         if self.txn.recipients.len() >= self.config.max_recipients {
             return self.send_reply(452, "4.5.3 Error: too many recipients");
         }
@@ -39,10 +51,7 @@ impl ServerSession {
         }
         match self.config.role {
             Role::Submission => {
-                self.txn.recipients.push(Recipient {
-                    address,
-                    accepts_cleartext: false,
-                });
+                self.add_recipient(address, false);
                 self.send_reply(250, "2.1.5 Ok");
             }
             Role::Mx | Role::Lmtp => {
@@ -63,6 +72,27 @@ impl ServerSession {
                     Awaited::Recipient(address),
                 );
             }
+        }
+    }
+
+    fn add_recipient(&mut self, address: String, accepts_cleartext: bool) {
+        let key = self.recipient_key(&address);
+        self.txn.recipient_keys.insert(key);
+        self.txn.recipients.push(Recipient {
+            address,
+            accepts_cleartext,
+        });
+    }
+
+    /// What makes two recipients the same mailbox: domains compare case-insensitively,
+    /// and so do local parts in the relay's own domain (account names are lower-case,
+    /// and the account of `Bob@` is `bob@`). Other servers' local parts are theirs to
+    /// interpret (RFC 5321 2.4) and compare exactly.
+    fn recipient_key(&self, address: &str) -> String {
+        match address.rsplit_once('@') {
+            Some((_, domain)) if self.is_local_domain(domain) => address.to_ascii_lowercase(),
+            Some((local, domain)) => format!("{local}@{}", domain.to_ascii_lowercase()),
+            None => address.to_string(),
         }
     }
 
@@ -92,10 +122,7 @@ impl ServerSession {
         })?;
         match answer {
             RecipientAnswer::Accept { accepts_cleartext } => {
-                self.txn.recipients.push(Recipient {
-                    address,
-                    accepts_cleartext,
-                });
+                self.add_recipient(address, accepts_cleartext);
                 self.send_reply(250, "2.1.5 Ok");
             }
             RecipientAnswer::Refuse(reply) => self.send(&reply),

@@ -330,11 +330,20 @@ impl Relay {
         let mut outcomes: Vec<Option<Result<(), Reply>>> = vec![None; recipients.len()];
         let mut remote = Vec::new();
         let mut local_copy: Option<Bytes> = None;
+        // The first recipient index of each local mailbox: a repeated recipient (LMTP
+        // keeps repeated RCPTs, and `Bob@` is `bob@`) shares its outcome, not a copy.
+        let mut mailboxes: std::collections::HashMap<String, usize> = Default::default();
         for (i, rcpt) in recipients.iter().enumerate() {
             if !self.is_local(rcpt) {
                 remote.push(i);
                 continue;
             }
+            let mailbox = rcpt.to_ascii_lowercase();
+            if let Some(&first) = mailboxes.get(&mailbox) {
+                outcomes[i] = outcomes[first].clone();
+                continue;
+            }
+            mailboxes.insert(mailbox, i);
             let copy = local_copy
                 .get_or_insert_with(|| {
                     let mut out = Vec::with_capacity(message.len());

@@ -4,6 +4,7 @@ use super::{unix_now, Relay};
 use bytes::Bytes;
 use chatmail_core::{Address, Flags, INBOX};
 use chatmail_policy::Reply;
+use chatmail_smtp::policy::Direction;
 use chatmail_smtp::server::{
     AnswerError, AuthAnswer, Delivery, DeliveryAnswer, RecipientAnswer, Request, ServerSession,
 };
@@ -70,11 +71,11 @@ impl Relay {
 
     /// Makes an accepted message durable for every recipient and answers the session.
     ///
-    /// SMTP has one reply per message: when only some recipients fail, the session says
-    /// `250` and the relay owns the failure report. For a local sender it appends a
-    /// delivery status notification to the sender's INBOX, as the reference's bounce
-    /// would arrive; for a remote sender the failure is logged (reporting to another
-    /// server needs the outbound queue).
+    /// SMTP has one reply per message: when only some recipients fail, submission says
+    /// `250` and the relay reports the failures to the authenticated sender with a
+    /// delivery status notification in that account's INBOX, as the reference's bounce
+    /// would arrive. Mail from other servers is never bounced (the envelope sender is the
+    /// peer's choice): the MX session refuses what was not delivered in the dialogue.
     pub async fn answer_smtp_delivery(&self, mut delivery: Delivery, lmtp: bool) -> DeliveryAnswer {
         // Moved, not copied: the queue and the local copies share this buffer.
         let message = Bytes::from(std::mem::take(&mut delivery.message));
@@ -91,47 +92,43 @@ impl Relay {
             return DeliveryAnswer::Durable;
         }
         if !lmtp && failed.len() < delivery.recipients.len() {
-            if self.is_local(&delivery.mail_from) {
-                self.report_failures(&delivery, &message, &failed).await;
-            } else {
-                tracing::error!(
+            match (delivery.direction, delivery.auth_user.as_deref()) {
+                (Direction::Outgoing, Some(sender)) => {
+                    self.report_failures(sender, &message, &failed).await;
+                }
+                _ => tracing::info!(
                     failed = failed.len(),
-                    "partial delivery failure for a remote sender"
-                );
+                    "partial delivery failure of incoming mail, refused in the dialogue"
+                ),
             }
         }
         DeliveryAnswer::PerRecipient(outcomes)
     }
 
-    /// Appends a delivery status notification (RFC 3464) about `failed` to the local
-    /// sender's INBOX.
-    async fn report_failures(
-        &self,
-        delivery: &Delivery,
-        message: &[u8],
-        failed: &[(&String, &Reply)],
-    ) {
-        let Ok(sender) = Address::parse(&delivery.mail_from) else {
+    /// Appends a delivery status notification (RFC 3464) about `failed` to the INBOX of
+    /// the authenticated `sender`, if that account (still) exists: a report never
+    /// creates an account.
+    async fn report_failures(&self, sender: &str, message: &[u8], failed: &[(&String, &Reply)]) {
+        let Ok(sender) = Address::parse(sender) else {
             return;
         };
-        let domain = self.config.address_domain();
-        let boundary = format!("dsn-{:x}", unix_now());
-        let mut human = String::new();
-        let mut machine = String::new();
-        for (rcpt, reply) in failed {
-            human.push_str(&format!("<{rcpt}>: {reply}\r\n"));
-            let status = reply
-                .enhanced_status()
-                .map(|(a, b, c)| format!("{a}.{b}.{c}"));
-            machine.push_str(&format!(
-                "Final-Recipient: rfc822; {rcpt}\r\nAction: failed\r\nStatus: {}\r\nDiagnostic-Code: smtp; {reply}\r\n\r\n",
-                status.unwrap_or_else(|| "5.0.0".into())
-            ));
+        match self.accounts.store().lookup(&sender).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                tracing::info!("no delivery status notification: the sender has no account");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "account store failed; delivery status notification not stored");
+                return;
+            }
         }
-        let headers_end = find_header_end(message);
-        let original_headers = String::from_utf8_lossy(&message[..headers_end]);
-        let text = format!(
-            "From: Mail Delivery System <MAILER-DAEMON@{domain}>\r\nTo: {sender}\r\nSubject: Undelivered Mail Returned to Sender\r\nAuto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"{boundary}\"\r\n\r\n--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nYour message could not be delivered to some recipients:\r\n\r\n{human}\r\n--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; {domain}\r\n\r\n{machine}--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n{original_headers}\r\n--{boundary}--\r\n"
+        let text = delivery_status_notification(
+            &self.config.address_domain(),
+            &sender,
+            &random_boundary(),
+            message,
+            failed,
         );
         if let Err(e) = self
             .store
@@ -149,11 +146,86 @@ impl Relay {
     }
 }
 
-/// Offset just past the header section (or the whole message if it has no body).
-fn find_header_end(message: &[u8]) -> usize {
-    message
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| p + 2)
-        .unwrap_or(message.len())
+/// Most bytes of the original header section a delivery status notification quotes.
+pub(crate) const MAX_QUOTED_HEADER: usize = 8 * 1024;
+
+/// A MIME boundary nobody can predict, so that no quoted header line can close a part.
+fn random_boundary() -> String {
+    format!("dsn-{:032x}", rand::random::<u128>())
+}
+
+/// The text of a `multipart/report` DSN to `sender` about `failed`, quoting at most
+/// [`MAX_QUOTED_HEADER`] bytes of `message`'s header section, cut at a line end.
+fn delivery_status_notification(
+    domain: &str,
+    sender: &Address,
+    boundary: &str,
+    message: &[u8],
+    failed: &[(&String, &Reply)],
+) -> String {
+    let mut human = String::new();
+    let mut machine = String::new();
+    for (rcpt, reply) in failed {
+        human.push_str(&format!("<{rcpt}>: {reply}\r\n"));
+        let status = reply
+            .enhanced_status()
+            .map(|(a, b, c)| format!("{a}.{b}.{c}"));
+        machine.push_str(&format!(
+            "Final-Recipient: rfc822; {rcpt}\r\nAction: failed\r\nStatus: {}\r\nDiagnostic-Code: smtp; {reply}\r\n\r\n",
+            status.unwrap_or_else(|| "5.0.0".into())
+        ));
+    }
+    let original_headers = String::from_utf8_lossy(quoted_header(message));
+    format!(
+        "From: Mail Delivery System <MAILER-DAEMON@{domain}>\r\nTo: {sender}\r\nSubject: Undelivered Mail Returned to Sender\r\nAuto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"{boundary}\"\r\n\r\n--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nYour message could not be delivered to some recipients:\r\n\r\n{human}\r\n--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; {domain}\r\n\r\n{machine}--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n{original_headers}\r\n--{boundary}--\r\n"
+    )
+}
+
+/// The header section of `message` (through its last CRLF), or as many of its first
+/// lines as fit [`MAX_QUOTED_HEADER`].
+fn quoted_header(message: &[u8]) -> &[u8] {
+    // Only the first bytes are looked at: the header section may be the whole message.
+    let window = &message[..message.len().min(MAX_QUOTED_HEADER + 2)];
+    if let Some(p) = window.windows(4).position(|w| w == b"\r\n\r\n") {
+        if p + 2 <= MAX_QUOTED_HEADER {
+            return &message[..p + 2];
+        }
+    }
+    let window = &message[..message.len().min(MAX_QUOTED_HEADER)];
+    match window.iter().rposition(|&b| b == b'\n') {
+        Some(p) => &message[..p + 1],
+        None => &[],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_quoted_header_is_bounded_and_ends_at_a_line_end() {
+        let short = b"From: a@b.org\r\nSubject: x\r\n\r\nbody\r\n";
+        assert_eq!(quoted_header(short), b"From: a@b.org\r\nSubject: x\r\n");
+        let mut long = Vec::new();
+        for i in 0..2000 {
+            long.extend_from_slice(format!("X-Filler-{i}: some value\r\n").as_bytes());
+        }
+        long.extend_from_slice(b"\r\nbody\r\n");
+        let quoted = quoted_header(&long);
+        assert!(quoted.len() <= MAX_QUOTED_HEADER && quoted.len() > MAX_QUOTED_HEADER - 40);
+        assert!(quoted.ends_with(b"\r\n") && long.starts_with(quoted));
+        // One endless line: nothing of it is quoted.
+        assert_eq!(quoted_header(&[b'x'; 100_000]), b"");
+        // A header of exactly the bound is quoted whole.
+        let mut exact = vec![b'a'; MAX_QUOTED_HEADER - 2];
+        exact.extend_from_slice(b"\r\n\r\nbody");
+        assert_eq!(quoted_header(&exact).len(), MAX_QUOTED_HEADER);
+    }
+
+    #[test]
+    fn boundaries_are_unpredictable() {
+        let (a, b) = (random_boundary(), random_boundary());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), "dsn-".len() + 32);
+    }
 }

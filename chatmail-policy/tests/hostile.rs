@@ -455,3 +455,29 @@ fn every_hostile_message_gets_its_answer() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// With `CHATMAIL_POLICY_SEEDS=<dir>`, writes every case as a seed for the fuzz
+/// targets (first byte: 0 outgoing, 1 incoming, as `fuzz/fuzz_targets/policy_*.rs`
+/// read it): `CHATMAIL_POLICY_SEEDS=fuzz/corpus/policy_differential cargo test -p
+/// chatmail-policy --test hostile`.
+#[test]
+fn write_fuzz_seeds_when_asked() {
+    let Some(dir) = std::env::var_os("CHATMAIL_POLICY_SEEDS") else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fixtures = ["encrypted.eml", "securejoin-vc.eml", "plain.eml", "asm.eml"]
+        .map(|name| fixture(name).into_bytes());
+    let messages = cases()
+        .into_iter()
+        .map(|c| c.message)
+        .filter(|m| m.len() < 1 << 20)
+        .chain(fixtures);
+    for (i, message) in messages.enumerate() {
+        for selector in [0u8, 1] {
+            let seed = [&[selector][..], &message].concat();
+            std::fs::write(dir.join(format!("seed-{i:03}-{selector}")), seed).unwrap();
+        }
+    }
+}

@@ -75,5 +75,6 @@ mod wire;
 /// The shared byte buffer of [`Answer::Message`] and [`Output::Send`].
 pub use bytes::Bytes;
 pub use command::metadata::DEVICE_TOKEN_ENTRY;
+pub use command::search::ContentSearch;
 pub use request::{Answer, Refusal, Request, RequestId};
 pub use session::{Output, Session, SessionConfig, State, UnknownRequest};

@@ -125,6 +125,12 @@ fn split_header(msg: &[u8], start: usize, end: usize) -> (usize, usize) {
     (end, end)
 }
 
+/// Where the top-level header of `msg` ends: `(end of header lines, body start)`, without
+/// parsing any part.
+pub(crate) fn top_header(msg: &[u8]) -> (usize, usize) {
+    split_header(msg, 0, msg.len())
+}
+
 /// Parses the message `msg` into its part tree.
 pub(crate) fn parse(msg: &[u8]) -> Part {
     let mut budget = MAX_PARTS;

@@ -10,6 +10,8 @@
 //! the session turns it into a tagged `NO` with the matching response code.
 
 use bytes::Bytes;
+
+use crate::command::search::ContentSearch;
 use chatmail_core::{
     Address, FlagOp, Flags, MailboxInfo, MailboxName, MailboxStatus, MessageMeta, ModSeq, Uid,
     UidValidity,
@@ -110,6 +112,22 @@ pub enum Request {
         mailbox: MailboxName,
         /// The message.
         uid: Uid,
+    },
+    /// Which of `candidates` match a SEARCH on their content. For each message still
+    /// there, read its bytes (as for [`Request::FetchMessage`]) and call
+    /// [`ContentSearch::matches`] with its metadata; that call scans the message (linear
+    /// in its size) and belongs where blocking is allowed, not on an async worker.
+    /// Answer [`Answer::Matched`] (messages expunged meanwhile are left out). The session
+    /// has checked the work against its budget before asking.
+    SearchContent {
+        /// The account.
+        account: Address,
+        /// The selected mailbox.
+        mailbox: MailboxName,
+        /// Metadata of the messages to check, ascending by UID.
+        candidates: Vec<MessageMeta>,
+        /// The search program.
+        search: ContentSearch,
     },
     /// Change flags (STORE, and `\Seen` on a non-PEEK body fetch). With
     /// `unchanged_since` (CONDSTORE), leave messages whose modseq is higher untouched and
@@ -222,6 +240,8 @@ pub enum Answer {
     Messages(Vec<MessageMeta>),
     /// One message's bytes.
     Message(Bytes),
+    /// The UIDs among [`Request::SearchContent`]'s candidates that matched.
+    Matched(Vec<Uid>),
     /// The result of a flag change.
     FlagsStored {
         /// Messages whose flags were written, with their new flags and modseq.

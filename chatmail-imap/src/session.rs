@@ -51,6 +51,10 @@ pub struct SessionConfig {
     pub max_queued_changes: usize,
     /// Unprocessed input beyond which [`Session::wants_input`] asks the driver to pause.
     pub input_pause_bytes: usize,
+    /// Most message bytes one SEARCH may scan (each message's size once, and once more
+    /// per BODY/TEXT key); a search that would scan more gets `NO [LIMIT]` before any
+    /// message is read.
+    pub max_search_bytes: u64,
 }
 
 impl SessionConfig {
@@ -69,6 +73,8 @@ impl SessionConfig {
             max_bad_commands: 10,
             max_queued_changes: 10_000,
             input_pause_bytes: 256 * 1024,
+            // A full 500 MB mailbox searched by header; a BODY search over half of it.
+            max_search_bytes: 512 * 1024 * 1024,
         }
     }
 }

@@ -2,11 +2,15 @@
 
 use super::{unix_now, Relay};
 use bytes::Bytes;
+use chatmail_core::account::run_blocking;
 use chatmail_core::store::StoreError;
 use chatmail_imap::{Answer, Refusal, Request};
 
 /// The metadata entry of push device tokens (spec 5.1).
 const DEVICE_TOKEN_ENTRY: &str = "/private/devicetoken";
+/// Message bytes a SEARCH reads before scanning them in one blocking job: fewer jobs,
+/// bounded memory.
+const SEARCH_BATCH_BYTES: usize = 16 * 1024 * 1024;
 
 impl Relay {
     /// Performs one request of an IMAP session and returns the answer to hand back with
@@ -76,6 +80,48 @@ impl Relay {
                 mailbox,
                 uid,
             } => Answer::Message(store.read_message(&account, &mailbox, uid).await?),
+            Request::SearchContent {
+                account,
+                mailbox,
+                candidates,
+                search,
+            } => {
+                let mut matched = Vec::new();
+                let mut batch = Vec::new();
+                let mut batch_bytes = 0;
+                let last = candidates.last().map(|m| m.uid);
+                for meta in candidates {
+                    let uid = meta.uid;
+                    match store.read_message(&account, &mailbox, uid).await {
+                        Ok(bytes) => {
+                            batch_bytes += bytes.len();
+                            batch.push((meta, bytes));
+                        }
+                        // Expunged meanwhile: not a match.
+                        Err(StoreError::NoSuchMessage(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                    if batch_bytes >= SEARCH_BATCH_BYTES || Some(uid) == last {
+                        let job = std::mem::take(&mut batch);
+                        batch_bytes = 0;
+                        let search = search.clone();
+                        let scan = move || {
+                            job.into_iter()
+                                .filter(|(meta, bytes)| search.matches(meta, bytes))
+                                .map(|(meta, _)| meta.uid)
+                                .collect::<Vec<_>>()
+                        };
+                        match run_blocking(&*self.executor, scan).await {
+                            Ok(uids) => matched.extend(uids),
+                            Err(e) => {
+                                tracing::error!(error = %e, "search scan did not run");
+                                return Ok(Answer::Refused(Refusal::Unavailable));
+                            }
+                        }
+                    }
+                }
+                Answer::Matched(matched)
+            }
             Request::StoreFlags {
                 account,
                 mailbox,

@@ -179,7 +179,7 @@ impl RelayBuilder {
             Backend::Memory => None,
         };
         let limits = self.limits.unwrap_or_else(|| Arc::new(LinuxSystemLimits));
-        let mut accounts = Accounts::new(config.clone(), accounts_store, limits, executor);
+        let mut accounts = Accounts::new(config.clone(), accounts_store, limits, executor.clone());
         if let Some(path) = self.nocreate_path {
             accounts = accounts.with_nocreate_path(path);
         }
@@ -194,6 +194,7 @@ impl RelayBuilder {
             notifier: self.notifier,
             server_metadata: self.server_metadata,
             maildir_executor,
+            executor,
         })
     }
 }
@@ -211,6 +212,9 @@ pub struct Relay {
     server_metadata: Option<Arc<dyn ServerMetadata>>,
     /// Set for the maildir backend: where expiry's file-system work runs.
     maildir_executor: Option<Arc<dyn BlockingExecutor>>,
+    /// Where CPU-bound work of the engines' requests runs (SEARCH scans), off the
+    /// runtime's workers.
+    executor: Arc<dyn BlockingExecutor>,
     /// `config.address_domain()`, computed once: it is compared for every recipient.
     address_domain: String,
 }

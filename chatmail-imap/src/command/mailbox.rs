@@ -11,6 +11,10 @@ use crate::wire;
 
 /// The hierarchy delimiter (Maildir++ layout).
 const DELIMITER: char = '.';
+/// Longest LIST/LSUB reference plus pattern, in bytes (mailbox names have at most 255).
+pub(crate) const MAX_PATTERN_BYTES: usize = 1024;
+/// Most pattern-by-name steps one LIST/LSUB may take over all mailboxes.
+const MAX_MATCH_STEPS: usize = 16 * 1024 * 1024;
 
 /// A LIST/LSUB waiting for the mailbox list.
 #[derive(Debug)]
@@ -134,6 +138,9 @@ pub(crate) fn list(
         s.line(&format!("* {verb} (\\Noselect) \".\" \"\""));
         return s.finish_ok(tag, &format!("{verb} completed."));
     }
+    if reference.len() + pattern.len() > MAX_PATTERN_BYTES {
+        return s.no(tag, "[LIMIT] Mailbox pattern too long.");
+    }
     let Some(account) = account(s, tag) else {
         return;
     };
@@ -160,15 +167,26 @@ pub(crate) fn list_answered(s: &mut Session, tag: &str, task: ListTask, answer: 
         );
     }
     let verb = if task.subscribed_only { "LSUB" } else { "LIST" };
+    let pattern = compact(task.pattern.as_bytes());
+    let steps = mailboxes.iter().fold(0usize, |sum, m| {
+        sum.saturating_add((pattern.len() + 1).saturating_mul(m.name.len() + 1))
+    });
+    if steps > MAX_MATCH_STEPS {
+        return s.no(tag, "[LIMIT] Too many mailboxes for this pattern.");
+    }
+    // Sorted names: a mailbox has children if the first name after "name." starts so.
+    let mut names: Vec<&str> = mailboxes.iter().map(|m| m.name.as_str()).collect();
+    names.sort_unstable();
     for m in &mailboxes {
         if task.subscribed_only && !m.subscribed {
             continue;
         }
-        if !matches(task.pattern.as_bytes(), m.name.as_bytes()) {
+        if !matches(&pattern, m.name.as_bytes()) {
             continue;
         }
         let prefix = format!("{}{DELIMITER}", m.name);
-        let children = mailboxes.iter().any(|c| c.name.starts_with(&prefix));
+        let first = names.partition_point(|n| *n < prefix.as_str());
+        let children = names.get(first).is_some_and(|n| n.starts_with(&prefix));
         let mut attrs = vec![if children {
             "\\HasChildren"
         } else {
@@ -185,15 +203,41 @@ pub(crate) fn list_answered(s: &mut Session, tag: &str, task: ListTask, answer: 
     s.finish_ok(tag, &format!("{verb} completed."));
 }
 
+/// `pattern` with each run of wildcards collapsed to one (`%%` is `%`; a run with a `*`
+/// is `*`): the same language, and at most one wildcard per literal byte plus one.
+fn compact(pattern: &[u8]) -> Vec<u8> {
+    let mut out: Vec<u8> = Vec::with_capacity(pattern.len());
+    for &c in pattern {
+        let wild = c == b'*' || c == b'%';
+        match out.last_mut() {
+            Some(last) if wild && (*last == b'*' || *last == b'%') => {
+                if c == b'*' {
+                    *last = b'*';
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 /// LIST wildcard matching: `*` matches anything, `%` anything but the delimiter.
-/// Iterative with backtracking to the last star, so work is O(pattern x name).
+/// Dynamic programming over (pattern byte, name byte) with two reused rows: O(pattern x
+/// name), both bounded, and nothing to do when the pattern has more literal bytes than
+/// the name.
 fn matches(pattern: &[u8], name: &[u8]) -> bool {
-    // Dynamic programming over (pattern index, name index); both are bounded in length.
+    if pattern.eq_ignore_ascii_case(b"inbox") && name == b"INBOX" {
+        return true;
+    }
+    let literals = pattern.iter().filter(|&&c| c != b'*' && c != b'%').count();
+    if literals > name.len() {
+        return false;
+    }
     let n = name.len();
     let mut row = vec![false; n + 1];
+    let mut next = vec![false; n + 1];
     row[0] = true;
     for &pc in pattern {
-        let mut next = vec![false; n + 1];
         match pc {
             b'*' => {
                 let mut any = false;
@@ -213,14 +257,15 @@ fn matches(pattern: &[u8], name: &[u8]) -> bool {
                 }
             }
             c => {
+                next[0] = false;
                 for ni in 1..=n {
                     next[ni] = row[ni - 1] && name[ni - 1] == c;
                 }
             }
         }
-        row = next;
+        std::mem::swap(&mut row, &mut next);
     }
-    row[n] || (pattern.eq_ignore_ascii_case(b"inbox") && name == b"INBOX")
+    row[n]
 }
 
 /// STATUS mailbox (items).
@@ -279,7 +324,7 @@ pub(crate) fn status_answered(s: &mut Session, tag: &str, task: StatusTask, answ
 
 #[cfg(test)]
 mod tests {
-    use super::matches;
+    use super::{compact, matches};
 
     #[test]
     fn list_patterns() {
@@ -290,5 +335,12 @@ mod tests {
         assert!(matches(b"inbox", b"INBOX"));
         assert!(!matches(b"Dr*x", b"Drafts"));
         assert!(matches(&[b'*'; 1000], b"x"));
+        assert!(!matches(b"a%b*c", b"a.xbyc"));
+        assert!(matches(b"a*b*c", b"a.xbyc"));
+        assert!(matches(b"%.%", b"a.b") && !matches(b"%.%", b"a.b.c"));
+        assert!(!matches(b"Sent", b"Sen"));
+        // Wildcard runs collapse to one; more literals than the name: no work at all.
+        assert_eq!(compact(b"a**%%b%%c%*%d"), b"a*b%c*d");
+        assert!(!matches(&[b'a'; 1000], b"aaa"));
     }
 }

@@ -1,22 +1,81 @@
 //! SEARCH and UID SEARCH: ALL, sequence and UID sets, flag keys, dates, sizes, HEADER,
 //! FROM/TO/CC/BCC/SUBJECT, BODY/TEXT, MODSEQ, with AND/OR/NOT.
 //!
-//! Keys are evaluated on metadata first; only messages the metadata cannot decide are
-//! fetched, one at a time.
+//! Keys are evaluated on metadata first. The messages the metadata cannot decide go to
+//! the embedder in one [`Request::SearchContent`] with the program as a
+//! [`ContentSearch`]: reading and scanning message bodies is the embedder's to run where
+//! it may block (the relay uses its blocking executor), never on the session's thread.
+//!
+//! Work is bounded before it starts: key strings, keys that need the content and
+//! resolved message numbers have limits, and a command whose content scan would exceed
+//! [`crate::SessionConfig::max_search_bytes`] gets `NO [LIMIT]`. Scanning is linear: a
+//! message's header is parsed once for all keys, and each text key has one substring
+//! finder, built once per command, run over the message lower-cased a chunk at a time.
 
-use std::collections::VecDeque;
+use std::cell::OnceCell;
+use std::sync::Arc;
 
 use chatmail_core::{Flag, MessageMeta, Uid};
 use imap_codec::imap_types::search::SearchKey;
+use memchr::memmem::Finder;
 
 use super::account;
 use crate::mime;
-use crate::request::{Answer, Refusal, Request};
+use crate::request::{Answer, Request};
 use crate::session::{Session, Task};
 use crate::wire;
 
 /// Most nodes one search program may have.
 const MAX_NODES: usize = 256;
+/// Longest string of one key (BODY, TEXT, HEADER, FROM, ...), in bytes.
+pub(crate) const MAX_KEY_BYTES: usize = 1024;
+/// Most keys in one program that need a message's content (text and sent-date keys).
+pub(crate) const MAX_CONTENT_KEYS: usize = 16;
+/// Most message numbers the sequence-set keys of one program may resolve to in total.
+const MAX_RESOLVED: usize = 1_000_000;
+/// Bytes lower-cased at a time for a case-insensitive scan.
+const FOLD_CHUNK: usize = 64 * 1024;
+
+/// A lower-case search string with its substring finder, built once per command.
+#[derive(Debug, Clone)]
+struct Needle {
+    finder: Finder<'static>,
+}
+
+impl Needle {
+    fn new(text: &[u8]) -> Needle {
+        Needle {
+            finder: Finder::new(&text.to_ascii_lowercase()).into_owned(),
+        }
+    }
+
+    /// Whether the needle occurs in `haystack`, which is lower-case already.
+    fn in_folded(&self, haystack: &[u8]) -> bool {
+        self.finder.find(haystack).is_some()
+    }
+
+    /// Whether the needle occurs in `haystack`, ASCII case ignored. Linear: the haystack
+    /// is lower-cased [`FOLD_CHUNK`] bytes at a time into one buffer, and consecutive
+    /// windows overlap by the needle's length less one, so no occurrence is cut.
+    fn in_text(&self, haystack: &[u8]) -> bool {
+        let n = self.finder.needle().len();
+        if n == 0 {
+            return true;
+        }
+        let mut buf = Vec::with_capacity(FOLD_CHUNK + n);
+        let mut start = 0;
+        while start + n <= haystack.len() {
+            let end = (start + FOLD_CHUNK + n - 1).min(haystack.len());
+            buf.clear();
+            buf.extend(haystack[start..end].iter().map(u8::to_ascii_lowercase));
+            if self.in_folded(&buf) {
+                return true;
+            }
+            start += FOLD_CHUNK;
+        }
+        false
+    }
+}
 
 /// A search key in owned form.
 #[derive(Debug, Clone)]
@@ -38,31 +97,158 @@ enum Key {
     SentBefore(i64),
     SentOn(i64),
     SentSince(i64),
-    Header(Vec<u8>, Vec<u8>),
-    Body(Vec<u8>),
-    Text(Vec<u8>),
+    /// A header field (lower-case name) whose value contains the needle.
+    Header(Vec<u8>, Needle),
+    Body(Needle),
+    Text(Needle),
     ModSeq(u64),
     Nothing,
+}
+
+/// Why a program is refused before any work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refuse {
+    /// More than [`MAX_NODES`] nodes, or a key this server does not know: BAD.
+    TooComplex,
+    /// A key string longer than [`MAX_KEY_BYTES`]: NO [LIMIT].
+    KeyTooLong,
+    /// More than [`MAX_CONTENT_KEYS`] content keys: NO [LIMIT].
+    TooManyContentKeys,
+    /// Sequence sets resolving to more than [`MAX_RESOLVED`] messages: NO [LIMIT].
+    TooManyMessages,
+}
+
+/// What converting a program has used so far.
+#[derive(Debug, Default)]
+struct Tally {
+    nodes: usize,
+    content_keys: usize,
+    resolved: usize,
+    /// BODY and TEXT keys: each scans a whole message.
+    full_scans: usize,
+}
+
+impl Tally {
+    fn content_key(&mut self, full_scan: bool) -> Result<(), Refuse> {
+        self.content_keys += 1;
+        self.full_scans += usize::from(full_scan);
+        if self.content_keys > MAX_CONTENT_KEYS {
+            return Err(Refuse::TooManyContentKeys);
+        }
+        Ok(())
+    }
+
+    fn uids(&mut self, uids: Vec<Uid>) -> Result<Key, Refuse> {
+        self.resolved = self.resolved.saturating_add(uids.len());
+        if self.resolved > MAX_RESOLVED {
+            return Err(Refuse::TooManyMessages);
+        }
+        Ok(Key::Uids(uids))
+    }
+}
+
+/// The part of a SEARCH program that needs message content, handed to the embedder in
+/// [`Request::SearchContent`]. Cheap to clone (shared); equal only to its own clones.
+#[derive(Debug, Clone)]
+pub struct ContentSearch(Arc<Key>);
+
+impl PartialEq for ContentSearch {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for ContentSearch {}
+
+impl ContentSearch {
+    /// Whether the message with metadata `meta` and bytes `message` matches the program.
+    ///
+    /// The work is linear in the message's size times the program's text keys (at most
+    /// 16): run it where blocking is allowed (a blocking executor), not on an async
+    /// worker.
+    pub fn matches(&self, meta: &MessageMeta, message: &[u8]) -> bool {
+        let content = Content::new(message);
+        eval(&self.0, meta, Some(&content)) == Some(true)
+    }
+}
+
+/// A message's bytes with what the keys need from them, each computed at most once.
+struct Content<'m> {
+    msg: &'m [u8],
+    header: &'m [u8],
+    body_start: usize,
+    /// Header fields as `(name, lower-cased unfolded value)`.
+    fields: OnceCell<Vec<(&'m [u8], Vec<u8>)>>,
+    /// The Date: header's day (days since the epoch), if it parses.
+    sent_day: OnceCell<Option<i64>>,
+}
+
+impl<'m> Content<'m> {
+    fn new(msg: &'m [u8]) -> Content<'m> {
+        let (header_end, body_start) = mime::top_header(msg);
+        Content {
+            msg,
+            header: &msg[..header_end],
+            body_start,
+            fields: OnceCell::new(),
+            sent_day: OnceCell::new(),
+        }
+    }
+
+    fn fields(&self) -> &[(&'m [u8], Vec<u8>)] {
+        self.fields.get_or_init(|| {
+            mime::header_fields(self.header)
+                .into_iter()
+                .map(|(name, mut value)| {
+                    value.make_ascii_lowercase();
+                    (name, value)
+                })
+                .collect()
+        })
+    }
+
+    fn sent_day(&self) -> Option<i64> {
+        *self.sent_day.get_or_init(|| {
+            let date = mime::header_value(self.header, "date")?;
+            let date =
+                chrono::DateTime::parse_from_rfc2822(&String::from_utf8_lossy(&date)).ok()?;
+            Some(days_since_epoch(date.date_naive()))
+        })
+    }
 }
 
 /// A SEARCH in progress.
 #[derive(Debug)]
 pub(crate) struct SearchTask {
-    key: Key,
+    key: Arc<Key>,
     uid_command: bool,
     with_modseq: bool,
-    /// Messages still to be decided with their content.
-    undecided: VecDeque<MessageMeta>,
+    /// BODY/TEXT keys, for the cost estimate.
+    full_scans: usize,
+    /// Messages sent to the embedder for a content check, ascending by UID.
+    undecided: Vec<MessageMeta>,
     matched: Vec<MessageMeta>,
-    fetching: Option<MessageMeta>,
 }
 
 /// SEARCH / UID SEARCH criteria.
 pub(crate) fn search(s: &mut Session, tag: &str, criteria: &[SearchKey<'_>], uid_command: bool) {
-    let mut nodes = 0;
-    let keys: Option<Vec<Key>> = criteria.iter().map(|k| convert(s, k, &mut nodes)).collect();
-    let Some(keys) = keys else {
-        return s.bad(tag, "Search program too complex.");
+    let mut tally = Tally::default();
+    let keys: Result<Vec<Key>, Refuse> =
+        criteria.iter().map(|k| convert(s, k, &mut tally)).collect();
+    let keys = match keys {
+        Ok(keys) => keys,
+        Err(Refuse::TooComplex) => return s.bad(tag, "Search program too complex."),
+        Err(Refuse::KeyTooLong) => {
+            let text = format!("[LIMIT] Search key longer than {MAX_KEY_BYTES} bytes.");
+            return s.no(tag, &text);
+        }
+        Err(Refuse::TooManyContentKeys) => {
+            let text = format!("[LIMIT] More than {MAX_CONTENT_KEYS} keys need message contents.");
+            return s.no(tag, &text);
+        }
+        Err(Refuse::TooManyMessages) => {
+            return s.no(tag, "[LIMIT] Search program names too many messages.")
+        }
     };
     let key = Key::And(keys);
     let with_modseq = uses_modseq(&key);
@@ -83,12 +269,12 @@ pub(crate) fn search(s: &mut Session, tag: &str, criteria: &[SearchKey<'_>], uid
         uids: all,
     };
     let task = SearchTask {
-        key,
+        key: Arc::new(key),
         uid_command,
         with_modseq,
-        undecided: VecDeque::new(),
+        full_scans: tally.full_scans,
+        undecided: Vec::new(),
         matched: Vec::new(),
-        fetching: None,
     };
     s.request(tag, request, Task::Search(task));
 }
@@ -120,28 +306,47 @@ fn days_since_epoch(date: chrono::NaiveDate) -> i64 {
     date.signed_duration_since(epoch).num_days()
 }
 
-fn convert(s: &Session, key: &SearchKey<'_>, nodes: &mut usize) -> Option<Key> {
-    *nodes += 1;
-    if *nodes > MAX_NODES {
-        return None;
+/// A key string, refused past [`MAX_KEY_BYTES`].
+fn key_bytes<'a>(a: &'a imap_codec::imap_types::core::AString<'_>) -> Result<&'a [u8], Refuse> {
+    let bytes: &[u8] = a.as_ref();
+    if bytes.len() > MAX_KEY_BYTES {
+        return Err(Refuse::KeyTooLong);
     }
-    let text = |a: &imap_codec::imap_types::core::AString<'_>| a.as_ref().to_ascii_lowercase();
-    let header = |name: &str, a| Key::Header(name.as_bytes().to_vec(), text(a));
-    Some(match key {
+    Ok(bytes)
+}
+
+fn header_key(
+    tally: &mut Tally,
+    name: &str,
+    value: &imap_codec::imap_types::core::AString<'_>,
+) -> Result<Key, Refuse> {
+    tally.content_key(false)?;
+    Ok(Key::Header(
+        name.as_bytes().to_vec(),
+        Needle::new(key_bytes(value)?),
+    ))
+}
+
+fn convert(s: &Session, key: &SearchKey<'_>, tally: &mut Tally) -> Result<Key, Refuse> {
+    tally.nodes += 1;
+    if tally.nodes > MAX_NODES {
+        return Err(Refuse::TooComplex);
+    }
+    Ok(match key {
         SearchKey::All | SearchKey::Old => Key::All,
         SearchKey::And(keys) => Key::And(
             keys.as_ref()
                 .iter()
-                .map(|k| convert(s, k, nodes))
-                .collect::<Option<_>>()?,
+                .map(|k| convert(s, k, tally))
+                .collect::<Result<_, _>>()?,
         ),
         SearchKey::Or(a, b) => Key::Or(
-            Box::new(convert(s, a, nodes)?),
-            Box::new(convert(s, b, nodes)?),
+            Box::new(convert(s, a, tally)?),
+            Box::new(convert(s, b, tally)?),
         ),
-        SearchKey::Not(k) => Key::Not(Box::new(convert(s, k, nodes)?)),
-        SearchKey::SequenceSet(set) => Key::Uids(s.resolve(set, false)),
-        SearchKey::Uid(set) => Key::Uids(s.resolve(set, true)),
+        SearchKey::Not(k) => Key::Not(Box::new(convert(s, k, tally)?)),
+        SearchKey::SequenceSet(set) => tally.uids(s.resolve(set, false))?,
+        SearchKey::Uid(set) => tally.uids(s.resolve(set, true))?,
         SearchKey::Answered => Key::Flag(Flag::Answered, true),
         SearchKey::Unanswered => Key::Flag(Flag::Answered, false),
         SearchKey::Deleted => Key::Flag(Flag::Deleted, true),
@@ -160,35 +365,44 @@ fn convert(s: &Session, key: &SearchKey<'_>, nodes: &mut usize) -> Option<Key> {
         SearchKey::Before(d) => Key::Before(days(d)),
         SearchKey::On(d) => Key::On(days(d)),
         SearchKey::Since(d) => Key::Since(days(d)),
-        SearchKey::SentBefore(d) => Key::SentBefore(days(d)),
-        SearchKey::SentOn(d) => Key::SentOn(days(d)),
-        SearchKey::SentSince(d) => Key::SentSince(days(d)),
-        SearchKey::From(a) => header("from", a),
-        SearchKey::To(a) => header("to", a),
-        SearchKey::Cc(a) => header("cc", a),
-        SearchKey::Bcc(a) => header("bcc", a),
-        SearchKey::Subject(a) => header("subject", a),
-        SearchKey::Header(name, value) => Key::Header(text(name), text(value)),
-        SearchKey::Body(a) => Key::Body(text(a)),
-        SearchKey::Text(a) => Key::Text(text(a)),
+        SearchKey::SentBefore(d) => {
+            tally.content_key(false)?;
+            Key::SentBefore(days(d))
+        }
+        SearchKey::SentOn(d) => {
+            tally.content_key(false)?;
+            Key::SentOn(days(d))
+        }
+        SearchKey::SentSince(d) => {
+            tally.content_key(false)?;
+            Key::SentSince(days(d))
+        }
+        SearchKey::From(a) => header_key(tally, "from", a)?,
+        SearchKey::To(a) => header_key(tally, "to", a)?,
+        SearchKey::Cc(a) => header_key(tally, "cc", a)?,
+        SearchKey::Bcc(a) => header_key(tally, "bcc", a)?,
+        SearchKey::Subject(a) => header_key(tally, "subject", a)?,
+        SearchKey::Header(name, value) => {
+            tally.content_key(false)?;
+            let name = key_bytes(name)?.to_ascii_lowercase();
+            Key::Header(name, Needle::new(key_bytes(value)?))
+        }
+        SearchKey::Body(a) => {
+            tally.content_key(true)?;
+            Key::Body(Needle::new(key_bytes(a)?))
+        }
+        SearchKey::Text(a) => {
+            tally.content_key(true)?;
+            Key::Text(Needle::new(key_bytes(a)?))
+        }
         SearchKey::ModSequence { modseq, .. } => Key::ModSeq(*modseq),
         #[allow(unreachable_patterns)]
-        _ => return None,
+        _ => return Err(Refuse::TooComplex),
     })
 }
 
-/// Case-insensitive substring test; `needle` is lower-case already.
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    needle.is_empty()
-        || haystack.windows(needle.len()).any(|w| {
-            w.iter()
-                .zip(needle)
-                .all(|(a, b)| a.to_ascii_lowercase() == *b)
-        })
-}
-
 /// Three-valued evaluation: `None` when the content is needed but not given.
-fn eval(key: &Key, meta: &MessageMeta, content: Option<&[u8]>) -> Option<bool> {
+fn eval(key: &Key, meta: &MessageMeta, content: Option<&Content<'_>>) -> Option<bool> {
     let day = meta.internal_date.div_euclid(86_400);
     Some(match key {
         Key::All => true,
@@ -219,14 +433,7 @@ fn eval(key: &Key, meta: &MessageMeta, content: Option<&[u8]>) -> Option<bool> {
         Key::Since(d) => day >= *d,
         Key::ModSeq(m) => meta.modseq.0 >= *m,
         Key::SentBefore(_) | Key::SentOn(_) | Key::SentSince(_) => {
-            let msg = content?;
-            let part = mime::parse(msg);
-            let sent = mime::header_value(part.header(msg), "date")
-                .and_then(|d| {
-                    chrono::DateTime::parse_from_rfc2822(&String::from_utf8_lossy(&d)).ok()
-                })
-                .map(|d| days_since_epoch(d.date_naive()));
-            let Some(sent) = sent else {
+            let Some(sent) = content?.sent_day() else {
                 return Some(false);
             };
             match key {
@@ -235,56 +442,72 @@ fn eval(key: &Key, meta: &MessageMeta, content: Option<&[u8]>) -> Option<bool> {
                 _ => matches!(key, Key::SentSince(d) if sent >= *d),
             }
         }
-        Key::Header(name, value) => {
-            let msg = content?;
-            let part = mime::parse(msg);
-            mime::header_fields(part.header(msg))
-                .iter()
-                .any(|(n, v)| n.eq_ignore_ascii_case(name) && contains(v, value))
+        Key::Header(name, needle) => content?
+            .fields()
+            .iter()
+            .any(|(n, v)| n.eq_ignore_ascii_case(name) && needle.in_folded(v)),
+        Key::Body(needle) => {
+            let c = content?;
+            needle.in_text(&c.msg[c.body_start..])
         }
-        Key::Body(text) => {
-            let msg = content?;
-            let part = mime::parse(msg);
-            contains(&msg[part.body_start..], text)
-        }
-        Key::Text(text) => contains(content?, text),
+        Key::Text(needle) => needle.in_text(content?.msg),
     })
 }
 
-/// Continues the search with metadata or a message's bytes.
+/// Continues the search with the metadata, then with the embedder's content verdicts.
 pub(crate) fn search_answered(s: &mut Session, tag: &str, mut task: SearchTask, answer: Answer) {
-    match (task.fetching.take(), answer) {
-        (None, Answer::Messages(metas)) => {
+    match answer {
+        Answer::Messages(metas) if task.undecided.is_empty() => {
             for meta in metas {
                 match eval(&task.key, &meta, None) {
                     Some(true) => task.matched.push(meta),
                     Some(false) => {}
-                    None => task.undecided.push_back(meta),
+                    None => task.undecided.push(meta),
                 }
             }
-        }
-        (Some(meta), Answer::Message(bytes)) => {
-            if eval(&task.key, &meta, Some(&bytes)) == Some(true) {
-                task.matched.push(meta);
+            if !task.undecided.is_empty() {
+                return ask_for_content(s, tag, task);
             }
         }
-        (Some(_), Answer::Refused(Refusal::NonExistent)) => {}
-        (_, other) => return s.refused(tag, other),
-    }
-    if let Some(meta) = task.undecided.pop_front() {
-        let (Some(account), Some(mailbox)) = (account(s, tag), s.selected_mailbox()) else {
-            return;
-        };
-        let request = Request::FetchMessage {
-            account,
-            mailbox: mailbox.to_string(),
-            uid: meta.uid,
-        };
-        task.fetching = Some(meta);
-        return s.request(tag, request, Task::Search(task));
+        Answer::Matched(mut uids) if !task.undecided.is_empty() => {
+            uids.sort_unstable();
+            let undecided = std::mem::take(&mut task.undecided);
+            task.matched.extend(
+                undecided
+                    .into_iter()
+                    .filter(|m| uids.binary_search(&m.uid).is_ok()),
+            );
+        }
+        other => return s.refused(tag, other),
     }
     write_result(s, &mut task);
     finish(s, tag, task.uid_command);
+}
+
+/// Hands the undecided messages to the embedder, unless scanning them would cost more
+/// than the session's budget.
+fn ask_for_content(s: &mut Session, tag: &str, task: SearchTask) {
+    // Each message is read and its header parsed once; each BODY/TEXT key scans it again.
+    let passes = 1 + task.full_scans as u64;
+    let cost = task.undecided.iter().fold(0u64, |sum, m| {
+        sum.saturating_add(m.size.saturating_mul(passes))
+    });
+    if cost > s.config.max_search_bytes {
+        return s.no(
+            tag,
+            "[LIMIT] Search would scan too much message data; narrow it down.",
+        );
+    }
+    let (Some(account), Some(mailbox)) = (account(s, tag), s.selected_mailbox()) else {
+        return;
+    };
+    let request = Request::SearchContent {
+        account,
+        mailbox: mailbox.to_string(),
+        candidates: task.undecided.clone(),
+        search: ContentSearch(task.key.clone()),
+    };
+    s.request(tag, request, Task::Search(task));
 }
 
 fn write_result(s: &mut Session, task: &mut SearchTask) {
@@ -310,4 +533,56 @@ fn write_result(s: &mut Session, task: &mut SearchTask) {
     }
     line.extend_from_slice(b"\r\n");
     s.raw(&line);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folded_search_finds_matches_across_chunk_edges() {
+        let needle = Needle::new(b"NeedLE");
+        for at in [
+            0,
+            FOLD_CHUNK - 3,
+            FOLD_CHUNK,
+            2 * FOLD_CHUNK - 1,
+            3 * FOLD_CHUNK - 6,
+        ] {
+            let mut hay = vec![b'x'; 3 * FOLD_CHUNK];
+            hay[at..at + 6].copy_from_slice(b"nEEDle");
+            assert!(needle.in_text(&hay), "at {at}");
+            hay[at] = b'y';
+            assert!(!needle.in_text(&hay), "at {at}");
+        }
+        assert!(Needle::new(b"").in_text(b""));
+        assert!(!needle.in_text(b"needl"));
+    }
+
+    #[test]
+    fn the_header_is_parsed_once_for_all_keys() {
+        let msg = b"From: Alice <a@x.org>\r\nSubject: Hello There\r\nDate: Sun, 15 Oct 2023 16:43:21 +0000\r\n\r\nbody text\r\n";
+        let content = Content::new(msg);
+        let from = Key::Header(b"from".to_vec(), Needle::new(b"ALICE"));
+        let subject = Key::Header(b"subject".to_vec(), Needle::new(b"there"));
+        let meta = MessageMeta {
+            uid: Uid(1),
+            size: msg.len() as u64,
+            internal_date: 0,
+            flags: Default::default(),
+            modseq: chatmail_core::ModSeq(1),
+        };
+        assert_eq!(eval(&from, &meta, Some(&content)), Some(true));
+        let first = content.fields().as_ptr();
+        assert_eq!(eval(&subject, &meta, Some(&content)), Some(true));
+        assert_eq!(content.fields().as_ptr(), first, "parsed once");
+        let body = Key::Body(Needle::new(b"TEXT"));
+        assert_eq!(eval(&body, &meta, Some(&content)), Some(true));
+        let not_in_body = Key::Body(Needle::new(b"hello"));
+        assert_eq!(eval(&not_in_body, &meta, Some(&content)), Some(false));
+        let sent = Key::SentOn(days_since_epoch(
+            chrono::NaiveDate::from_ymd_opt(2023, 10, 15).unwrap(),
+        ));
+        assert_eq!(eval(&sent, &meta, Some(&content)), Some(true));
+    }
 }

@@ -49,6 +49,8 @@ pub struct Fake {
     /// Changes published since the last `take_changes`.
     pub changes: Vec<Change>,
     pub requests: usize,
+    /// Messages checked for a SEARCH on their content.
+    pub content_searched: usize,
 }
 
 impl Default for Fake {
@@ -63,6 +65,7 @@ impl Default for Fake {
             quota_limit: u64::MAX,
             changes: Vec::new(),
             requests: 0,
+            content_searched: 0,
         }
     }
 }
@@ -209,6 +212,28 @@ impl Fake {
                 Answer::Messages(
                     uids.iter()
                         .filter_map(|u| mb.messages.get(&u.0).map(|(m, _)| m.clone()))
+                        .collect(),
+                )
+            }
+            Request::SearchContent {
+                mailbox,
+                candidates,
+                search,
+                ..
+            } => {
+                let Some(mb) = self.mailboxes.get(&mailbox) else {
+                    return missing;
+                };
+                self.content_searched += candidates.len();
+                Answer::Matched(
+                    candidates
+                        .iter()
+                        .filter(|m| {
+                            mb.messages
+                                .get(&m.uid.0)
+                                .is_some_and(|(meta, bytes)| search.matches(meta, bytes))
+                        })
+                        .map(|m| m.uid)
                         .collect(),
                 )
             }

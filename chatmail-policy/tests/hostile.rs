@@ -290,6 +290,22 @@ fn cases() -> Vec<Case> {
         case("CR CR LF", with("MIME-Version: 1.0\r\n", "MIME-Version: 1.0\r\r\n"), PARSE),
         case("bare CR before the header end", with("\r\n\r\n--", "\r\n\r\r\n--"), PARSE),
         case("two From fields", with("To:", &format!("From: <{ALICE}>\r\nTo:")), PARSE),
+        // Found by fuzz/policy_differential: mailparse keeps the space.
+        case(
+            "space inside the From angle brackets",
+            with(&format!("From: <{ALICE}>"), &format!("From:< {ALICE}>")),
+            PARSE,
+        ),
+        case(
+            "comment inside a bare From address",
+            with(&format!("From: <{ALICE}>"), "From: alice(x)@example.org"),
+            PARSE,
+        ),
+        case(
+            "obsolete route in From",
+            with(&format!("From: <{ALICE}>"), &format!("From: <@r.example:{ALICE}>")),
+            PARSE,
+        ),
         case("no From field", with(&format!("From: <{ALICE}>\r\n"), ""), PARSE),
         case("empty message", "", PARSE),
         case("body only", format!("\r\n{}", pgp_body()), PARSE),

@@ -14,6 +14,11 @@ use tokio_rustls::TlsAcceptor;
 /// How long a client may take for the TLS handshake and its request.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The most bytes hyper buffers for one request head (request line and headers): the
+/// relay's requests are a line and a few short headers, and hyper's default (about
+/// 400 KB) lets every connection hold far more. Past it: `431` (`414` for the URI).
+const MAX_REQUEST_HEAD: usize = 16 * 1024;
+
 /// Serves HTTPS requests on one accepted connection from `peer`.
 pub(crate) async fn serve_connection(
     tcp: TcpStream,
@@ -33,6 +38,7 @@ pub(crate) async fn serve_connection(
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HTTP_TIMEOUT)
+        .max_buf_size(MAX_REQUEST_HEAD)
         .serve_connection(hyper_util::rt::TokioIo::new(tls), service);
     let _ = tokio::time::timeout(HTTP_TIMEOUT * 5, conn).await;
 }

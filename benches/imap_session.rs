@@ -84,7 +84,7 @@ fn conversation(c: &mut Criterion) {
     group.bench_function("login_select_fetch_1000", |b| {
         b.iter(|| {
             let mut session = Session::new(config.clone(), Instant::now());
-            session.feed(script);
+            session.feed(script, Instant::now());
             let sent = drive(&mut session, &body, &metas);
             assert!(sent > body.len() * MESSAGES as usize);
         })
@@ -94,7 +94,10 @@ fn conversation(c: &mut Criterion) {
     // Memory of an idling session (size_of plus heap), printed for BENCHMARKS.md.
     for inbox in [0u32, 1000] {
         let mut session = Session::new(config.clone(), Instant::now());
-        session.feed(b"1 LOGIN abcdefghi@example.org password123\r\n2 SELECT INBOX\r\n3 IDLE\r\n");
+        session.feed(
+            b"1 LOGIN abcdefghi@example.org password123\r\n2 SELECT INBOX\r\n3 IDLE\r\n",
+            Instant::now(),
+        );
         let m: Vec<MessageMeta> = metas[..inbox as usize].to_vec();
         drive(&mut session, &body, &m);
         assert!(session.is_idle());

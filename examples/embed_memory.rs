@@ -31,7 +31,7 @@ fn smtp(relay: &Relay, session: &mut ServerSession, input: &str) -> String {
 
 /// Feeds `input` to an IMAP session and answers its requests with the relay.
 fn imap(relay: &Relay, session: &mut Session, input: &str) -> String {
-    session.feed(input.as_bytes());
+    session.feed(input.as_bytes(), Instant::now());
     let mut responses = String::new();
     while let Some(out) = session.poll() {
         match out {

@@ -2,25 +2,16 @@
 //! before STARTTLS, and shutdown says goodbye to idle sessions (421 / BYE) and returns.
 #![cfg(feature = "tokio")]
 
+mod support;
+
 use chatmail::core::account::FixedSystemLimits;
-use chatmail::core::config::Config;
 use chatmail::tokio_driver::Server;
 use chatmail::Relay;
 use std::sync::Arc;
 use std::time::Duration;
+use support::config;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-
-fn config() -> Config {
-    let mut c = Config::with_domain("_chat.localhost");
-    c.smtp_port = 0;
-    c.submission_port = 0;
-    c.submissions_port = 0;
-    c.imap_port = 0;
-    c.imaps_port = 0;
-    c.https_port = 0;
-    c
-}
 
 async fn line(reader: &mut BufReader<TcpStream>) -> String {
     let mut l = String::new();

@@ -22,7 +22,7 @@ impl BlockingExecutor for CountingExecutor {
 }
 
 fn imap(relay: &Relay, session: &mut Session, input: &str) -> String {
-    session.feed(input.as_bytes());
+    session.feed(input.as_bytes(), Instant::now());
     let mut responses = String::new();
     while let Some(out) = session.poll() {
         match out {

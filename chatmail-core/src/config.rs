@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// What is wrong with a configuration.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +107,22 @@ pub struct Config {
     pub max_imap_connections: u32,
     /// `max_smtp_connections` per port (1000); per client IP a fifth of it.
     pub max_smtp_connections: u32,
+    /// `max_imap_connections_per_ip` (this project; unset: a fiftieth of
+    /// `max_imap_connections`, 200 by default): IMAP connections (143 and 993 together)
+    /// from one client IP, so one host cannot take every slot. See
+    /// [`Config::imap_connection_limit_per_ip`].
+    pub max_imap_connections_per_ip: Option<u32>,
+    /// `max_smtp_connections_per_ip` (this project; unset: a fifth of
+    /// `max_smtp_connections` as the reference, 200 by default), per SMTP port. See
+    /// [`Config::smtp_connection_limit_per_ip`].
+    pub max_smtp_connections_per_ip: Option<u32>,
+    /// `max_message_memory` in MB (this project; `256M`): message bytes all connections
+    /// together may hold in memory while receiving (SMTP DATA/BDAT, IMAP APPEND). Past
+    /// it a sender gets a temporary failure (`452 4.3.1`, `NO [LIMIT]`) and retries.
+    pub max_message_memory_mb: u64,
+    /// Deadlines of every connection phase (not read from the ini file; embedders and
+    /// tests set them here).
+    pub timeouts: Timeouts,
     /// `tls_external_cert_and_key`: two paths, or none.
     pub tls_external_cert_and_key: Option<(PathBuf, PathBuf)>,
     /// `www_folder` ("" = built-in pages).
@@ -192,6 +209,9 @@ pub const KNOWN_KEYS: &[&str] = &[
     "min_free_inodes",
     "max_imap_connections",
     "max_smtp_connections",
+    "max_imap_connections_per_ip",
+    "max_smtp_connections_per_ip",
+    "max_message_memory",
     "tls_external_cert_and_key",
     "www_folder",
     "disable_ipv6",
@@ -252,6 +272,10 @@ impl Config {
             min_free_inodes: 10_000,
             max_imap_connections: 10_000,
             max_smtp_connections: 1000,
+            max_imap_connections_per_ip: None,
+            max_smtp_connections_per_ip: None,
+            max_message_memory_mb: 256,
+            timeouts: Timeouts::default(),
             tls_external_cert_and_key: None,
             www_folder: String::new(),
             disable_ipv6: false,
@@ -359,6 +383,16 @@ impl Config {
             "min_free_inodes" => self.min_free_inodes = number(key, v)?,
             "max_imap_connections" => self.max_imap_connections = positive(key, v)?,
             "max_smtp_connections" => self.max_smtp_connections = positive(key, v)?,
+            "max_imap_connections_per_ip" => {
+                self.max_imap_connections_per_ip = Some(positive(key, v)?)
+            }
+            "max_smtp_connections_per_ip" => {
+                self.max_smtp_connections_per_ip = Some(positive(key, v)?)
+            }
+            "max_message_memory" => match size_mb(key, v)? {
+                0 => return Err(invalid(key, v, "a size above zero such as 256M or 1G")),
+                mb => self.max_message_memory_mb = mb,
+            },
             "tls_external_cert_and_key" => {
                 let parts: Vec<&str> = v.split_whitespace().collect();
                 self.tls_external_cert_and_key = match parts.as_slice() {
@@ -458,9 +492,104 @@ impl Config {
         self.max_mailbox_size_mb.saturating_mul(1024 * 1024)
     }
 
-    /// Connections allowed per client IP on one SMTP port (reference: a fifth).
-    pub fn max_smtp_connections_per_ip(&self) -> u32 {
-        (self.max_smtp_connections / 5).max(1)
+    /// Connections allowed per client IP on one SMTP port: `max_smtp_connections_per_ip`,
+    /// else a fifth of `max_smtp_connections` (reference, spec 1.2); never above the total.
+    pub fn smtp_connection_limit_per_ip(&self) -> u32 {
+        self.max_smtp_connections_per_ip
+            .unwrap_or(self.max_smtp_connections / 5)
+            .clamp(1, self.max_smtp_connections)
+    }
+
+    /// IMAP connections allowed per client IP (143 and 993 together):
+    /// `max_imap_connections_per_ip`, else a fiftieth of `max_imap_connections` (200 of
+    /// 10000: room for a large NAT, far from the total); never above the total.
+    pub fn imap_connection_limit_per_ip(&self) -> u32 {
+        self.max_imap_connections_per_ip
+            .unwrap_or(self.max_imap_connections / 50)
+            .clamp(1, self.max_imap_connections)
+    }
+
+    /// `max_message_memory` in bytes.
+    pub fn max_message_memory_bytes(&self) -> u64 {
+        self.max_message_memory_mb.saturating_mul(1024 * 1024)
+    }
+}
+
+/// Every deadline of a connection, phase by phase. None of them restarts on a byte: a
+/// peer that sends one byte a minute is dropped like a silent one. The engines decide
+/// (their `handle_timeout(now)`) where they can; the driver bounds the TLS handshake and
+/// writes, which the engines do not see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Timeouts {
+    /// A TLS handshake, on an implicit-TLS port or after STARTTLS: [`Timeouts::TLS_HANDSHAKE`].
+    pub tls_handshake: Duration,
+    /// From the greeting to a successful login (IMAP, submission), absolute:
+    /// [`Timeouts::LOGIN`].
+    pub login: Duration,
+    /// Time for one command: SMTP from the previous reply to the end of the next command
+    /// line, IMAP from a command's first byte to its last (literals included), plus
+    /// [`Timeouts::min_transfer_rate`] for its length. Also the head start of a DATA,
+    /// BDAT or APPEND transfer and of a write: [`Timeouts::COMMAND`].
+    pub command: Duration,
+    /// Whole SMTP session on port 25, checked between transfers (a message being received
+    /// at the minimum rate is finished first): [`Timeouts::SMTP_SESSION`].
+    pub smtp_session: Duration,
+    /// Minimum average rate of a transfer, in bytes per second: after the head start of
+    /// [`Timeouts::command`], each byte of a message, literal or reply buys this much
+    /// time and no more: [`Timeouts::MIN_TRANSFER_RATE`].
+    pub min_transfer_rate: u32,
+    /// IMAP after login without a new command, IDLE included (counted from the IDLE
+    /// command): [`Timeouts::IMAP_INACTIVITY`].
+    pub imap_inactivity: Duration,
+}
+
+impl Timeouts {
+    /// 30 s for a TLS handshake (what implicit TLS always had).
+    pub const TLS_HANDSHAKE: Duration = Duration::from_secs(30);
+    /// 60 s from greeting to login (STARTTLS included): a client logs in within a
+    /// second or two, a hashing queue under load adds a few more.
+    pub const LOGIN: Duration = Duration::from_secs(60);
+    /// 300 s per command: RFC 5321 4.5.3.2.7 asks an SMTP server to wait at least 5
+    /// minutes for the next command (Postfix `smtpd_timeout`).
+    pub const COMMAND: Duration = Duration::from_secs(300);
+    /// 10 minutes per port-25 session: other servers reuse a connection for a few
+    /// minutes (Postfix `smtp_connection_reuse_time_limit` is 300 s); a `421` later only
+    /// makes them reconnect, nothing is lost.
+    pub const SMTP_SESSION: Duration = Duration::from_secs(600);
+    /// 500 bytes/s, Postfix's `smtpd_min_data_rate`: any real link is faster, and a
+    /// 30 MiB message still gets hours.
+    pub const MIN_TRANSFER_RATE: u32 = 500;
+    /// 30 minutes of IMAP inactivity: RFC 9051 5.4 asks for at least 30 minutes, and
+    /// IDLE clients re-issue IDLE before 29 (Delta Chat every 5 at most).
+    pub const IMAP_INACTIVITY: Duration = Duration::from_secs(30 * 60);
+
+    /// The time a transfer of `bytes` may take in all: [`Timeouts::command`] plus
+    /// `bytes` at [`Timeouts::min_transfer_rate`].
+    pub fn transfer(&self, bytes: u64) -> Duration {
+        transfer_time(self.command, self.min_transfer_rate, bytes)
+    }
+}
+
+/// `head_start` plus `bytes` at `min_rate` bytes per second (a rate of 0 adds nothing).
+pub fn transfer_time(head_start: Duration, min_rate: u32, bytes: u64) -> Duration {
+    if min_rate == 0 {
+        return head_start;
+    }
+    let millis = bytes.saturating_mul(1000) / u64::from(min_rate);
+    head_start.saturating_add(Duration::from_millis(millis))
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            tls_handshake: Timeouts::TLS_HANDSHAKE,
+            login: Timeouts::LOGIN,
+            command: Timeouts::COMMAND,
+            smtp_session: Timeouts::SMTP_SESSION,
+            min_transfer_rate: Timeouts::MIN_TRANSFER_RATE,
+            imap_inactivity: Timeouts::IMAP_INACTIVITY,
+        }
     }
 }
 
@@ -620,7 +749,10 @@ mod tests {
             (c.max_imap_connections, c.max_smtp_connections),
             (10_000, 1000)
         );
-        assert_eq!(c.max_smtp_connections_per_ip(), 200);
+        assert_eq!(c.smtp_connection_limit_per_ip(), 200);
+        assert_eq!(c.imap_connection_limit_per_ip(), 200);
+        assert_eq!(c.max_message_memory_bytes(), 256 << 20);
+        assert_eq!(c.timeouts, Timeouts::default());
         assert_eq!(
             (
                 c.filtermail_smtp_port,
@@ -669,6 +801,53 @@ mod tests {
         assert_eq!(c.tls_cert_mode(), TlsCertMode::SelfSigned);
         let c = Config::parse(&ini("tls_external_cert_and_key = /a.pem /b.key")).unwrap();
         assert!(matches!(c.tls_cert_mode(), TlsCertMode::External { .. }));
+    }
+
+    #[test]
+    fn per_ip_limits_and_message_memory() {
+        let c = Config::parse(&ini(
+            "max_imap_connections = 300\nmax_smtp_connections = 40\nmax_message_memory = 1G",
+        ))
+        .unwrap();
+        assert_eq!(c.imap_connection_limit_per_ip(), 6, "a fiftieth");
+        assert_eq!(c.smtp_connection_limit_per_ip(), 8, "a fifth");
+        assert_eq!(c.max_message_memory_bytes(), 1 << 30);
+        let c = Config::parse(&ini(
+            "max_imap_connections = 300\nmax_imap_connections_per_ip = 1000\n\
+             max_smtp_connections_per_ip = 3",
+        ))
+        .unwrap();
+        assert_eq!(
+            c.imap_connection_limit_per_ip(),
+            300,
+            "never above the total"
+        );
+        assert_eq!(c.smtp_connection_limit_per_ip(), 3);
+        let c = Config::parse(&ini("max_imap_connections = 10")).unwrap();
+        assert_eq!(c.imap_connection_limit_per_ip(), 1, "at least one");
+        for bad in [
+            "max_imap_connections_per_ip = 0",
+            "max_smtp_connections_per_ip = x",
+            "max_message_memory = 0",
+            "max_message_memory = 1T",
+        ] {
+            assert!(Config::parse(&ini(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn transfer_time_adds_the_bytes_at_the_minimum_rate() {
+        let t = Timeouts::default();
+        assert_eq!(t.transfer(0), Timeouts::COMMAND);
+        assert_eq!(
+            t.transfer(5000),
+            Timeouts::COMMAND + Duration::from_secs(10)
+        );
+        assert_eq!(
+            transfer_time(Duration::from_secs(1), 0, u64::MAX),
+            Duration::from_secs(1)
+        );
+        assert!(transfer_time(Duration::MAX, 1, u64::MAX) == Duration::MAX);
     }
 
     #[test]

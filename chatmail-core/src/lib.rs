@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod account;
+pub mod budget;
 pub mod config;
 pub mod expiry;
 pub mod store;

@@ -5,6 +5,11 @@
 //! command carries CRLF so that `imap-codec` sees canonical line ends. The message
 //! literal of an APPEND is kept outside the command buffer and replaced there by a
 //! one-byte placeholder, so a 30 MB message is held once and handed on without copying.
+//! Its memory is taken as its bytes arrive, from the shared budget too: an announcement
+//! costs nothing, and past the budget the rest of the literal is read and dropped.
+
+use chatmail_core::budget::{MemoryBudget, Reservation};
+use std::sync::Arc;
 
 /// What [`Framer::advance`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,14 +54,19 @@ pub(crate) struct Framer {
     placeholder_at: Option<usize>,
     /// Bound of one line and of the command without its APPEND message.
     max_command: usize,
+    /// What `large` holds of the shared budget.
+    reservation: Reservation,
+    /// The shared budget ran out while `large` was read; its bytes were dropped.
+    over_budget: bool,
 }
 
 /// The byte that stands for a large literal in the command buffer.
 pub(crate) const PLACEHOLDER: u8 = b'X';
 
 impl Framer {
-    /// A framer whose commands (without an APPEND message) stay within `max_command` bytes.
-    pub(crate) fn new(max_command: usize) -> Framer {
+    /// A framer whose commands (without an APPEND message) stay within `max_command`
+    /// bytes, and whose APPEND messages take their bytes from `budget`.
+    pub(crate) fn new(max_command: usize, budget: Option<Arc<MemoryBudget>>) -> Framer {
         Framer {
             state: State::Line,
             buf: Vec::new(),
@@ -64,6 +74,8 @@ impl Framer {
             large: None,
             placeholder_at: None,
             max_command,
+            reservation: Reservation::new(budget),
+            over_budget: false,
         }
     }
 
@@ -116,9 +128,10 @@ impl Framer {
                 } => {
                     let take = (input.len() - used).min(remaining.min(usize::MAX as u64) as usize);
                     let bytes = &input[used..used + take];
-                    match (&mut self.large, large_literal) {
-                        (Some(large), true) => large.extend_from_slice(bytes),
-                        _ => self.buf.extend_from_slice(bytes),
+                    if large_literal {
+                        self.keep_large(bytes, remaining);
+                    } else {
+                        self.buf.extend_from_slice(bytes);
                     }
                     used += take;
                     let remaining = remaining - take as u64;
@@ -145,6 +158,30 @@ impl Framer {
         (used, None)
     }
 
+    /// Appends arrived bytes of the APPEND message (`remaining` of it still to come,
+    /// these included) if the shared budget has room; otherwise drops all of it.
+    fn keep_large(&mut self, bytes: &[u8], remaining: u64) {
+        let Some(large) = self.large.as_mut() else {
+            return;
+        };
+        if self.over_budget {
+            return;
+        }
+        if !self.reservation.grow(bytes.len() as u64) {
+            self.over_budget = true;
+            *large = Vec::new();
+            self.reservation.release();
+            return;
+        }
+        if large.capacity() - large.len() < bytes.len() {
+            // Double as bytes come, never past the announced length: memory follows the
+            // bytes that arrived, not the number the client wrote.
+            let rest = usize::try_from(remaining).unwrap_or(usize::MAX);
+            large.reserve_exact(bytes.len().max(large.len().min(rest)));
+        }
+        large.extend_from_slice(bytes);
+    }
+
     /// Keeps the start of an overlong line so that its tag can be answered.
     fn keep_tag(&mut self, rest: &[u8]) {
         let keep = 80usize.saturating_sub(self.buf.len()).min(rest.len());
@@ -164,7 +201,7 @@ impl Framer {
                 self.buf.extend_from_slice(b"{1}\r\n");
                 self.placeholder_at = Some(self.buf.len());
                 self.buf.push(PLACEHOLDER);
-                self.large = Some(Vec::with_capacity(length.min(64 * 1024) as usize));
+                self.large = Some(Vec::new());
                 self.line_start = self.buf.len();
             }
             if length == 0 {
@@ -175,10 +212,6 @@ impl Framer {
                     remaining: length,
                     large_literal: large,
                 };
-            }
-            if let (true, Some(l)) = (large, self.large.as_mut()) {
-                // Reserve exactly once so the message is not held in a doubled buffer.
-                l.reserve_exact(length.min(usize::MAX as u64) as usize);
             }
         }
     }
@@ -209,6 +242,23 @@ impl Framer {
         self.large.is_some()
     }
 
+    /// Whether the APPEND message of this command was dropped for the shared budget.
+    pub(crate) fn over_budget(&self) -> bool {
+        self.over_budget
+    }
+
+    /// The budget share of the APPEND message, taken out with it (the framer keeps an
+    /// empty one for the next command).
+    pub(crate) fn take_reservation(&mut self) -> Reservation {
+        let fresh = self.reservation.fresh();
+        std::mem::replace(&mut self.reservation, fresh)
+    }
+
+    /// Whether bytes of a command have arrived and its end has not.
+    pub(crate) fn in_progress(&self) -> bool {
+        self.state != State::Line || !self.buf.is_empty()
+    }
+
     /// Forgets the current command and gets ready for the next one.
     pub(crate) fn reset(&mut self) {
         self.state = State::Line;
@@ -220,6 +270,8 @@ impl Framer {
         self.line_start = 0;
         self.large = None;
         self.placeholder_at = None;
+        self.reservation.release();
+        self.over_budget = false;
     }
 
     /// Bytes of heap the framer holds.
@@ -281,7 +333,7 @@ mod tests {
 
     #[test]
     fn lines_and_literals() {
-        let mut f = Framer::new(100);
+        let mut f = Framer::new(100, None);
         assert_eq!(run(&mut f, b"a NOOP\n"), [Frame::Command]);
         assert_eq!(f.command(), b"a NOOP\r\n");
         f.reset();

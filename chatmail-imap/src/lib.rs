@@ -30,7 +30,7 @@
 //! config.max_bad_commands = 5;
 //! let mut session = Session::new(Arc::new(config), Instant::now());
 //! let mut to_client = Vec::new();
-//! session.feed(b"a LOGIN alice@example.org secret-password\r\n");
+//! session.feed(b"a LOGIN alice@example.org secret-password\r\n", Instant::now());
 //! while let Some(out) = session.poll() {
 //!     match out {
 //!         Output::Send(bytes) => to_client.extend_from_slice(&bytes),

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use chatmail_core::budget::{MemoryBudget, Reservation};
+use chatmail_core::config::transfer_time;
 use chatmail_core::{Address, Change, Flags, ModSeq, Uid};
 use imap_codec::decode::{CommandDecodeError, Decoder};
 use imap_codec::imap_types::command::{Command, CommandBody};
@@ -40,10 +42,24 @@ pub struct SessionConfig {
     pub max_message_size: u64,
     /// Storage quota reported by GETQUOTA (`max_mailbox_size`), in bytes.
     pub max_mailbox_bytes: u64,
-    /// Time allowed before LOGIN succeeds.
+    /// Time from the greeting to a successful LOGIN/AUTHENTICATE, absolute (STARTTLS
+    /// included): busy is not logged in.
     pub login_timeout: Duration,
-    /// Time without client input after login, IDLE included (RFC 3501: at least 30 min).
+    /// Time after login without a new command, counted from the end of the last one
+    /// (from the IDLE command for an idling client). RFC 9051 5.4: at least 30 minutes.
     pub inactivity_timeout: Duration,
+    /// Time from a command's first byte to its last, literals included, plus its length
+    /// at [`SessionConfig::min_transfer_rate`]: a client that starts a command must
+    /// finish it, a byte buys no more than its share.
+    pub command_timeout: Duration,
+    /// Minimum average rate of a command's bytes (an APPEND message included), in bytes
+    /// per second, after the head start of [`SessionConfig::command_timeout`].
+    pub min_transfer_rate: u32,
+    /// The bound on message bytes held by all sessions together: an APPEND literal takes
+    /// its bytes from it as they arrive (its announcement takes nothing); past it the
+    /// rest of the literal is dropped and the command gets `NO [LIMIT]`. `None`: only
+    /// `max_message_size` bounds a session.
+    pub message_budget: Option<Arc<MemoryBudget>>,
     /// Consecutive invalid commands before the session says BYE.
     pub max_bad_commands: u32,
     /// Unannounced mailbox changes a non-idling session may queue before it is closed
@@ -59,7 +75,8 @@ pub struct SessionConfig {
 
 impl SessionConfig {
     /// The settings of a relay with configuration `config`, for a plaintext (143,
-    /// STARTTLS) or TLS (993) listener.
+    /// STARTTLS) or TLS (993) listener; deadlines from `config.timeouts`, no shared
+    /// message budget (the embedder sets one).
     pub fn from_config(config: &chatmail_core::config::Config, tls_active: bool) -> Self {
         SessionConfig {
             tls_active,
@@ -68,8 +85,11 @@ impl SessionConfig {
             max_command_bytes: 64 * 1024,
             max_message_size: config.max_message_size,
             max_mailbox_bytes: config.max_mailbox_bytes(),
-            login_timeout: Duration::from_secs(60),
-            inactivity_timeout: Duration::from_secs(30 * 60),
+            login_timeout: config.timeouts.login,
+            inactivity_timeout: config.timeouts.imap_inactivity,
+            command_timeout: config.timeouts.command,
+            min_transfer_rate: config.timeouts.min_transfer_rate,
+            message_budget: None,
             max_bad_commands: 10,
             max_queued_changes: 10_000,
             input_pause_bytes: 256 * 1024,
@@ -178,8 +198,16 @@ pub struct Session {
     outputs: VecDeque<Output>,
     next_request: u64,
     bad_commands: u32,
-    deadline: Instant,
-    active: bool,
+    /// The greeting plus the login timeout.
+    login_deadline: Instant,
+    /// When the last command ended (or the greeting was sent): inactivity counts from here.
+    ready_since: Instant,
+    /// The command being received: the time of its first byte and its bytes so far.
+    command: Option<(Instant, u64)>,
+    /// The latest time an input brought (`answer` has none of its own).
+    clock: Instant,
+    /// The budget share of an APPEND message handed to the embedder, until it answers.
+    held: Reservation,
 }
 
 impl Session {
@@ -187,8 +215,12 @@ impl Session {
     pub fn new(config: Arc<SessionConfig>, now: Instant) -> Session {
         let mut session = Session {
             tls_active: config.tls_active,
-            deadline: now + config.login_timeout,
-            framer: Framer::new(config.max_command_bytes),
+            login_deadline: now + config.login_timeout,
+            ready_since: now,
+            command: None,
+            clock: now,
+            held: Reservation::default(),
+            framer: Framer::new(config.max_command_bytes, config.message_budget.clone()),
             config,
             state: State::NotAuthenticated,
             mode: Mode::Commands,
@@ -201,7 +233,6 @@ impl Session {
             outputs: VecDeque::new(),
             next_request: 0,
             bad_commands: 0,
-            active: false,
         };
         let caps = session.capabilities();
         session.line(&format!("* OK [CAPABILITY {caps}] chatmail IMAP ready."));
@@ -210,15 +241,21 @@ impl Session {
 
     // ----- inputs -----
 
-    /// Input: bytes from the client, in any chunking.
-    pub fn feed(&mut self, bytes: &[u8]) {
+    /// Input: bytes from the client, in any chunking, received at `now`.
+    pub fn feed(&mut self, bytes: &[u8], now: Instant) {
         if self.state == State::Logout {
             return;
         }
-        self.active = true;
+        self.clock = self.clock.max(now);
         if self.mode == Mode::AwaitingTls {
             // Plaintext after STARTTLS is an injection attempt (CVE-2011-0411 class).
             return;
+        }
+        if !bytes.is_empty() {
+            // The first byte of a command starts its clock; later bytes only add their
+            // share at the minimum rate.
+            let (_, received) = self.command.get_or_insert((now, 0));
+            *received += bytes.len() as u64;
         }
         self.input.extend_from_slice(bytes);
         if self.pending.is_some() && self.input.len() > self.config.input_pause_bytes * 4 {
@@ -232,7 +269,7 @@ impl Session {
     pub fn answer(&mut self, id: RequestId, answer: Answer) -> Result<(), UnknownRequest> {
         match self.pending.take() {
             Some(p) if p.id == id => {
-                self.active = true;
+                self.held.release();
                 let Pending { tag, task, .. } = *p;
                 self.resume(tag, task, answer);
                 self.process();
@@ -260,21 +297,19 @@ impl Session {
             self.tls_active = true;
             self.input.clear();
             self.framer.reset();
+            self.command = None;
         }
     }
 
     /// Input: time passed; call when [`Session::poll_timeout`] is due. Closes the
-    /// session with BYE after the login or inactivity timeout.
+    /// session with BYE past a deadline: the login timeout (absolute, before login), a
+    /// command's time (head start plus its bytes at the minimum rate), the inactivity
+    /// timeout (after login, from the end of the last command).
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.state == State::Logout {
-            return;
-        }
-        if std::mem::take(&mut self.active) {
-            self.deadline = now + self.current_timeout();
-            return;
-        }
-        if now >= self.deadline {
-            self.bye("Disconnected for inactivity.");
+        self.clock = self.clock.max(now);
+        match self.deadline() {
+            Some(deadline) if now >= deadline => self.bye("Disconnected for inactivity."),
+            _ => {}
         }
     }
 
@@ -286,9 +321,10 @@ impl Session {
         self.outputs.pop_front()
     }
 
-    /// Output: when to call [`Session::handle_timeout`] next.
+    /// Output: when to call [`Session::handle_timeout`] next; `None` after BYE and while
+    /// a request is out (the embedder's time is not the client's).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        (self.state != State::Logout).then_some(self.deadline)
+        self.deadline()
     }
 
     // ----- getters -----
@@ -371,12 +407,24 @@ impl Session {
         self.tls_active || self.config.allow_plaintext_login
     }
 
-    fn current_timeout(&self) -> Duration {
-        if self.state == State::NotAuthenticated {
-            self.config.login_timeout
-        } else {
-            self.config.inactivity_timeout
+    /// The client's deadline now (see [`Session::handle_timeout`]).
+    fn deadline(&self) -> Option<Instant> {
+        if self.state == State::Logout || self.pending.is_some() {
+            return None;
         }
+        let config = &self.config;
+        let deadline = match self.command {
+            Some((start, received)) => {
+                start + transfer_time(config.command_timeout, config.min_transfer_rate, received)
+            }
+            None if self.state == State::NotAuthenticated => self.login_deadline,
+            None => self.ready_since + config.inactivity_timeout,
+        };
+        Some(if self.state == State::NotAuthenticated {
+            deadline.min(self.login_deadline)
+        } else {
+            deadline
+        })
     }
 
     /// Appends raw bytes to the pending output.
@@ -437,6 +485,7 @@ impl Session {
     pub(crate) fn close(&mut self) {
         self.state = State::Logout;
         self.pending = None;
+        self.held.release();
         self.input = Vec::new();
         self.framer.reset();
         self.flush_out();
@@ -481,20 +530,39 @@ impl Session {
             match frame {
                 None => break,
                 Some(Frame::LineTooLong) => {
+                    self.command_ended();
                     let tag = tag_of(self.framer.tag_and_verb().0);
                     self.framer.reset();
                     self.bad(&tag, "[TOOBIG] Command line too long.");
                 }
                 Some(Frame::Literal { length, sync }) => self.literal_announced(length, sync),
                 Some(Frame::Command) => {
+                    self.command_ended();
                     self.command_complete();
                     self.framer.reset();
                 }
             }
         }
+        // Bytes left over start the next command's clock; a command that ended without
+        // a frame (a refused literal) ends its clock.
+        let in_progress = self.framer.in_progress() || !self.input.is_empty();
+        match (in_progress, self.command) {
+            (true, None) => {
+                let buffered = self.input.len() + self.framer.buffered();
+                self.command = Some((self.clock, buffered as u64));
+            }
+            (false, Some(_)) => self.command_ended(),
+            _ => {}
+        }
         if self.input.is_empty() && self.input.capacity() > 4096 {
             self.input = Vec::new();
         }
+    }
+
+    /// A command's last byte arrived: its clock stops, inactivity counts from now.
+    fn command_ended(&mut self) {
+        self.command = None;
+        self.ready_since = self.clock;
     }
 
     /// Decides on a literal before any of its bytes is read.
@@ -549,7 +617,15 @@ impl Session {
             }
             Mode::AwaitingTls | Mode::Commands => {}
         }
+        if self.framer.over_budget() {
+            let tag = tag_of(self.framer.tag_and_verb().0);
+            return self.no(
+                &tag,
+                "[LIMIT] Too many messages in transfer on this server, try again later.",
+            );
+        }
         let large = self.framer.take_large();
+        let held = self.framer.take_reservation();
         let buf = self.framer.command().to_vec();
         let decoded = CommandCodec::default().decode(&buf);
         match decoded {
@@ -557,6 +633,11 @@ impl Session {
                 self.bad_commands = 0;
                 let large = large.map(|(at, data)| (buf.as_ptr() as usize + at, data));
                 self.dispatch(cmd, large);
+                if self.pending.is_some() {
+                    // The message is with the embedder: its share stays taken until the
+                    // answer (dropped here otherwise, with the refused message).
+                    self.held = held;
+                }
             }
             Ok(_) | Err(CommandDecodeError::Failed) | Err(CommandDecodeError::Incomplete) => {
                 let tag = tag_of(self.framer.tag_and_verb().0);

@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     // The first byte picks the chunk size, so chunk boundaries are fuzzed too.
     let chunk = usize::from(data.first().copied().unwrap_or(1)).max(1);
     for piece in data.chunks(chunk) {
-        session.feed(piece);
+        session.feed(piece, now);
         while let Some(out) = session.poll() {
             if let Output::Request(id, req) = out {
                 let answer = match req {

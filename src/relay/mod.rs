@@ -16,10 +16,13 @@ use chatmail_core::account::{
     Accounts, BlockingExecutor, DeviceTokenStore, LinuxSystemLimits, LoginOutcome,
     MaildirAccountStore, MaildirDeviceTokens, MemoryAccountStore, MemoryDeviceTokens, SystemLimits,
 };
+use chatmail_core::budget::MemoryBudget;
 use chatmail_core::config::Config;
 use chatmail_core::store::{ChangeSubscription, MailStore, MaildirStore, MemoryStore, StoreError};
 use chatmail_core::{Address, Flags, INBOX};
+use chatmail_imap::SessionConfig;
 use chatmail_policy::{Policy, PolicyConfig, Reply};
+use chatmail_smtp::server::{Role, ServerConfig};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -185,6 +188,7 @@ impl RelayBuilder {
         }
         Ok(Relay {
             address_domain: config.address_domain(),
+            message_budget: MemoryBudget::new(config.max_message_memory_bytes()),
             policy: Arc::new(Policy::new(PolicyConfig::from(&config))),
             config: Arc::new(config),
             accounts: Arc::new(accounts),
@@ -217,6 +221,8 @@ pub struct Relay {
     executor: Arc<dyn BlockingExecutor>,
     /// `config.address_domain()`, computed once: it is compared for every recipient.
     address_domain: String,
+    /// `max_message_memory`: message bytes all sessions together hold while receiving.
+    message_budget: Arc<MemoryBudget>,
 }
 
 /// Seconds since the Unix epoch.
@@ -245,6 +251,30 @@ impl Relay {
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The bound on message bytes all sessions hold in memory (`max_message_memory`);
+    /// [`Relay::smtp_config`] and [`Relay::imap_config`] hand it to the engines.
+    pub fn message_budget(&self) -> &Arc<MemoryBudget> {
+        &self.message_budget
+    }
+
+    /// The SMTP engine's settings for a listener in `role`: the mail domain as host
+    /// name, the deadlines of `config.timeouts`, this relay's message budget.
+    pub fn smtp_config(&self, role: Role) -> ServerConfig {
+        let mut config = ServerConfig::new(role, self.config.mail_domain.clone())
+            .with_timeouts(&self.config.timeouts);
+        config.message_budget = Some(self.message_budget.clone());
+        config
+    }
+
+    /// The IMAP engine's settings for a listener whose transport is TLS from the start
+    /// (993) or not (143, STARTTLS): limits and deadlines of the configuration, this
+    /// relay's message budget.
+    pub fn imap_config(&self, tls_active: bool) -> SessionConfig {
+        let mut config = SessionConfig::from_config(&self.config, tls_active);
+        config.message_budget = Some(self.message_budget.clone());
+        config
     }
 
     /// The message-acceptance policy every SMTP session shares.

@@ -7,10 +7,10 @@ use super::ShutdownSignal;
 use crate::Relay;
 use chatmail_core::store::ChangeSubscription;
 use chatmail_core::Change;
-use chatmail_imap::{Output, Session, SessionConfig};
+use chatmail_imap::{Output, Session, SessionConfig, State};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio_rustls::TlsAcceptor;
 
 /// Bytes read from the socket at a time.
@@ -20,15 +20,16 @@ const READ_CHUNK: usize = 16 * 1024;
 const MAX_WAIT: Duration = Duration::from_secs(600);
 
 /// Serves one IMAP connection until LOGOUT, BYE, the peer leaving, or shutdown (then
-/// the client gets `* BYE`).
+/// the client gets `* BYE`). The engine decides every deadline of the dialogue (and
+/// says `* BYE`); the driver bounds the STARTTLS handshake and each write.
 pub(crate) async fn serve_connection(
     relay: Arc<Relay>,
+    config: Arc<SessionConfig>,
     mut conn: Connection,
     acceptor: Option<TlsAcceptor>,
     mut shutdown: ShutdownSignal,
 ) {
-    let tls_active = matches!(conn, Connection::Tls(_));
-    let config = Arc::new(SessionConfig::from_config(relay.config(), tls_active));
+    let timeouts = &relay.config().timeouts;
     let mut session = Session::new(config, Instant::now());
     let mut feed: Option<ChangeSubscription> = None;
     // Small to start with: most IDLE connections never read more than a few lines.
@@ -37,38 +38,34 @@ pub(crate) async fn serve_connection(
         while let Some(output) = session.poll() {
             match output {
                 Output::Send(bytes) => {
-                    if conn.write_all(&bytes).await.is_err() {
+                    // Before login the session's deadline bounds writes too; after it,
+                    // the minimum rate alone (a large FETCH on a slow link is legitimate).
+                    let deadline = match session.state() {
+                        State::NotAuthenticated => session.poll_timeout(),
+                        _ => None,
+                    };
+                    if conn.send(&bytes, timeouts, deadline).await.is_err() {
                         return;
                     }
                 }
                 Output::Request(id, request) => {
-                    if conn.flush().await.is_err() {
-                        return;
-                    }
                     let answer = relay.answer_imap(request).await;
                     if let Err(e) = session.answer(id, answer) {
                         tracing::error!(error = %e, "IMAP answer rejected by the session");
                     }
                 }
                 Output::StartTls => {
-                    if conn.flush().await.is_err() {
-                        return;
-                    }
                     let Some(acceptor) = &acceptor else { return };
-                    if conn.upgrade(acceptor).await.is_err() {
+                    if conn.upgrade(acceptor, timeouts).await.is_err() {
                         return;
                     }
                     session.tls_started();
                 }
                 Output::Close => {
-                    let _ = conn.flush().await;
-                    let _ = conn.shutdown().await;
+                    conn.close(&[], timeouts).await;
                     return;
                 }
             }
-        }
-        if conn.flush().await.is_err() {
-            return;
         }
         // Listen to the account's changes from the moment it is known, before any
         // SELECT lists the mailbox, so no delivery falls between listing and listening.
@@ -86,7 +83,7 @@ pub(crate) async fn serve_connection(
             read = conn.read(&mut buf), if wants_input => match read {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
-                    session.feed(&buf[..n]);
+                    session.feed(&buf[..n], Instant::now());
                     if n == buf.len() && buf.len() < READ_CHUNK {
                         buf.resize(READ_CHUNK, 0);
                     }
@@ -95,9 +92,7 @@ pub(crate) async fn serve_connection(
             change = next_change(&mut feed, selected.as_deref()) => session.handle_change(&change),
             _ = tokio::time::sleep_until(deadline.into()) => session.handle_timeout(Instant::now()),
             _ = shutdown.wait() => {
-                let _ = conn.write_all(b"* BYE Server shutting down\r\n").await;
-                let _ = conn.flush().await;
-                let _ = conn.shutdown().await;
+                conn.close(b"* BYE Server shutting down\r\n", timeouts).await;
                 return;
             }
         }

@@ -3,6 +3,13 @@
 //! shutdown. It only pumps bytes between sockets and the sans-IO engines; every decision
 //! is the engines' and [`Relay`]'s.
 //!
+//! Deadlines ([`Timeouts`](chatmail_core::config::Timeouts), in `config.timeouts`): the
+//! engines time the dialogue (login, command, transfer, inactivity, MX session) and say
+//! goodbye themselves (`421 4.4.2`, `* BYE`); the driver bounds what they do not see,
+//! the TLS handshake (implicit and STARTTLS) and each write. Connections are limited per
+//! listener and per client IP (IMAP: 143 and 993 together), and the message bytes all
+//! sessions hold come from the relay's one [`Relay::message_budget`].
+//!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use chatmail::tokio_driver::Server;
@@ -30,7 +37,7 @@ use crate::credentials::Endpoints;
 use crate::web::Site;
 use crate::Relay;
 use chatmail_core::account::BlockingExecutor;
-use chatmail_smtp::server::{Role, ServerConfig};
+use chatmail_smtp::server::Role;
 use limits::ConnectionLimit;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -44,9 +51,6 @@ use tokio_rustls::TlsAcceptor;
 
 /// How long shutdown waits for open connections (and their in-flight deliveries).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-
-/// Time allowed for a TLS handshake on an implicit-TLS port.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A [`BlockingExecutor`] that runs jobs with `tokio::task::spawn_blocking`, so password
 /// hashes and fsyncs never block the runtime's workers. Call it inside a runtime.
@@ -218,10 +222,13 @@ impl Server {
         let config = self.relay.config().clone();
         let client_acceptor = TlsAcceptor::from(self.tls.clients.clone());
         let mx_acceptor = TlsAcceptor::from(self.tls.mx.clone());
-        let hostname = config.mail_domain.clone();
         let smtp_limit = config.max_smtp_connections;
-        let smtp_per_ip = config.max_smtp_connections_per_ip();
-        let imap_limit = config.max_imap_connections;
+        let smtp_per_ip = config.smtp_connection_limit_per_ip();
+        // One IMAP limit for 143 and 993 together, as Dovecot's one `imap` service.
+        let imap_limit = ConnectionLimit::new(
+            config.max_imap_connections,
+            config.imap_connection_limit_per_ip(),
+        );
         let endpoints = self.endpoints();
         let self_signed = self.tls.self_signed;
         let mut tasks = Vec::new();
@@ -259,7 +266,7 @@ impl Server {
                         Service::Submission => (Role::Submission, client_acceptor.clone(), false),
                         _ => (Role::Submission, client_acceptor.clone(), true),
                     };
-                    let smtp_config = Arc::new(ServerConfig::new(role, hostname.clone()));
+                    let smtp_config = Arc::new(relay.smtp_config(role));
                     let limit = ConnectionLimit::new(smtp_limit, smtp_per_ip);
                     tokio::spawn(accept_loop(listener, limit, stop, move |tcp, _peer| {
                         let (relay, smtp_config, acceptor) =
@@ -267,7 +274,9 @@ impl Server {
                         let (stop, guard) = (ShutdownSignal(stop_rx.clone()), inflight.enter());
                         async move {
                             let _guard = guard;
-                            let Some(conn) = open(tcp, implicit.then_some(&acceptor)).await else {
+                            let timeouts = &relay.config().timeouts;
+                            let implicit = implicit.then_some(&acceptor);
+                            let Some(conn) = Connection::open(tcp, implicit, timeouts).await else {
                                 return;
                             };
                             smtp::serve_connection(relay, smtp_config, conn, Some(acceptor), stop)
@@ -278,17 +287,21 @@ impl Server {
                 Service::Imap | Service::Imaps => {
                     let implicit = service == Service::Imaps;
                     let acceptor = client_acceptor.clone();
-                    // IMAP sessions are per device, not per message: no per-IP share.
-                    let limit = ConnectionLimit::new(imap_limit, imap_limit);
+                    let imap_config = Arc::new(relay.imap_config(implicit));
+                    let limit = imap_limit.clone();
                     tokio::spawn(accept_loop(listener, limit, stop, move |tcp, _peer| {
                         let (relay, acceptor) = (relay.clone(), acceptor.clone());
+                        let imap_config = imap_config.clone();
                         let (stop, guard) = (ShutdownSignal(stop_rx.clone()), inflight.enter());
                         async move {
                             let _guard = guard;
-                            let Some(conn) = open(tcp, implicit.then_some(&acceptor)).await else {
+                            let timeouts = &relay.config().timeouts;
+                            let implicit = implicit.then_some(&acceptor);
+                            let Some(conn) = Connection::open(tcp, implicit, timeouts).await else {
                                 return;
                             };
-                            imap::serve_connection(relay, conn, Some(acceptor), stop).await
+                            imap::serve_connection(relay, imap_config, conn, Some(acceptor), stop)
+                                .await
                         }
                     }))
                 }
@@ -373,19 +386,6 @@ async fn accept_loop<F, Fut>(
             let _slot = slot;
             fut.await
         });
-    }
-}
-
-/// The connection in its starting state: TLS right away on implicit-TLS ports.
-async fn open(tcp: TcpStream, implicit_tls: Option<&TlsAcceptor>) -> Option<Connection> {
-    match implicit_tls {
-        None => Some(Connection::Plain(tcp)),
-        Some(acceptor) => {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => Some(Connection::Tls(Box::new(tls))),
-                _ => None,
-            }
-        }
     }
 }
 

@@ -4,10 +4,11 @@
 use super::stream::Connection;
 use super::ShutdownSignal;
 use crate::Relay;
+use chatmail_core::config::Timeouts;
 use chatmail_smtp::server::{Output, Role, ServerConfig, ServerSession, Transport};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio_rustls::TlsAcceptor;
 
 /// Bytes read from the socket at a time.
@@ -18,7 +19,9 @@ const READ_CHUNK: usize = 16 * 1024;
 const MAX_WAIT: Duration = Duration::from_secs(600);
 
 /// Serves one SMTP connection until the session closes, the peer goes away, or the
-/// relay shuts down (then the peer gets `421`).
+/// relay shuts down (then the peer gets `421`). The engine decides every deadline of
+/// the dialogue (and says `421 4.4.2`); the driver bounds the STARTTLS handshake and
+/// each write.
 pub(crate) async fn serve_connection(
     relay: Arc<Relay>,
     config: Arc<ServerConfig>,
@@ -30,6 +33,7 @@ pub(crate) async fn serve_connection(
         Connection::Tls(_) => Transport::Tls,
         _ => Transport::Cleartext,
     };
+    let timeouts = &relay.config().timeouts;
     let lmtp = config.role == Role::Lmtp;
     let hostname = config.hostname.clone();
     let mut session = ServerSession::new(config, relay.policy().clone(), transport, Instant::now());
@@ -41,7 +45,10 @@ pub(crate) async fn serve_connection(
             match output {
                 Output::Send(bytes) => out.extend_from_slice(&bytes),
                 Output::Request(request) => {
-                    if !out.is_empty() && write_all(&mut conn, &mut out).await.is_err() {
+                    if send(&mut conn, &mut out, timeouts, session.poll_timeout())
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                     if let Err(e) = relay.answer_smtp(&mut session, request, lmtp).await {
@@ -50,23 +57,29 @@ pub(crate) async fn serve_connection(
                     }
                 }
                 Output::StartTls => {
-                    if write_all(&mut conn, &mut out).await.is_err() {
+                    if send(&mut conn, &mut out, timeouts, session.poll_timeout())
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                     let Some(acceptor) = &acceptor else { return };
-                    if conn.upgrade(acceptor).await.is_err() {
+                    if conn.upgrade(acceptor, timeouts).await.is_err() {
                         return;
                     }
                     session.tls_started(Instant::now());
                 }
                 Output::Close => {
-                    let _ = write_all(&mut conn, &mut out).await;
-                    let _ = conn.shutdown().await;
+                    conn.close(&out, timeouts).await;
                     return;
                 }
             }
         }
-        if write_all(&mut conn, &mut out).await.is_err() || session.is_closed() {
+        if send(&mut conn, &mut out, timeouts, session.poll_timeout())
+            .await
+            .is_err()
+            || session.is_closed()
+        {
             return;
         }
         let deadline = session
@@ -81,20 +94,25 @@ pub(crate) async fn serve_connection(
             _ = tokio::time::sleep_until(deadline.into()) => session.handle_timeout(Instant::now()),
             _ = shutdown.wait() => {
                 out.extend_from_slice(format!("421 4.3.2 {hostname} Service shutting down\r\n").as_bytes());
-                let _ = write_all(&mut conn, &mut out).await;
-                let _ = conn.shutdown().await;
+                conn.close(&out, timeouts).await;
                 return;
             }
         }
     }
 }
 
-async fn write_all(conn: &mut Connection, out: &mut Vec<u8>) -> std::io::Result<()> {
+/// Sends the coalesced replies, if any, within the session's own `deadline` too
+/// (replies are small: a peer that does not take them is past its deadline, not slow).
+async fn send(
+    conn: &mut Connection,
+    out: &mut Vec<u8>,
+    timeouts: &Timeouts,
+    deadline: Option<Instant>,
+) -> std::io::Result<()> {
     if out.is_empty() {
         return Ok(());
     }
-    let result = conn.write_all(out).await;
+    let result = conn.send(out, timeouts, deadline).await;
     out.clear();
-    result?;
-    conn.flush().await
+    result
 }

@@ -420,6 +420,8 @@ pub struct Client {
     /// Whether to answer requests at once (false lets a test hold a request).
     pub answering: bool,
     pub held: Vec<(chatmail_imap::RequestId, Request)>,
+    /// The virtual clock: the time of every `feed`.
+    pub now: Instant,
     rng: u64,
 }
 
@@ -438,8 +440,10 @@ impl Client {
     }
 
     pub fn with_config(config: SessionConfig) -> Client {
+        let now = Instant::now();
         let mut c = Client {
-            session: Session::new(Arc::new(config), Instant::now()),
+            session: Session::new(Arc::new(config), now),
+            now,
             fake: Fake::default(),
             received: Vec::new(),
             closed: false,
@@ -473,7 +477,7 @@ impl Client {
         let start = self.received.len();
         match chunks {
             Chunks::Whole => {
-                self.session.feed(input);
+                self.session.feed(input, self.now);
                 self.pump();
             }
             Chunks::Random(seed) => {
@@ -484,7 +488,7 @@ impl Client {
                     self.rng ^= self.rng >> 7;
                     self.rng ^= self.rng << 17;
                     let n = ((self.rng % 17) as usize + 1).min(rest.len());
-                    self.session.feed(&rest[..n]);
+                    self.session.feed(&rest[..n], self.now);
                     self.pump();
                     rest = &rest[n..];
                 }

@@ -108,12 +108,12 @@ impl ServerSession {
         if let Some(refusal) = chunk.refusal {
             return self.send_error(refusal.code, &refusal.text);
         }
-        if self.txn.message.too_big {
+        let policy = &self.policy;
+        if let Some(refusal) = self.txn.message.refusal(|| policy.size_exceeded_reply()) {
             // RFC 3030: after a failed chunk the transaction is over; later chunks are
             // refused (no MAIL) and consumed.
-            let size_reply = self.policy.size_exceeded_reply();
             self.reset_transaction();
-            return self.send(&size_reply);
+            return self.send(&refusal);
         }
         if chunk.last {
             // A CR as the very last octet is bare too.
@@ -132,7 +132,7 @@ mod tests {
     use super::*;
 
     fn bare(chunks: &[&[u8]]) -> bool {
-        let mut sink = MessageSink::new(1 << 20);
+        let mut sink = MessageSink::new(1 << 20, Default::default());
         for chunk in chunks {
             sink.check_line_endings(chunk);
             sink.store(chunk);

@@ -5,11 +5,17 @@
 //! 2.3.8), never taken as a line end: `\n.\r\n` is text, not an end of data, so nothing
 //! can be smuggled past the policy. Bytes are carried unchanged otherwise (8-bit,
 //! non-UTF-8). The size bound applies while reading: past it nothing more is stored, and
-//! the reply after the terminator is `552`.
+//! the reply after the terminator is `552`. So does the shared memory budget: bytes are
+//! taken from it as they arrive; past it they are dropped and the reply is `452 4.3.1`.
+
+use chatmail_core::budget::Reservation;
 
 use super::{Phase, ServerSession};
+use crate::policy::Reply;
+use crate::reply::reply;
 
-/// The message being received, bounded by the size limit, with what was seen on the way.
+/// The message being received, bounded by the size limit and the shared memory budget,
+/// with what was seen on the way.
 #[derive(Debug, Default)]
 pub(super) struct MessageSink {
     /// Received bytes, never more than `max_size`.
@@ -17,32 +23,63 @@ pub(super) struct MessageSink {
     max_size: u64,
     /// More than `max_size` bytes arrived; the excess was dropped.
     pub(super) too_big: bool,
+    /// The shared memory budget was exhausted; the bytes were dropped.
+    pub(super) over_budget: bool,
     /// A CR not followed by LF, or an LF not preceded by CR, was seen.
     pub(super) bare_line_ending: bool,
+    /// What `bytes` holds of the shared budget; given back when the sink is dropped.
+    pub(super) reservation: Reservation,
 }
 
 impl MessageSink {
-    pub(super) fn new(max_size: u64) -> MessageSink {
+    pub(super) fn new(max_size: u64, reservation: Reservation) -> MessageSink {
         MessageSink {
             bytes: Vec::new(),
             max_size,
             too_big: false,
+            over_budget: false,
             bare_line_ending: false,
+            reservation,
         }
     }
 
-    /// Appends `data` unless that crosses the size bound (then only notes it).
+    /// Appends `data` unless that crosses the size bound or the memory budget (then only
+    /// notes it and lets go of what it holds).
     pub(super) fn store(&mut self, data: &[u8]) {
-        if self.too_big {
+        if self.too_big || self.over_budget {
             return;
         }
         if self.bytes.len() as u64 + data.len() as u64 > self.max_size {
             self.too_big = true;
-            self.bytes = Vec::new();
+        } else if !self.reservation.grow(data.len() as u64) {
+            self.over_budget = true;
+        } else {
+            self.bytes.extend_from_slice(data);
             return;
         }
-        self.bytes.extend_from_slice(data);
+        self.bytes = Vec::new();
+        self.reservation.release();
     }
+
+    /// The refusal of a message that was not kept whole: too big or over the budget.
+    pub(super) fn refusal(&self, size_exceeded: impl FnOnce() -> Reply) -> Option<Reply> {
+        if self.too_big {
+            Some(size_exceeded())
+        } else if self.over_budget {
+            Some(over_budget_reply())
+        } else {
+            None
+        }
+    }
+}
+
+/// The reply to a message dropped because all sessions together hold too many bytes:
+/// temporary, so the client retries later (RFC 3463 X.3.1 "mail system full").
+pub(super) fn over_budget_reply() -> Reply {
+    reply(
+        452,
+        "4.3.1 Insufficient system resources, too many messages in transfer; try again later",
+    )
 }
 
 /// Where in a line the DATA reader is.
@@ -175,7 +212,7 @@ mod tests {
     use super::*;
 
     fn read(input: &[u8]) -> (MessageSink, usize, bool) {
-        let mut sink = MessageSink::new(1 << 20);
+        let mut sink = MessageSink::new(1 << 20, Reservation::default());
         let (used, done) = DataReader::new().consume(input, &mut sink);
         (sink, used, done)
     }
@@ -225,7 +262,7 @@ mod tests {
 
     #[test]
     fn size_bound_drops_the_excess() {
-        let mut sink = MessageSink::new(10);
+        let mut sink = MessageSink::new(10, Reservation::default());
         let mut reader = DataReader::new();
         let (_, done) = reader.consume(&[b'x'; 100], &mut sink);
         assert!(!done && sink.too_big && sink.bytes.capacity() == 0);

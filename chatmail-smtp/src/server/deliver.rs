@@ -48,9 +48,9 @@ impl ServerSession {
         let txn = std::mem::take(&mut self.txn);
         self.reset_transaction();
         let recipients: Vec<String> = txn.recipients.iter().map(|r| r.address.clone()).collect();
-        let sink = txn.message;
-        if sink.too_big {
-            let refusal = self.policy.size_exceeded_reply();
+        let mut sink = txn.message;
+        let policy = &self.policy;
+        if let Some(refusal) = sink.refusal(|| policy.size_exceeded_reply()) {
             return self.reply_per_recipient(&recipients, &refusal);
         }
         if sink.bare_line_ending {
@@ -85,6 +85,9 @@ impl ServerSession {
                 } else {
                     mail_from
                 };
+                // The received bytes go now; their share of the budget stays taken
+                // by the rewritten copy until the embedder answers.
+                self.held = std::mem::take(&mut sink.reservation);
                 let id = self.new_request_id();
                 let delivery = Delivery {
                     direction,
@@ -134,6 +137,7 @@ impl ServerSession {
                 });
             }
         }
+        self.held.release();
         let lmtp = self.config.role == Role::Lmtp;
         match answer {
             DeliveryAnswer::Durable => {

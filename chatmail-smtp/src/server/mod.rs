@@ -23,6 +23,9 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chatmail_core::budget::{MemoryBudget, Reservation};
+use chatmail_core::config::{transfer_time, Timeouts};
+
 use crate::policy::{Direction, Policy, Reply};
 use crate::reply::{reply, write_line};
 
@@ -94,9 +97,24 @@ pub struct ServerConfig {
     pub max_auth_failures: u32,
     /// Delay before the n-th failed AUTH reply: n times this.
     pub auth_failure_delay: Duration,
-    /// Silence from the peer after which the session says `421` and closes; RFC 5321
+    /// Time from a reply to the end of the next command line; past it the session says
+    /// `421 4.4.2` and closes. Bytes do not restart it, a complete line does. RFC 5321
     /// 4.5.3.2.7 asks for at least 5 minutes.
-    pub idle_timeout: Duration,
+    pub command_timeout: Duration,
+    /// Time from the greeting to a successful AUTH, absolute (submission); `None`: no
+    /// such bound (MX and LMTP have no login).
+    pub login_timeout: Option<Duration>,
+    /// Time for the whole session (MX), checked between transfers: a message being
+    /// received at [`ServerConfig::min_transfer_rate`] is finished first. `None`: none.
+    pub session_timeout: Option<Duration>,
+    /// Minimum average rate of a DATA or BDAT transfer in bytes per second: a message
+    /// (a chunk) of n bytes must be in within [`ServerConfig::command_timeout`] plus n at
+    /// this rate of its start. 0: only the command timeout.
+    pub min_transfer_rate: u32,
+    /// The bound on message bytes held by all sessions together; a message that would
+    /// pass it is refused with `452 4.3.1` (after its end, its bytes dropped on the way).
+    /// `None`: each session is bounded by the message size only.
+    pub message_budget: Option<Arc<MemoryBudget>>,
     /// Unprocessed input kept while the session waits for the embedder or the clock;
     /// a driver that honours [`ServerSession::wants_input`] never gets near it.
     pub max_pending_input: usize,
@@ -104,8 +122,10 @@ pub struct ServerConfig {
 
 impl ServerConfig {
     /// A configuration with the reference's limits: TLS required, 1000 recipients,
-    /// 2048-byte lines, 20 errors, 3 AUTH failures (1 s, 2 s, 3 s delays), 5 minutes
-    /// idle, 1 MiB pending input; `STARTTLS` offered.
+    /// 2048-byte lines, 20 errors, 3 AUTH failures (1 s, 2 s, 3 s delays), 1 MiB pending
+    /// input, `STARTTLS` offered; the deadlines of [`Timeouts::default`] (5 minutes per
+    /// command, 60 s to log in on submission, 10 minutes per MX session, 500 bytes/s);
+    /// no shared message budget.
     pub fn new(role: Role, hostname: impl Into<String>) -> ServerConfig {
         ServerConfig {
             role,
@@ -117,9 +137,25 @@ impl ServerConfig {
             max_errors: 20,
             max_auth_failures: 3,
             auth_failure_delay: Duration::from_secs(1),
-            idle_timeout: Duration::from_secs(5 * 60),
+            command_timeout: Duration::ZERO,
+            login_timeout: None,
+            session_timeout: None,
+            min_transfer_rate: 0,
+            message_budget: None,
             max_pending_input: 1 << 20,
         }
+        .with_timeouts(&Timeouts::default())
+    }
+
+    /// Takes the deadlines of `timeouts` that apply to this role: the command timeout
+    /// and minimum rate always, the login timeout on submission, the session timeout on
+    /// MX.
+    pub fn with_timeouts(mut self, timeouts: &Timeouts) -> ServerConfig {
+        self.command_timeout = timeouts.command;
+        self.min_transfer_rate = timeouts.min_transfer_rate;
+        self.login_timeout = (self.role == Role::Submission).then_some(timeouts.login);
+        self.session_timeout = (self.role == Role::Mx).then_some(timeouts.smtp_session);
+        self
     }
 }
 
@@ -322,7 +358,20 @@ pub struct ServerSession {
     input: Vec<u8>,
     outputs: VecDeque<Output>,
     next_request: u64,
-    idle_deadline: Instant,
+    /// When the session last became ready for a command (greeting, a reply, the end of
+    /// a wait): the command timeout counts from here.
+    ready_since: Instant,
+    /// A wait for the embedder or a delay ended; the next `process(now)` restarts the
+    /// command clock (the answer methods of the command files need not know).
+    resumed: bool,
+    /// Greeting plus the login timeout (submission, until AUTH succeeds).
+    login_deadline: Option<Instant>,
+    /// Greeting plus the session timeout (MX).
+    session_deadline: Option<Instant>,
+    /// The DATA or BDAT transfer being received: its start and the bytes so far.
+    transfer: Option<(Instant, u64)>,
+    /// The budget share of a message handed to the embedder, until it answers.
+    held: Reservation,
 }
 
 impl std::fmt::Debug for ServerSession {
@@ -347,7 +396,8 @@ impl ServerSession {
         transport: Transport,
         now: Instant,
     ) -> ServerSession {
-        let idle_deadline = now + config.idle_timeout;
+        let login_deadline = config.login_timeout.map(|t| now + t);
+        let session_deadline = config.session_timeout.map(|t| now + t);
         let mut session = ServerSession {
             tls: transport == Transport::Tls,
             hello: None,
@@ -360,11 +410,16 @@ impl ServerSession {
             input: Vec::new(),
             outputs: VecDeque::new(),
             next_request: 0,
-            idle_deadline,
+            ready_since: now,
+            resumed: false,
+            login_deadline,
+            session_deadline,
+            transfer: None,
+            held: Reservation::default(),
             config,
             policy,
         };
-        session.txn.message = data::MessageSink::new(session.max_message_size());
+        session.reset_transaction();
         let service = if session.config.role == Role::Lmtp {
             "LMTP"
         } else {
@@ -386,7 +441,8 @@ impl ServerSession {
         if matches!(self.phase, Phase::Closed) {
             return;
         }
-        self.idle_deadline = now + self.config.idle_timeout;
+        // No deadline moves here: a byte buys no time (only a complete line or the
+        // bytes of a transfer do, in `process`).
         match self.wait {
             // Cleartext bytes after STARTTLS are an injection attempt or a broken
             // client; they must never be read as commands of the TLS session.
@@ -413,11 +469,15 @@ impl ServerSession {
         self.tls = true;
         self.hello = None;
         self.reset_transaction();
-        self.idle_deadline = now + self.config.idle_timeout;
+        self.ready_since = now;
     }
 
     /// Input: the clock reached [`ServerSession::poll_timeout`]. Releases a delayed
-    /// reply, or closes an idle session with `421 4.4.2`.
+    /// reply, or closes with `421 4.4.2` a session past a deadline: the command timeout
+    /// (a command line must be complete within it of the previous reply), the login
+    /// timeout (submission, from the greeting), the session timeout (MX, between
+    /// transfers), or a transfer's time (the head start plus its bytes at the minimum
+    /// rate).
     pub fn handle_timeout(&mut self, now: Instant) {
         match self.wait {
             Wait::Delay { until, .. } if now >= until => {
@@ -433,11 +493,11 @@ impl ServerSession {
                     return;
                 }
                 // The peer was not silent; it was us who waited.
-                self.idle_deadline = now + self.config.idle_timeout;
+                self.ready_since = now;
                 self.process(now);
             }
             Wait::Nothing | Wait::Tls
-                if now >= self.idle_deadline && !matches!(self.phase, Phase::Closed) =>
+                if now >= self.deadline() && !matches!(self.phase, Phase::Closed) =>
             {
                 self.goodbye("4.4.2", "Error: timeout exceeded");
             }
@@ -461,7 +521,7 @@ impl ServerSession {
         match self.wait {
             Wait::Delay { until, .. } => Some(until),
             Wait::Answer(..) => None,
-            Wait::Nothing | Wait::Tls => Some(self.idle_deadline),
+            Wait::Nothing | Wait::Tls => Some(self.deadline()),
         }
     }
 
@@ -496,6 +556,20 @@ impl ServerSession {
 
     // ----- internals shared by the command files -----
 
+    /// The peer's deadline while the session waits for it (see `handle_timeout`).
+    fn deadline(&self) -> Instant {
+        if let Some((start, received)) = self.transfer {
+            let config = &self.config;
+            return start
+                + transfer_time(config.command_timeout, config.min_transfer_rate, received);
+        }
+        let mut deadline = self.ready_since + self.config.command_timeout;
+        if self.auth_user.is_none() {
+            deadline = self.login_deadline.map_or(deadline, |d| d.min(deadline));
+        }
+        self.session_deadline.map_or(deadline, |d| d.min(deadline))
+    }
+
     fn max_message_size(&self) -> u64 {
         self.policy.config().max_message_size
     }
@@ -525,7 +599,10 @@ impl ServerSession {
     ) -> Result<T, AnswerError> {
         match std::mem::replace(&mut self.wait, Wait::Nothing) {
             Wait::Answer(waiting, awaited) if waiting == id => match extract(awaited) {
-                Ok(value) => Ok(value),
+                Ok(value) => {
+                    self.resumed = true;
+                    Ok(value)
+                }
                 Err(awaited) => {
                     self.wait = Wait::Answer(waiting, awaited);
                     Err(AnswerError::NotWaiting)
@@ -579,13 +656,15 @@ impl ServerSession {
         self.wait = Wait::Nothing;
         self.input = Vec::new();
         self.txn = Transaction::default();
+        self.held.release();
         self.outputs.push_back(Output::Close);
     }
 
     fn reset_transaction(&mut self) {
         let size = self.max_message_size();
+        let budget = self.config.message_budget.clone();
         self.txn = Transaction {
-            message: data::MessageSink::new(size),
+            message: data::MessageSink::new(size, Reservation::new(budget)),
             ..Transaction::default()
         };
     }
@@ -593,6 +672,9 @@ impl ServerSession {
     /// Runs buffered input through the current phase until it is used up, the session
     /// blocks, or it closes.
     fn process(&mut self, now: Instant) {
+        if std::mem::take(&mut self.resumed) {
+            self.ready_since = now;
+        }
         let mut input = std::mem::take(&mut self.input);
         let mut pos = 0;
         while pos < input.len() && matches!(self.wait, Wait::Nothing) {
@@ -605,7 +687,9 @@ impl ServerSession {
                 Phase::Command => match memchr::memchr(b'\n', rest) {
                     Some(lf) => {
                         pos += lf + 1;
+                        self.ready_since = now;
                         self.on_line(&rest[..=lf], None, now);
+                        self.start_transfer(now);
                     }
                     None => {
                         if rest.len() > self.config.max_line_length {
@@ -618,6 +702,7 @@ impl ServerSession {
                 Phase::AuthResponse(step) => match memchr::memchr(b'\n', rest) {
                     Some(lf) => {
                         pos += lf + 1;
+                        self.ready_since = now;
                         self.on_line(&rest[..=lf], Some(step), now);
                     }
                     None => {
@@ -631,7 +716,10 @@ impl ServerSession {
                     }
                 },
                 Phase::DiscardLine => match memchr::memchr(b'\n', rest) {
-                    Some(lf) => pos += lf + 1,
+                    Some(lf) => {
+                        pos += lf + 1;
+                        self.ready_since = now;
+                    }
                     None => {
                         pos = input.len();
                         self.phase = Phase::DiscardLine;
@@ -640,6 +728,7 @@ impl ServerSession {
                 Phase::Data(mut reader) => {
                     let (used, finished) = reader.consume(rest, &mut self.txn.message);
                     pos += used;
+                    self.count_transfer(used, finished, now);
                     if finished {
                         self.end_of_message();
                     } else {
@@ -647,8 +736,11 @@ impl ServerSession {
                     }
                 }
                 Phase::Bdat(mut chunk) => {
-                    pos += chunk.consume(rest, &mut self.txn.message);
-                    if chunk.is_complete() {
+                    let used = chunk.consume(rest, &mut self.txn.message);
+                    pos += used;
+                    let complete = chunk.is_complete();
+                    self.count_transfer(used, complete, now);
+                    if complete {
                         self.end_of_chunk(chunk);
                     } else {
                         self.phase = Phase::Bdat(chunk);
@@ -666,6 +758,23 @@ impl ServerSession {
             input = Vec::new();
         }
         self.input = input;
+    }
+
+    /// A command just moved the session into DATA or BDAT: the transfer's clock starts.
+    fn start_transfer(&mut self, now: Instant) {
+        if matches!(self.phase, Phase::Data(_) | Phase::Bdat(_)) && self.transfer.is_none() {
+            self.transfer = Some((now, 0));
+        }
+    }
+
+    /// `used` more bytes of the transfer arrived; at its end the command clock restarts.
+    fn count_transfer(&mut self, used: usize, finished: bool, now: Instant) {
+        if finished {
+            self.transfer = None;
+            self.ready_since = now;
+        } else if let Some((_, received)) = &mut self.transfer {
+            *received += used as u64;
+        }
     }
 
     /// A command or AUTH line grew past the bound without LF: answer now (bounded

@@ -3,7 +3,8 @@
 //! rate per IP (2 per second, burst 5, spec 2.6).
 //!
 //! Client IPs are held in memory only while they have connections or recent requests,
-//! and are never logged.
+//! and are never logged. An IPv6 client counts by its /64 (one host usually has a whole
+//! /64 to pick addresses from), an IPv4-mapped IPv6 address as the IPv4 address.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -43,6 +44,7 @@ impl ConnectionLimit {
 
     /// Takes a slot for a connection from `ip`, or `None` if a limit is reached.
     pub fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Option<ConnectionSlot> {
+        let ip = client(ip);
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let from_ip = s.per_ip.get(&ip).copied().unwrap_or(0);
         if s.total >= self.total_max || from_ip >= self.per_ip_max {
@@ -100,6 +102,7 @@ impl RequestRate {
 
     /// Whether a request from `ip` at `now` is allowed; counts it if so.
     pub fn allow(&self, ip: IpAddr, now: Instant) -> bool {
+        let ip = client(ip);
         let mut tat = self.tat.lock().unwrap_or_else(|e| e.into_inner());
         if tat.len() >= MAX_TRACKED {
             tat.retain(|_, t| *t > now);
@@ -113,6 +116,20 @@ impl RequestRate {
         }
         tat.insert(ip, current + self.interval);
         true
+    }
+}
+
+/// The key a client is counted under: IPv4 as it is, IPv6 by its /64.
+fn client(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(prefix.into())
+            }
+        },
     }
 }
 
@@ -136,6 +153,27 @@ mod tests {
         assert_eq!(limit.open(), 3);
         drop(s4);
         assert_eq!(limit.open(), 2);
+    }
+
+    #[test]
+    fn ipv6_counts_by_its_64_and_mapped_ipv4_as_ipv4() {
+        let limit = ConnectionLimit::new(10, 1);
+        let _a = limit
+            .try_acquire("2001:db8:1:2::1".parse().unwrap())
+            .unwrap();
+        assert!(
+            limit
+                .try_acquire("2001:db8:1:2:ffff::7".parse().unwrap())
+                .is_none(),
+            "same /64"
+        );
+        assert!(limit
+            .try_acquire("2001:db8:1:3::1".parse().unwrap())
+            .is_some());
+        let _b = limit.try_acquire("192.0.2.1".parse().unwrap()).unwrap();
+        assert!(limit
+            .try_acquire("::ffff:192.0.2.1".parse().unwrap())
+            .is_none());
     }
 
     #[test]

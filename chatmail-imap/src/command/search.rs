@@ -67,7 +67,8 @@ impl Needle {
         while start + n <= haystack.len() {
             let end = (start + FOLD_CHUNK + n - 1).min(haystack.len());
             buf.clear();
-            buf.extend(haystack[start..end].iter().map(u8::to_ascii_lowercase));
+            buf.extend_from_slice(&haystack[start..end]);
+            buf.make_ascii_lowercase();
             if self.in_folded(&buf) {
                 return true;
             }

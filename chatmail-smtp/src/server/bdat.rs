@@ -74,6 +74,17 @@ impl MessageSink {
     }
 }
 
+/// Whether a BDAT command line (without CRLF) is exactly `BDAT <digits> [LAST]` with a
+/// size that fits 64 bits.
+pub(super) fn valid_syntax(line: &str) -> bool {
+    let mut words = line.split(' ').filter(|w| !w.is_empty()).skip(1);
+    let size_ok = words.next().is_some_and(|size| {
+        size.bytes().all(|b| b.is_ascii_digit()) && size.parse::<u64>().is_ok()
+    });
+    let rest: Vec<&str> = words.collect();
+    size_ok && (rest.is_empty() || (rest.len() == 1 && rest[0].eq_ignore_ascii_case("LAST")))
+}
+
 impl ServerSession {
     /// `BDAT`: decides now whether the chunk is taken; its octets follow in any case.
     pub(super) fn on_bdat(&mut self, size: u64, last: bool) {

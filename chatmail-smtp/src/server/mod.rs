@@ -791,8 +791,12 @@ impl ServerSession {
         }
         let Some(content) = line.strip_suffix(b"\r\n") else {
             // RFC 5321 2.3.8: only CRLF ends a line; a bare LF is where SMTP smuggling
-            // starts, so the whole line is refused, never partly executed.
-            return self.send_error(500, "5.5.2 Error: bare <LF> received");
+            // starts. Nothing before it runs, and nothing after it may run as a command
+            // of its own: the session ends (spec 3.2; Postfix's
+            // smtpd_forbid_bare_newline says 521 and disconnects too).
+            let text = format!("5.5.2 {} Error: bare <LF> received", self.config.hostname);
+            self.send_reply(521, &text);
+            return self.close();
         };
         if memchr::memchr(b'\r', content).is_some() {
             return self.send_error(500, "5.5.2 Error: bare <CR> received");
@@ -825,6 +829,12 @@ impl ServerSession {
             Ok(Command::Mail { from }) => self.on_mail(from, now),
             Ok(Command::Rcpt { to }) => self.on_rcpt(to, text),
             Ok(Command::Data) => self.on_data(),
+            Ok(Command::Bdat { .. }) if !bdat::valid_syntax(text) => {
+                // The grammar saturates or ignores what it does not expect; a size
+                // that is not exactly a number, or anything after LAST, is refused
+                // before any octet is taken as chunk data.
+                self.send_error(501, "5.5.4 Syntax: BDAT chunk-size [LAST]")
+            }
             Ok(Command::Bdat {
                 chunk_size,
                 is_last,

@@ -790,10 +790,13 @@ impl Session {
                 &modifiers,
             ),
             C::Search {
-                charset: _,
+                charset,
                 criteria,
                 uid,
-            } => command::search::search(self, &tag, criteria.as_ref(), uid),
+            } => {
+                let charset = charset.as_ref().map(|c| c.as_ref());
+                command::search::search(self, &tag, charset, criteria.as_ref(), uid)
+            }
             C::Copy {
                 sequence_set,
                 mailbox,

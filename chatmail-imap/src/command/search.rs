@@ -231,8 +231,21 @@ pub(crate) struct SearchTask {
     matched: Vec<MessageMeta>,
 }
 
-/// SEARCH / UID SEARCH criteria.
-pub(crate) fn search(s: &mut Session, tag: &str, criteria: &[SearchKey<'_>], uid_command: bool) {
+/// SEARCH / UID SEARCH [CHARSET charset] criteria.
+pub(crate) fn search(
+    s: &mut Session,
+    tag: &str,
+    charset: Option<&str>,
+    criteria: &[SearchKey<'_>],
+    uid_command: bool,
+) {
+    // Keys are compared as bytes, ASCII case folded: right for US-ASCII and UTF-8 only.
+    // RFC 3501 6.4.4: another charset gets a tagged NO with BADCHARSET.
+    if charset
+        .is_some_and(|c| !c.eq_ignore_ascii_case("UTF-8") && !c.eq_ignore_ascii_case("US-ASCII"))
+    {
+        return s.no(tag, "[BADCHARSET (US-ASCII UTF-8)] Unsupported charset.");
+    }
     let mut tally = Tally::default();
     let keys: Result<Vec<Key>, Refuse> =
         criteria.iter().map(|k| convert(s, k, &mut tally)).collect();

@@ -1,13 +1,29 @@
 //! Feeds arbitrary bytes, in arbitrary chunks, to an IMAP session whose storage
-//! answers every request; the session must never panic and must stay bounded.
+//! answers every request (a mailbox of two messages; SEARCH content requests are
+//! answered by running the session's own search program on them); the session must
+//! never panic and must stay bounded.
 #![no_main]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chatmail_core::{config::Config, Address, MailboxStatus, ModSeq, Uid, UidValidity};
+use chatmail_core::{
+    config::Config, Address, Flags, MailboxStatus, MessageMeta, ModSeq, Uid, UidValidity,
+};
 use chatmail_imap::{Answer, Bytes, Output, Refusal, Request, Session, SessionConfig};
 use libfuzzer_sys::fuzz_target;
+
+const MESSAGE: &[u8] = b"From: a@example.org\r\nSubject: hi\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n\r\nhi there\r\n--x--\r\n";
+
+fn meta(uid: u32) -> MessageMeta {
+    MessageMeta {
+        uid: Uid(uid),
+        size: MESSAGE.len() as u64,
+        internal_date: 1_700_000_000,
+        flags: Flags::new(),
+        modseq: ModSeq(u64::from(uid)),
+    }
+}
 
 fuzz_target!(|data: &[u8]| {
     let mut config = SessionConfig::from_config(&Config::with_domain("example.org"), true);
@@ -33,12 +49,19 @@ fuzz_target!(|data: &[u8]| {
                             unseen: 2,
                             size: 20,
                         },
-                        messages: Vec::new(),
+                        messages: vec![meta(1), meta(2)],
                     },
-                    Request::FetchMessage { .. } => Answer::Message(Bytes::from_static(
-                        b"Content-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n\r\nhi\r\n--x--\r\n",
-                    )),
-                    Request::Messages { .. } => Answer::Messages(Vec::new()),
+                    Request::FetchMessage { .. } => Answer::Message(Bytes::from_static(MESSAGE)),
+                    Request::Messages { .. } => Answer::Messages(vec![meta(1), meta(2)]),
+                    Request::SearchContent {
+                        candidates, search, ..
+                    } => Answer::Matched(
+                        candidates
+                            .iter()
+                            .filter(|m| search.matches(m, MESSAGE))
+                            .map(|m| m.uid)
+                            .collect(),
+                    ),
                     _ => Answer::Refused(Refusal::NonExistent),
                 };
                 let _ = session.answer(id, answer);

@@ -57,7 +57,8 @@ pub(crate) fn first_address(value: &[u8]) -> Option<Cow<'_, [u8]>> {
 /// `addr` when it is `local@domain` with no byte that address parsers treat specially
 /// (whitespace, controls, `()<>",;:\\`); a domain literal such as `[192.0.2.1]` is plain.
 fn plain(addr: &[u8]) -> Option<Cow<'_, [u8]>> {
-    let special = |b: u8| b <= b' ' || b == 0x7f || b"()<>\",;:\\".contains(&b);
+    const SPECIAL: [bool; 256] = crate::headers::byte_set(b"()<>\",;:\\");
+    let special = |b: u8| b <= b' ' || b == 0x7f || SPECIAL[b as usize];
     let at = addr.iter().position(|&b| b == b'@')?;
     let ok = at > 0
         && at + 1 < addr.len()

@@ -32,14 +32,20 @@ struct Delimiter {
 /// end a part for it and not for a strict reader. Nothing but blank lines may follow the
 /// close delimiter: readers that show an epilogue would show text nobody checked.
 /// Found with one `memmem` pass, so the work is linear in the body.
+/// `\n--`, the start of every line that can be a delimiter line.
+static NEWLINE_DASHES: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\n--"));
+
 fn delimiters(body: &[u8], boundary: &[u8], max: usize) -> Option<Vec<Delimiter>> {
-    let mut dash_boundary = Vec::with_capacity(boundary.len() + 2);
-    dash_boundary.extend_from_slice(b"--");
-    dash_boundary.extend_from_slice(boundary);
     let mut found = Vec::with_capacity(max);
-    for pos in memchr::memmem::find_iter(body, &dash_boundary) {
-        if pos > 0 && body[pos - 1] != b'\n' {
-            continue; // not at a line start, for any reader
+    // Line starts that begin with `--`: the body's start, and every `\n--` (found with
+    // one prebuilt finder: in an encrypted message only delimiters and armor lines).
+    let starts = (body.starts_with(b"--").then_some(0))
+        .into_iter()
+        .chain(NEWLINE_DASHES.find_iter(body).map(|i| i + 1));
+    for pos in starts {
+        if !body[pos + 2..].starts_with(boundary) {
+            continue; // not this boundary
         }
         let end = line_end(body, pos);
         let close = delimiter_kind(strip_eol(&body[pos..end]), boundary)?;

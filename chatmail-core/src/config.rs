@@ -94,6 +94,34 @@ pub struct Config {
     pub username_max_length: usize,
     /// `password_min_length` (9).
     pub password_min_length: usize,
+    /// `login_free_failures_per_ip` (10; this project's key): failed logins (IMAP LOGIN
+    /// and AUTHENTICATE, SMTP AUTH) a client IP (an IPv6 /64) may have before each further
+    /// failure earns it a doubling penalty. Failures are kept in memory only.
+    pub login_free_failures_per_ip: u32,
+    /// `login_free_failures_per_account` (10; this project's key): failed logins of one
+    /// existing account before each further failure earns the account a doubling penalty.
+    /// A successful login clears the account's count.
+    pub login_free_failures_per_account: u32,
+    /// `login_max_delay_per_ip` in seconds (60; this project's key): the longest penalty
+    /// of a client IP. During its penalty an IP's logins are refused without a password
+    /// check, and a failure is answered only when the penalty ends.
+    pub login_max_delay_per_ip_secs: u64,
+    /// `login_max_delay_per_account` in seconds (30; this project's key): the longest
+    /// penalty of an account. It only holds back clients whose IP has failed before: the
+    /// owner on a device without failures logs in at once, however hard the account is
+    /// attacked.
+    pub login_max_delay_per_account_secs: u64,
+    /// `login_failures_forget_after` in seconds (600; this project's key): failures older
+    /// than this are forgotten, for IPs and accounts alike.
+    pub login_failures_forget_after_secs: u64,
+    /// `password_hash_threads` (0 = one per CPU core; this project's key): threads of the
+    /// pool of their own that password hashes run on, apart from the file-system work of
+    /// deliveries.
+    pub password_hash_threads: usize,
+    /// `password_hash_queue` (1024; this project's key): logins that may wait for a hash
+    /// thread; past that a login gets a temporary failure (SMTP 454, IMAP NO
+    /// [UNAVAILABLE]) instead of queueing without bound.
+    pub password_hash_queue: usize,
     /// `max_load_1m` (5.0).
     pub max_load_1m: f64,
     /// `min_available_memory` in MB (200).
@@ -203,6 +231,13 @@ pub const KNOWN_KEYS: &[&str] = &[
     "username_min_length",
     "username_max_length",
     "password_min_length",
+    "login_free_failures_per_ip",
+    "login_free_failures_per_account",
+    "login_max_delay_per_ip",
+    "login_max_delay_per_account",
+    "login_failures_forget_after",
+    "password_hash_threads",
+    "password_hash_queue",
     "max_load_1m",
     "min_available_memory",
     "min_free_disk_space",
@@ -266,6 +301,13 @@ impl Config {
             username_min_length: 9,
             username_max_length: 9,
             password_min_length: 9,
+            login_free_failures_per_ip: 10,
+            login_free_failures_per_account: 10,
+            login_max_delay_per_ip_secs: 60,
+            login_max_delay_per_account_secs: 30,
+            login_failures_forget_after_secs: 600,
+            password_hash_threads: 0,
+            password_hash_queue: 1024,
             max_load_1m: 5.0,
             min_available_memory_mb: 200,
             min_free_disk_space_mb: 1024,
@@ -371,6 +413,19 @@ impl Config {
             "username_min_length" => self.username_min_length = positive(key, v)?,
             "username_max_length" => self.username_max_length = positive(key, v)?,
             "password_min_length" => self.password_min_length = number(key, v)?,
+            "login_free_failures_per_ip" => self.login_free_failures_per_ip = number(key, v)?,
+            "login_free_failures_per_account" => {
+                self.login_free_failures_per_account = number(key, v)?
+            }
+            "login_max_delay_per_ip" => self.login_max_delay_per_ip_secs = positive(key, v)?,
+            "login_max_delay_per_account" => {
+                self.login_max_delay_per_account_secs = positive(key, v)?
+            }
+            "login_failures_forget_after" => {
+                self.login_failures_forget_after_secs = positive(key, v)?
+            }
+            "password_hash_threads" => self.password_hash_threads = number(key, v)?,
+            "password_hash_queue" => self.password_hash_queue = positive(key, v)?,
             "max_load_1m" => {
                 self.max_load_1m = v
                     .parse::<f64>()
@@ -830,6 +885,50 @@ mod tests {
             "max_smtp_connections_per_ip = x",
             "max_message_memory = 0",
             "max_message_memory = 1T",
+        ] {
+            assert!(Config::parse(&ini(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn login_limit_keys_have_defaults_and_parse() {
+        let c = Config::parse(&ini("")).unwrap();
+        assert_eq!(
+            (
+                c.login_free_failures_per_ip,
+                c.login_free_failures_per_account,
+                c.login_max_delay_per_ip_secs,
+                c.login_max_delay_per_account_secs,
+                c.login_failures_forget_after_secs,
+                c.password_hash_threads,
+                c.password_hash_queue,
+            ),
+            (10, 10, 60, 30, 600, 0, 1024)
+        );
+        let c = Config::parse(&ini(
+            "login_free_failures_per_ip = 0\nlogin_free_failures_per_account = 3\n\
+             login_max_delay_per_ip = 120\nlogin_max_delay_per_account = 5\n\
+             login_failures_forget_after = 60\npassword_hash_threads = 2\n\
+             password_hash_queue = 16\n",
+        ))
+        .unwrap();
+        assert!(c.unknown_keys.is_empty(), "{:?}", c.unknown_keys);
+        assert_eq!(
+            (
+                c.login_free_failures_per_ip,
+                c.login_free_failures_per_account,
+                c.login_max_delay_per_ip_secs,
+                c.login_max_delay_per_account_secs,
+                c.login_failures_forget_after_secs,
+                c.password_hash_threads,
+                c.password_hash_queue,
+            ),
+            (0, 3, 120, 5, 60, 2, 16)
+        );
+        for bad in [
+            "login_max_delay_per_ip = 0",
+            "password_hash_queue = 0",
+            "login_free_failures_per_ip = -1",
         ] {
             assert!(Config::parse(&ini(bad)).is_err(), "{bad}");
         }

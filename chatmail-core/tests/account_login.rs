@@ -87,7 +87,7 @@ fn first_login_creates_relogin_works_wrong_password_changes_nothing() {
             },
             "{name}"
         );
-        for wrong in ["password124", "", "x", &"y".repeat(5000)] {
+        for wrong in ["password124", "", "x", &"y".repeat(MAX_PASSWORD_LEN)] {
             assert_eq!(
                 login(&accounts, user, wrong),
                 LoginOutcome::Refused(LoginRefusal::WrongPassword),
@@ -102,6 +102,91 @@ fn first_login_creates_relogin_works_wrong_password_changes_nothing() {
             "ABCDEFGHI@Chat.Example.Org",
             "password123"
         )));
+    }
+}
+
+/// Issue 9, hole 2: SHA-crypt's cost grows with the square of the password length (a
+/// 64 KB password cost 20 s of CPU). A password longer than any account can have is
+/// refused before any hash, against an existing account and a new one alike, while the
+/// longest allowed password creates and logs in. Counted on the hashing pool, not timed.
+#[test]
+fn overlong_passwords_are_refused_without_hashing() {
+    let fx = Fixture::new();
+    for (name, store) in fx.stores() {
+        let pool = Arc::new(HashingPool::new(1, 4));
+        let accounts = fx
+            .accounts(store.clone(), FixedSystemLimits::plenty())
+            .with_hashing_pool(pool.clone());
+        let user = "abcdefghi@chat.example.org";
+        let longest = "p".repeat(MAX_PASSWORD_LEN);
+        assert!(created(&login(&accounts, user, &longest)), "{name}");
+        assert!(logged_in(&login(&accounts, user, &longest)), "{name}");
+        let hashes = pool.jobs_accepted();
+        assert_eq!(hashes, 2, "{name}: one hash to create, one to verify");
+        for (who, len) in [
+            (user, MAX_PASSWORD_LEN + 1),
+            (user, 32 * 1024),
+            (user, 64 * 1024),
+            ("newuser12@chat.example.org", MAX_PASSWORD_LEN + 1),
+            ("newuser12@chat.example.org", 64 * 1024),
+        ] {
+            let out = login(&accounts, who, &"p".repeat(len));
+            assert_eq!(
+                out,
+                LoginOutcome::Refused(LoginRefusal::PasswordTooLong {
+                    length: len,
+                    max: MAX_PASSWORD_LEN
+                }),
+                "{name}: {who} with {len} bytes"
+            );
+        }
+        assert_eq!(pool.jobs_accepted(), hashes, "{name}: nothing was hashed");
+        assert_eq!(block_on(store.list()).unwrap(), vec![addr(user)], "{name}");
+    }
+}
+
+/// A full hashing pool fails the login with a temporary error (not "wrong password"),
+/// at once, without queueing beyond its bound.
+#[test]
+fn a_full_hashing_pool_is_a_temporary_failure() {
+    let fx = Fixture::new();
+    for (name, store) in fx.stores() {
+        let pool = Arc::new(HashingPool::new(1, 1));
+        let accounts = fx
+            .accounts(store.clone(), FixedSystemLimits::plenty())
+            .with_hashing_pool(pool.clone());
+        let user = "abcdefghi@chat.example.org";
+        assert!(created(&login(&accounts, user, "password123")), "{name}");
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        pool.try_spawn(Box::new(move || {
+            started_tx.send(()).unwrap();
+            let _ = release_rx.recv();
+        }))
+        .unwrap();
+        started_rx.recv().unwrap();
+        pool.try_spawn(Box::new(|| {})).unwrap();
+        for pw in ["password123", "wrong-password"] {
+            let out = block_on(accounts.login(user, pw, NOW));
+            assert!(
+                matches!(out, Err(AccountError::HashingBusy(PoolBusy))),
+                "{name}: {out:?}"
+            );
+        }
+        let out = block_on(accounts.login("newuser12@chat.example.org", "password123", NOW));
+        assert!(
+            matches!(out, Err(AccountError::HashingBusy(_))),
+            "{name}: {out:?}"
+        );
+        release_tx.send(()).unwrap();
+        // Once the pool has room again, logins work.
+        let mut out = block_on(accounts.login(user, "password123", NOW));
+        while matches!(out, Err(AccountError::HashingBusy(_))) {
+            std::thread::yield_now();
+            out = block_on(accounts.login(user, "password123", NOW));
+        }
+        assert!(logged_in(&out.unwrap()), "{name}");
+        assert_eq!(block_on(store.list()).unwrap(), vec![addr(user)], "{name}");
     }
 }
 

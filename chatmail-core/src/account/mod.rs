@@ -13,7 +13,10 @@
 //!   layout, so an existing relay's accounts keep working).
 //! * [`SystemLimits`]: load, memory and disk readings that refuse *new* accounts when the
 //!   machine is short ([`LinuxSystemLimits`], [`FixedSystemLimits`] for tests).
-//! * [`Accounts`]: the login algorithm of spec 2.2 on top of the three.
+//! * [`Accounts`]: the login algorithm of spec 2.2 on top of the three. Passwords longer
+//!   than [`MAX_PASSWORD_LEN`] fail before any lookup or hash.
+//! * [`HashingPool`]: bounded threads of their own for password hashes.
+//! * [`LoginThrottle`]: failed-login limits per client IP and per account.
 //! * [`DeviceTokenStore`]: push-notification device tokens per account (spec 5.1/5.2), with
 //!   [`MemoryDeviceTokens`] and [`MaildirDeviceTokens`] (`metadata.json`).
 //!
@@ -41,6 +44,10 @@
 //! Programs without a runtime (tests, command-line tools) use [`InlineExecutor`], which
 //! runs the job on the calling thread, and drive the futures with any `block_on`.
 //!
+//! Password hashes can go to a [`HashingPool`] of their own instead
+//! ([`Accounts::with_hashing_pool`]; the relay always does this), so that a flood of
+//! logins neither waits ahead of nor slows the file-system work on the executor.
+//!
 //! # Example: first login creates the account
 //!
 //! ```
@@ -65,16 +72,19 @@
 
 mod executor;
 pub(crate) mod fsutil;
+mod hashing;
 pub mod limits;
 mod maildir;
 mod memory;
 pub mod password;
 mod service;
 mod store;
+pub mod throttle;
 pub mod tokens;
 pub mod validate;
 
 pub use executor::{run_blocking, BlockingExecutor, InlineExecutor, ThreadExecutor};
+pub use hashing::{HashingPool, PoolBusy};
 pub use limits::{FixedSystemLimits, LimitRefusal, LinuxSystemLimits, SystemLimits};
 pub use maildir::MaildirAccountStore;
 pub use memory::MemoryAccountStore;
@@ -83,8 +93,11 @@ pub use service::{Accounts, LoginOutcome, LoginRefusal, DEFAULT_NOCREATE_PATH};
 pub use store::{
     last_login_day, AccountError, AccountRecord, AccountStore, Creation, LastLoginUpdate,
 };
+pub use throttle::{Admission, LoginThrottle, ThrottleSettings};
 pub use tokens::{
     DeviceTokenStore, MaildirDeviceTokens, MemoryDeviceTokens, TokenError, MAX_TOKENS_PER_ACCOUNT,
     MAX_TOKEN_LEN, TOKEN_FUTURE_SLACK_SECS, TOKEN_LIFETIME_SECS,
 };
-pub use validate::{check_new_account, parse_login, CreationRefusal, LoginNameError};
+pub use validate::{
+    check_new_account, parse_login, CreationRefusal, LoginNameError, MAX_PASSWORD_LEN,
+};

@@ -8,10 +8,13 @@ use crate::config::Config;
 use crate::types::Address;
 
 use super::executor::{run_blocking, BlockingExecutor};
+use super::hashing::HashingPool;
 use super::limits::{check_limits, SystemLimits};
 use super::password::{PasswordError, PasswordHash};
 use super::store::{AccountError, AccountRecord, AccountStore, Creation, LastLoginUpdate};
-use super::validate::{check_new_account, parse_login, CreationRefusal, LoginNameError};
+use super::validate::{
+    check_new_account, parse_login, CreationRefusal, LoginNameError, MAX_PASSWORD_LEN,
+};
 
 /// Where the reference relay's operator kill switch lives: while this file exists, no new
 /// account is created (existing ones keep working).
@@ -39,6 +42,15 @@ pub enum LoginRefusal {
     /// The login name is not an address of this relay.
     #[error("{0}")]
     InvalidName(#[from] LoginNameError),
+    /// The password is longer than any account's can be ([`MAX_PASSWORD_LEN`]): refused
+    /// before any lookup or hash, whether the account exists or not.
+    #[error("password has {length} bytes, no account has more than {max}")]
+    PasswordTooLong {
+        /// Bytes given.
+        length: usize,
+        /// [`MAX_PASSWORD_LEN`].
+        max: usize,
+    },
     /// The account exists and the password does not match its hash.
     #[error("wrong password")]
     WrongPassword,
@@ -50,15 +62,28 @@ pub enum LoginRefusal {
     NotCreated(#[from] CreationRefusal),
 }
 
+impl LoginRefusal {
+    /// Whether the login named an existing account (a guess at its password), as opposed
+    /// to an unknown or invalid name or a password no account can have.
+    pub fn is_wrong_password(&self) -> bool {
+        matches!(
+            self,
+            LoginRefusal::WrongPassword | LoginRefusal::UnusableHash(_)
+        )
+    }
+}
+
 /// The account service: the reference relay's passdb with creation on first login.
 ///
 /// [`Accounts::login`] is async; the password hash and any blocking checks (the nocreate
-/// file, system readings) run on the [`BlockingExecutor`], never on the task awaiting it.
+/// file, system readings) run on the [`BlockingExecutor`] (hashes on the
+/// [`HashingPool`] when one is set), never on the task awaiting it.
 pub struct Accounts {
     config: Arc<Config>,
     store: Arc<dyn AccountStore>,
     limits: Arc<dyn SystemLimits>,
     executor: Arc<dyn BlockingExecutor>,
+    hashing: Option<Arc<HashingPool>>,
     nocreate_path: PathBuf,
 }
 
@@ -86,7 +111,32 @@ impl Accounts {
             store,
             limits,
             executor,
+            hashing: None,
             nocreate_path: PathBuf::from(DEFAULT_NOCREATE_PATH),
+        }
+    }
+
+    /// Runs password hashes on `pool` instead of the executor: when the pool is full, a
+    /// login fails with [`AccountError::HashingBusy`] instead of waiting.
+    pub fn with_hashing_pool(mut self, pool: Arc<HashingPool>) -> Self {
+        self.hashing = Some(pool);
+        self
+    }
+
+    /// The pool password hashes run on, if one is set.
+    pub fn hashing_pool(&self) -> Option<&Arc<HashingPool>> {
+        self.hashing.as_ref()
+    }
+
+    /// Runs a hash (`f`) on the pool if there is one, else on the executor.
+    async fn hash<T, F>(&self, f: F) -> Result<T, AccountError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        match &self.hashing {
+            Some(pool) => Ok(pool.run(f).await?),
+            None => run_blocking(&*self.executor, f).await,
         }
     }
 
@@ -113,15 +163,23 @@ impl Accounts {
 
     /// Authenticates `login` with `password` at `now` (unix seconds), creating the account
     /// on first login when allowed (spec 2.2). A wrong password never changes anything.
+    /// A password longer than [`MAX_PASSWORD_LEN`] is refused before anything else.
     ///
-    /// `Err` is an infrastructure failure (storage, executor): answer with a temporary
-    /// error, not "authentication failed".
+    /// `Err` is an infrastructure failure (storage, executor, a full hashing pool): answer
+    /// with a temporary error, not "authentication failed".
     pub async fn login(
         &self,
         login: &str,
         password: &str,
         now: u64,
     ) -> Result<LoginOutcome, AccountError> {
+        if password.len() > MAX_PASSWORD_LEN {
+            // SHA-crypt's cost grows with the square of the length: never hash it.
+            return Ok(LoginOutcome::Refused(LoginRefusal::PasswordTooLong {
+                length: password.len(),
+                max: MAX_PASSWORD_LEN,
+            }));
+        }
         let address = match parse_login(&self.config, login) {
             Ok(a) => a,
             Err(e) => {
@@ -136,21 +194,23 @@ impl Accounts {
             tracing::info!("not creating {address}: {refusal}");
             return Ok(LoginOutcome::Refused(refusal.into()));
         }
-        let prepared = {
+        let allowed = {
             let config = self.config.clone();
             let limits = self.limits.clone();
             let nocreate = self.nocreate_path.clone();
-            let password = password.to_string();
             let address = address.clone();
             run_blocking(&*self.executor, move || {
-                prepare_creation(&config, &*limits, &nocreate, &address, &password)
+                creation_allowed(&config, &*limits, &nocreate, &address)
             })
             .await?
         };
-        let hash = match prepared {
-            Ok(Ok(hash)) => hash,
-            Ok(Err(refusal)) => return Ok(LoginOutcome::Refused(refusal.into())),
-            Err(e) => return Err(AccountError::Password(e)),
+        if let Err(refusal) = allowed {
+            return Ok(LoginOutcome::Refused(refusal.into()));
+        }
+        let hash = {
+            let password = password.to_string();
+            self.hash(move || PasswordHash::sha512_crypt(&password))
+                .await??
         };
         match self.store.create_if_absent(&address, hash, now).await? {
             Creation::Created(record) => Ok(LoginOutcome::LoggedIn {
@@ -178,7 +238,7 @@ impl Accounts {
     ) -> Result<LoginOutcome, AccountError> {
         let password = password.to_string();
         let hash = record.password;
-        let verdict = run_blocking(&*self.executor, move || hash.verify(&password)).await?;
+        let verdict = self.hash(move || hash.verify(&password)).await?;
         Ok(match verdict {
             Ok(true) => LoginOutcome::LoggedIn {
                 address: record.address,
@@ -193,24 +253,24 @@ impl Accounts {
     }
 }
 
-/// The blocking part of creation: kill switch, system limits, hashing.
-fn prepare_creation(
+/// The file-system part of creation: kill switch and system limits (the hash follows on
+/// the hashing pool).
+fn creation_allowed(
     config: &Config,
     limits: &dyn SystemLimits,
     nocreate: &Path,
     address: &Address,
-    password: &str,
-) -> Result<Result<PasswordHash, CreationRefusal>, PasswordError> {
+) -> Result<(), CreationRefusal> {
     if nocreate.exists() {
         tracing::warn!(
             "not creating {address}: {} exists (account creation disabled)",
             nocreate.display()
         );
-        return Ok(Err(CreationRefusal::NoCreate));
+        return Err(CreationRefusal::NoCreate);
     }
     if let Err(limit) = check_limits(config, limits, &config.mailboxes_dir) {
         tracing::warn!("registration rejected: {limit}");
-        return Ok(Err(CreationRefusal::SystemLimit(limit)));
+        return Err(CreationRefusal::SystemLimit(limit));
     }
-    PasswordHash::sha512_crypt(password).map(Ok)
+    Ok(())
 }

@@ -41,6 +41,9 @@ pub enum AccountError {
     /// The [`super::BlockingExecutor`] dropped a job without running it.
     #[error("the blocking executor dropped the job")]
     ExecutorGone,
+    /// The [`super::HashingPool`] is full: the login may be tried again later.
+    #[error("{0}")]
+    HashingBusy(#[from] super::hashing::PoolBusy),
     /// The account does not exist (for operations that need one).
     #[error("no account {0}")]
     NoAccount(Address),

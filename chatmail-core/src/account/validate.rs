@@ -17,10 +17,21 @@ use crate::types::{Address, AddressError};
 
 use super::limits::LimitRefusal;
 
-/// Longest password accepted, in bytes. The reference has no bound, but SHA-crypt costs
-/// grow with the password length, and a protocol line is bounded anyway; 1024 bytes is
-/// far above any generated (12 characters) or typed password.
-pub const MAX_PASSWORD_LEN: usize = 1024;
+/// Longest password an account can have, in bytes: longer ones never create an account,
+/// and every login with a longer one fails at once, before any lookup or hash.
+///
+/// Why a bound at all: SHA-crypt (spec 2.1, `{SHA512-CRYPT}`) hashes the password once per
+/// byte of it before its 5000 rounds, so its cost grows with the square of the length: a
+/// 64 KB password costs about 20 s of CPU, a 256-byte one about as much as a 12-byte one
+/// (see BENCHMARKS.md, "Password hashing: a 64 KB password").
+///
+/// Why 256: `/new` hands out `password_min_length + 3` (12) characters (spec 2.6), and
+/// Delta Chat uses those; a person types far fewer than 256; password managers generate at
+/// most 128 characters (ASCII), so 256 bytes is twice the longest password a client is
+/// known to produce. The reference relay has no bound, so an account it created with a
+/// longer password cannot log in here: none is known, and the alternative is a CPU bound
+/// that an attacker chooses.
+pub const MAX_PASSWORD_LEN: usize = 256;
 
 /// Why a login name is not looked up at all (login fails with "not found").
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -226,6 +226,16 @@ impl Framer {
         &self.buf
     }
 
+    /// The bound of one command (without an APPEND message).
+    pub(crate) fn max_command(&self) -> usize {
+        self.max_command
+    }
+
+    /// Changes the command bound; takes effect from the next line (call between commands).
+    pub(crate) fn set_max_command(&mut self, max_command: usize) {
+        self.max_command = max_command;
+    }
+
     /// How many bytes of the current command the command buffer holds.
     pub(crate) fn buffered(&self) -> usize {
         self.buf.len()

@@ -9,6 +9,8 @@
 //! state. Unless a request says otherwise, [`Answer::Refused`] is always a valid answer:
 //! the session turns it into a tagged `NO` with the matching response code.
 
+use std::time::Instant;
+
 use bytes::Bytes;
 
 use crate::command::search::ContentSearch;
@@ -221,6 +223,16 @@ pub enum Request {
 pub enum Answer {
     /// The operation failed; the reason decides the response code.
     Refused(Refusal),
+    /// Like [`Answer::Refused`], but the tagged `NO` waits until `until` (a failed-login
+    /// penalty of the embedder). The session holds it on its own timer
+    /// ([`crate::Session::poll_timeout`]) and reads no further command meanwhile; nothing
+    /// blocks.
+    RefusedUntil {
+        /// The reason.
+        refusal: Refusal,
+        /// When the `NO` may go out.
+        until: Instant,
+    },
     /// The operation succeeded and returns nothing.
     Done,
     /// Login accepted for this account.

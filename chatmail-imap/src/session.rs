@@ -38,6 +38,12 @@ pub struct SessionConfig {
     /// Bound of one command line and of a whole command apart from an APPEND message
     /// (literals included). Dovecot's `imap_max_line_length` is 64 KiB.
     pub max_command_bytes: usize,
+    /// The same bound before login (at most `max_command_bytes`): LOGIN, AUTHENTICATE and
+    /// its response line, ID. No account's password is longer than 256 bytes
+    /// (`chatmail_core::account::MAX_PASSWORD_LEN`), so 4 KiB leaves room for names and
+    /// quoting, while a 64 KB password literal is refused before a byte of it is read
+    /// (SHA-crypt's cost grows with the square of the password length).
+    pub max_login_command_bytes: usize,
     /// Largest APPEND message (`max_message_size`), refused before it is read.
     pub max_message_size: u64,
     /// Storage quota reported by GETQUOTA (`max_mailbox_size`), in bytes.
@@ -83,6 +89,7 @@ impl SessionConfig {
             starttls: !tls_active,
             allow_plaintext_login: false,
             max_command_bytes: 64 * 1024,
+            max_login_command_bytes: 4 * 1024,
             max_message_size: config.max_message_size,
             max_mailbox_bytes: config.max_mailbox_bytes(),
             login_timeout: config.timeouts.login,
@@ -143,6 +150,15 @@ pub(crate) struct Selected {
     pub queued: Vec<Change>,
 }
 
+/// An answer the session holds back until `until` ([`Answer::RefusedUntil`]).
+#[derive(Debug)]
+pub(crate) struct Delayed {
+    until: Instant,
+    tag: String,
+    task: Task,
+    answer: Answer,
+}
+
 /// A command waiting for the embedder's answer.
 #[derive(Debug)]
 pub(crate) struct Pending {
@@ -192,6 +208,8 @@ pub struct Session {
     pub(crate) selected: Option<Box<Selected>>,
     pub(crate) condstore: bool,
     pub(crate) pending: Option<Box<Pending>>,
+    /// An answer held back until a failed-login penalty ends.
+    delayed: Option<Box<Delayed>>,
     framer: Framer,
     input: Vec<u8>,
     out: Vec<u8>,
@@ -220,7 +238,10 @@ impl Session {
             command: None,
             clock: now,
             held: Reservation::default(),
-            framer: Framer::new(config.max_command_bytes, config.message_budget.clone()),
+            framer: Framer::new(
+                config.max_login_command_bytes.min(config.max_command_bytes),
+                config.message_budget.clone(),
+            ),
             config,
             state: State::NotAuthenticated,
             mode: Mode::Commands,
@@ -228,6 +249,7 @@ impl Session {
             selected: None,
             condstore: false,
             pending: None,
+            delayed: None,
             input: Vec::new(),
             out: Vec::new(),
             outputs: VecDeque::new(),
@@ -258,7 +280,8 @@ impl Session {
             *received += bytes.len() as u64;
         }
         self.input.extend_from_slice(bytes);
-        if self.pending.is_some() && self.input.len() > self.config.input_pause_bytes * 4 {
+        let waiting = self.pending.is_some() || self.delayed.is_some();
+        if waiting && self.input.len() > self.config.input_pause_bytes * 4 {
             self.bye("Too much pipelined input.");
             return;
         }
@@ -271,6 +294,15 @@ impl Session {
             Some(p) if p.id == id => {
                 self.held.release();
                 let Pending { tag, task, .. } = *p;
+                if let Answer::RefusedUntil { refusal, until } = answer {
+                    self.delayed = Some(Box::new(Delayed {
+                        until,
+                        tag,
+                        task,
+                        answer: Answer::Refused(refusal),
+                    }));
+                    return Ok(());
+                }
                 self.resume(tag, task, answer);
                 self.process();
                 Ok(())
@@ -301,12 +333,27 @@ impl Session {
         }
     }
 
-    /// Input: time passed; call when [`Session::poll_timeout`] is due. Closes the
-    /// session with BYE past a deadline: the login timeout (absolute, before login), a
-    /// command's time (head start plus its bytes at the minimum rate), the inactivity
-    /// timeout (after login, from the end of the last command).
+    /// Input: time passed; call when [`Session::poll_timeout`] is due. Releases an
+    /// answer held back ([`Answer::RefusedUntil`]); closes the session with BYE past a
+    /// deadline: the login timeout (absolute, before login), a command's time (head start
+    /// plus its bytes at the minimum rate), the inactivity timeout (after login, from the
+    /// end of the last command). No deadline runs while an answer is held back.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.clock = self.clock.max(now);
+        if let Some(delayed) = self.delayed.take() {
+            if now < delayed.until {
+                self.delayed = Some(delayed);
+                return;
+            }
+            // The session waited, not the client: inactivity counts from the answer.
+            self.ready_since = self.clock;
+            let Delayed {
+                tag, task, answer, ..
+            } = *delayed;
+            self.resume(tag, task, answer);
+            self.process();
+            return;
+        }
         match self.deadline() {
             Some(deadline) if now >= deadline => self.bye("Disconnected for inactivity."),
             _ => {}
@@ -377,6 +424,10 @@ impl Session {
                 Mode::Idle(t) | Mode::SaslResponse(t) => t.capacity(),
                 _ => 0,
             }
+            + match &self.delayed {
+                Some(d) => std::mem::size_of::<Delayed>() + d.tag.capacity(),
+                None => 0,
+            }
     }
 
     // ----- internals shared by the command files -----
@@ -403,6 +454,11 @@ impl Session {
         caps
     }
 
+    /// Lifts the command bound from the login one to the full one.
+    pub(crate) fn command_bound_after_login(&mut self) {
+        self.framer.set_max_command(self.config.max_command_bytes);
+    }
+
     pub(crate) fn login_allowed(&self) -> bool {
         self.tls_active || self.config.allow_plaintext_login
     }
@@ -411,6 +467,9 @@ impl Session {
     fn deadline(&self) -> Option<Instant> {
         if self.state == State::Logout || self.pending.is_some() {
             return None;
+        }
+        if let Some(delayed) = &self.delayed {
+            return Some(delayed.until);
         }
         let config = &self.config;
         let deadline = match self.command {
@@ -485,6 +544,7 @@ impl Session {
     pub(crate) fn close(&mut self) {
         self.state = State::Logout;
         self.pending = None;
+        self.delayed = None;
         self.held.release();
         self.input = Vec::new();
         self.framer.reset();
@@ -521,6 +581,7 @@ impl Session {
     /// Consume input while no request is outstanding.
     fn process(&mut self) {
         while self.pending.is_none()
+            && self.delayed.is_none()
             && self.state != State::Logout
             && self.mode != Mode::AwaitingTls
             && !self.input.is_empty()
@@ -531,7 +592,14 @@ impl Session {
                 None => break,
                 Some(Frame::LineTooLong) => {
                     self.command_ended();
-                    let tag = tag_of(self.framer.tag_and_verb().0);
+                    // An overlong AUTHENTICATE response ends the exchange under its tag.
+                    let tag = match std::mem::replace(&mut self.mode, Mode::Commands) {
+                        Mode::SaslResponse(tag) => tag,
+                        other => {
+                            self.mode = other;
+                            tag_of(self.framer.tag_and_verb().0)
+                        }
+                    };
                     self.framer.reset();
                     self.bad(&tag, "[TOOBIG] Command line too long.");
                 }
@@ -573,8 +641,8 @@ impl Session {
             && matches!(self.state, State::Authenticated | State::Selected)
             && self.mode == Mode::Commands;
         let room = self
-            .config
-            .max_command_bytes
+            .framer
+            .max_command()
             .saturating_sub(self.framer.buffered()) as u64;
         let large = is_append && length > 1024 && !self.framer.has_large();
         let limit = if large {

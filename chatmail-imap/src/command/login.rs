@@ -99,6 +99,7 @@ pub(crate) fn login_answered(s: &mut Session, tag: &str, answer: Answer) {
         Answer::Authenticated(address) => {
             s.account = Some(address);
             s.state = State::Authenticated;
+            s.command_bound_after_login();
             // Delta Chat reads the capabilities from this response (no CAPABILITY after).
             let caps = s.capabilities();
             s.ok(tag, &format!("[CAPABILITY {caps}] Logged in"));

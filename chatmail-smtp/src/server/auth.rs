@@ -3,7 +3,10 @@
 //!
 //! The check itself (and account creation on first login, spec 2.2) is the embedder's:
 //! the session emits [`Request::Authenticate`]. Failures are slowed (n-th failure waits n
-//! times [`super::ServerConfig::auth_failure_delay`]) and bounded per connection.
+//! times [`super::ServerConfig::auth_failure_delay`], or until the embedder's
+//! [`AuthAnswer::InvalidUntil`] if later) and bounded per connection. The SASL lines are
+//! bounded by [`super::ServerConfig::max_line_length`] like commands, so no password
+//! longer than about 1.5 KB ever reaches the embedder.
 
 use std::time::Instant;
 
@@ -129,11 +132,15 @@ impl ServerSession {
             AuthAnswer::TemporaryFailure => {
                 self.send_reply(454, "4.7.0 Temporary authentication failure");
             }
-            AuthAnswer::Invalid => {
+            AuthAnswer::Invalid | AuthAnswer::InvalidUntil(_) => {
                 self.auth_failures += 1;
                 let delay = self.config.auth_failure_delay * self.auth_failures;
+                let not_before = match answer {
+                    AuthAnswer::InvalidUntil(at) => at,
+                    _ => now,
+                };
                 self.wait = Wait::Delay {
-                    until: now + delay,
+                    until: (now + delay).max(not_before),
                     reply: reply(535, "5.7.8 Error: authentication failed"),
                     then_close: self.auth_failures >= self.config.max_auth_failures,
                 };

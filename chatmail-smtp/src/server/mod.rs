@@ -231,6 +231,10 @@ pub enum AuthAnswer {
     },
     /// Wrong password, unknown user, or creation refused: `535 5.7.8` after a delay.
     Invalid,
+    /// Like [`AuthAnswer::Invalid`], and the embedder's failed-login limits (shared by
+    /// all sessions) ask that the `535` not go out before this instant. The session holds
+    /// it with its timer ([`ServerSession::poll_timeout`]); nothing blocks meanwhile.
+    InvalidUntil(Instant),
     /// The account store is unavailable: `454 4.7.0`, not counted as a failure.
     TemporaryFailure,
 }

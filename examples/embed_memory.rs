@@ -21,7 +21,7 @@ fn smtp(relay: &Relay, session: &mut ServerSession, input: &str) -> String {
     while let Some(out) = session.poll() {
         match out {
             Output::Send(bytes) => replies.push_str(&String::from_utf8_lossy(&bytes)),
-            Output::Request(request) => block_on(relay.answer_smtp(session, request, false))
+            Output::Request(request) => block_on(relay.answer_smtp(session, request, false, None))
                 .expect("the relay answers each request exactly once"),
             Output::StartTls | Output::Close => {}
         }
@@ -37,7 +37,7 @@ fn imap(relay: &Relay, session: &mut Session, input: &str) -> String {
         match out {
             ImapOut::Send(bytes) => responses.push_str(&String::from_utf8_lossy(&bytes)),
             ImapOut::Request(id, request) => {
-                let answer = block_on(relay.answer_imap(request));
+                let answer = block_on(relay.answer_imap(request, None));
                 session.answer(id, answer).expect("answers match requests");
             }
             ImapOut::StartTls | ImapOut::Close => {}

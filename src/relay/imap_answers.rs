@@ -1,10 +1,12 @@
 //! How [`Relay`] answers the IMAP engine's requests: one storage or account call each.
 
-use super::{unix_now, Relay};
+use super::{unix_now, LoginVerdict, Relay};
 use bytes::Bytes;
 use chatmail_core::account::run_blocking;
 use chatmail_core::store::StoreError;
 use chatmail_imap::{Answer, Refusal, Request};
+use std::net::IpAddr;
+use std::time::Instant;
 
 /// The metadata entry of push device tokens (spec 5.1).
 const DEVICE_TOKEN_ENTRY: &str = "/private/devicetoken";
@@ -14,21 +16,37 @@ const SEARCH_BATCH_BYTES: usize = 16 * 1024 * 1024;
 
 impl Relay {
     /// Performs one request of an IMAP session and returns the answer to hand back with
-    /// [`chatmail_imap::Session::answer`].
-    pub async fn answer_imap(&self, request: Request) -> Answer {
-        match self.imap_request(request).await {
+    /// [`chatmail_imap::Session::answer`]. `peer` is the client's IP for the failed-login
+    /// limits (`None` if unknown).
+    pub async fn answer_imap(&self, request: Request, peer: Option<IpAddr>) -> Answer {
+        match self.imap_request(request, peer).await {
             Ok(answer) => answer,
             Err(e) => Answer::Refused(refusal(e)),
         }
     }
 
-    async fn imap_request(&self, request: Request) -> Result<Answer, StoreError> {
+    async fn imap_request(
+        &self,
+        request: Request,
+        peer: Option<IpAddr>,
+    ) -> Result<Answer, StoreError> {
         let store = &self.store;
         Ok(match request {
             Request::Authenticate { login, password } => {
-                match self.login(&login, &password, true).await {
-                    Ok(Some(address)) => Answer::Authenticated(address),
-                    Ok(None) => Answer::Refused(Refusal::AuthenticationFailed),
+                match self
+                    .authenticate(peer, &login, &password, true, Instant::now())
+                    .await
+                {
+                    Ok(LoginVerdict::LoggedIn(address)) => Answer::Authenticated(address),
+                    Ok(LoginVerdict::Failed { not_before: None }) => {
+                        Answer::Refused(Refusal::AuthenticationFailed)
+                    }
+                    Ok(LoginVerdict::Failed {
+                        not_before: Some(until),
+                    }) => Answer::RefusedUntil {
+                        refusal: Refusal::AuthenticationFailed,
+                        until,
+                    },
                     Err(e) => {
                         tracing::error!(error = %e, "account store failed during IMAP login");
                         Answer::Refused(Refusal::Unavailable)

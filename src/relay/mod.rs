@@ -8,13 +8,20 @@
 //! notification enqueued; remote recipients go to the [`OutboundQueue`].
 //!
 //! Any async runtime can drive it: the methods are `async` and never block, because
-//! password hashing and file-system work go to the [`BlockingExecutor`] the stores were
-//! built with.
+//! file-system work goes to the [`BlockingExecutor`] the stores were built with, and
+//! password hashes to a [`HashingPool`] of their own (bounded: when it is full, a login
+//! gets a temporary failure instead of waiting ahead of the fsyncs of deliveries).
+//!
+//! Logins go through one [`LoginThrottle`] shared by SMTP and IMAP: failures per client
+//! IP and per account earn doubling penalties, and the engines hold the failure answer
+//! until the penalty ends (on their own timers). The client IP is only kept in memory
+//! for that; it is never logged or written.
 
 use bytes::Bytes;
 use chatmail_core::account::{
-    Accounts, BlockingExecutor, DeviceTokenStore, LinuxSystemLimits, LoginOutcome,
-    MaildirAccountStore, MaildirDeviceTokens, MemoryAccountStore, MemoryDeviceTokens, SystemLimits,
+    parse_login, Accounts, Admission, BlockingExecutor, DeviceTokenStore, HashingPool,
+    LinuxSystemLimits, LoginOutcome, LoginThrottle, MaildirAccountStore, MaildirDeviceTokens,
+    MemoryAccountStore, MemoryDeviceTokens, SystemLimits, ThrottleSettings,
 };
 use chatmail_core::budget::MemoryBudget;
 use chatmail_core::config::Config;
@@ -23,8 +30,9 @@ use chatmail_core::{Address, Flags, INBOX};
 use chatmail_imap::SessionConfig;
 use chatmail_policy::{Policy, PolicyConfig, Reply};
 use chatmail_smtp::server::{Role, ServerConfig};
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Where messages for other relays go. The relay hands it every accepted message that
 /// has remote recipients; it must make the message durable before it returns `Ok`.
@@ -106,6 +114,7 @@ pub struct RelayBuilder {
     notifier: Option<Arc<dyn NewMailNotifier>>,
     server_metadata: Option<Arc<dyn ServerMetadata>>,
     nocreate_path: Option<std::path::PathBuf>,
+    hashing_pool: Option<Arc<HashingPool>>,
 }
 
 impl RelayBuilder {
@@ -152,6 +161,13 @@ impl RelayBuilder {
         self
     }
 
+    /// Where password hashes run (default: a pool of `password_hash_threads` threads
+    /// with `password_hash_queue` places, made for this relay).
+    pub fn hashing_pool(mut self, pool: Arc<HashingPool>) -> Self {
+        self.hashing_pool = Some(pool);
+        self
+    }
+
     /// Builds the relay; fails if the maildir store cannot create its root directory.
     pub fn build(self) -> Result<Relay, StoreError> {
         let config = self.config;
@@ -182,13 +198,18 @@ impl RelayBuilder {
             Backend::Memory => None,
         };
         let limits = self.limits.unwrap_or_else(|| Arc::new(LinuxSystemLimits));
-        let mut accounts = Accounts::new(config.clone(), accounts_store, limits, executor.clone());
+        let pool = self
+            .hashing_pool
+            .unwrap_or_else(|| Arc::new(HashingPool::from_config(&config)));
+        let mut accounts = Accounts::new(config.clone(), accounts_store, limits, executor.clone())
+            .with_hashing_pool(pool);
         if let Some(path) = self.nocreate_path {
             accounts = accounts.with_nocreate_path(path);
         }
         Ok(Relay {
             address_domain: config.address_domain(),
             message_budget: MemoryBudget::new(config.max_message_memory_bytes()),
+            throttle: LoginThrottle::new(ThrottleSettings::from_config(&config)),
             policy: Arc::new(Policy::new(PolicyConfig::from(&config))),
             config: Arc::new(config),
             accounts: Arc::new(accounts),
@@ -209,6 +230,8 @@ pub struct Relay {
     config: Arc<Config>,
     policy: Arc<Policy>,
     accounts: Arc<Accounts>,
+    /// Failed logins per client IP and per account, shared by SMTP and IMAP.
+    throttle: LoginThrottle,
     tokens: Arc<dyn DeviceTokenStore>,
     store: Arc<dyn MailStore>,
     outbound: Arc<dyn OutboundQueue>,
@@ -223,6 +246,19 @@ pub struct Relay {
     address_domain: String,
     /// `max_message_memory`: message bytes all sessions together hold while receiving.
     message_budget: Arc<MemoryBudget>,
+}
+
+/// The outcome of [`Relay::authenticate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginVerdict {
+    /// Logged in as this account.
+    LoggedIn(Address),
+    /// Authentication failed (wrong password, unknown name, creation refused, or a
+    /// failed-login penalty in force).
+    Failed {
+        /// Answer not before this instant (a failed-login penalty); `None`: at once.
+        not_before: Option<Instant>,
+    },
 }
 
 /// Seconds since the Unix epoch.
@@ -245,6 +281,7 @@ impl Relay {
             notifier: None,
             server_metadata: None,
             nocreate_path: None,
+            hashing_pool: None,
         }
     }
 
@@ -292,6 +329,11 @@ impl Relay {
         &self.accounts
     }
 
+    /// The failed-login limits every SMTP and IMAP login goes through.
+    pub fn login_throttle(&self) -> &LoginThrottle {
+        &self.throttle
+    }
+
     /// The device tokens of push notifications.
     pub fn device_tokens(&self) -> &Arc<dyn DeviceTokenStore> {
         &self.tokens
@@ -302,30 +344,66 @@ impl Relay {
         self.store.subscribe(account)
     }
 
-    /// Checks a login (SMTP AUTH, IMAP LOGIN/AUTHENTICATE), creating the account on first
-    /// login (spec 2.2). `Ok(None)`: refused. `imap` logins record the last-login day
-    /// (the reference records IMAP logins only, spec 2.7).
+    /// Checks a login (SMTP AUTH, IMAP LOGIN/AUTHENTICATE) from a client at `peer`
+    /// (`None` if unknown: then only the per-account limits apply) at `now`, creating the
+    /// account on first login (spec 2.2). `imap` logins record the last-login day (the
+    /// reference records IMAP logins only, spec 2.7).
+    ///
+    /// The [`LoginThrottle`] decides first: during a penalty the password is not checked
+    /// at all. A failure tells when it may be answered. `Err` is a temporary failure
+    /// (storage, a full hashing pool): answer SMTP `454 4.7.0`, IMAP `NO [UNAVAILABLE]`.
+    pub async fn authenticate(
+        &self,
+        peer: Option<IpAddr>,
+        login: &str,
+        password: &str,
+        imap: bool,
+        now: Instant,
+    ) -> Result<LoginVerdict, chatmail_core::account::AccountError> {
+        let account = parse_login(&self.config, login).ok();
+        if let Admission::Refuse { until } = self.throttle.admit(peer, account.as_ref(), now) {
+            tracing::debug!("login refused without a check: failed-login penalty");
+            return Ok(LoginVerdict::Failed {
+                not_before: Some(until),
+            });
+        }
+        let unix = unix_now();
+        match self.accounts.login(login, password, unix).await? {
+            LoginOutcome::LoggedIn { address, .. } => {
+                self.throttle.succeeded(&address);
+                if imap {
+                    if let Err(e) = self.accounts.record_imap_login(&address, unix).await {
+                        tracing::warn!(error = %e, "could not record last login");
+                    }
+                }
+                Ok(LoginVerdict::LoggedIn(address))
+            }
+            LoginOutcome::Refused(reason) => {
+                tracing::debug!(%reason, "login refused");
+                // Only a wrong password guesses at an account; any failure counts for the IP.
+                let guessed = account.as_ref().filter(|_| reason.is_wrong_password());
+                let not_before = self.throttle.failed(peer, guessed, now);
+                Ok(LoginVerdict::Failed { not_before })
+            }
+        }
+    }
+
+    /// [`Relay::authenticate`] without a client IP, now: `Ok(None)` is a failed login.
     pub async fn login(
         &self,
         login: &str,
         password: &str,
         imap: bool,
     ) -> Result<Option<Address>, chatmail_core::account::AccountError> {
-        let now = unix_now();
-        match self.accounts.login(login, password, now).await? {
-            LoginOutcome::LoggedIn { address, .. } => {
-                if imap {
-                    if let Err(e) = self.accounts.record_imap_login(&address, now).await {
-                        tracing::warn!(error = %e, "could not record last login");
-                    }
-                }
-                Ok(Some(address))
-            }
-            LoginOutcome::Refused(reason) => {
-                tracing::debug!(%reason, "login refused");
-                Ok(None)
-            }
-        }
+        Ok(
+            match self
+                .authenticate(None, login, password, imap, Instant::now())
+                .await?
+            {
+                LoginVerdict::LoggedIn(address) => Some(address),
+                LoginVerdict::Failed { .. } => None,
+            },
+        )
     }
 
     /// Whether `address` is an address of this relay.

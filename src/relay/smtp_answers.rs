@@ -1,6 +1,6 @@
 //! How [`Relay`] answers the SMTP engine's requests: logins, recipients, deliveries.
 
-use super::{unix_now, Relay};
+use super::{unix_now, LoginVerdict, Relay};
 use bytes::Bytes;
 use chatmail_core::{Address, Flags, INBOX};
 use chatmail_policy::Reply;
@@ -8,11 +8,13 @@ use chatmail_smtp::policy::Direction;
 use chatmail_smtp::server::{
     AnswerError, AuthAnswer, Delivery, DeliveryAnswer, RecipientAnswer, Request, ServerSession,
 };
+use std::net::IpAddr;
 use std::time::Instant;
 
 impl Relay {
     /// Performs one request of an SMTP session and hands the answer back to it. `lmtp`
-    /// says whether the session speaks LMTP (one reply per recipient).
+    /// says whether the session speaks LMTP (one reply per recipient); `peer` is the
+    /// client's IP for the failed-login limits (`None` if unknown).
     ///
     /// An `Err` means the session was not waiting for this answer: a bug in the driver,
     /// never the peer's doing.
@@ -21,6 +23,7 @@ impl Relay {
         session: &mut ServerSession,
         request: Request,
         lmtp: bool,
+        peer: Option<IpAddr>,
     ) -> Result<(), AnswerError> {
         match request {
             Request::Authenticate {
@@ -28,7 +31,9 @@ impl Relay {
                 login,
                 password,
             } => {
-                let answer = self.answer_smtp_auth(&login, &password).await;
+                let answer = self
+                    .answer_smtp_auth(peer, &login, &password, Instant::now())
+                    .await;
                 session.answer_auth(id, answer, Instant::now())
             }
             Request::Recipient { id, address } => {
@@ -42,13 +47,23 @@ impl Relay {
         }
     }
 
-    /// Answers an SMTP AUTH: check or create the account (spec 2.2).
-    pub async fn answer_smtp_auth(&self, login: &str, password: &str) -> AuthAnswer {
-        match self.login(login, password, false).await {
-            Ok(Some(user)) => AuthAnswer::Success {
+    /// Answers an SMTP AUTH from `peer` at `now`: check or create the account (spec 2.2)
+    /// within the failed-login limits.
+    pub async fn answer_smtp_auth(
+        &self,
+        peer: Option<IpAddr>,
+        login: &str,
+        password: &str,
+        now: Instant,
+    ) -> AuthAnswer {
+        match self.authenticate(peer, login, password, false, now).await {
+            Ok(LoginVerdict::LoggedIn(user)) => AuthAnswer::Success {
                 user: user.as_str().to_string(),
             },
-            Ok(None) => AuthAnswer::Invalid,
+            Ok(LoginVerdict::Failed { not_before: None }) => AuthAnswer::Invalid,
+            Ok(LoginVerdict::Failed {
+                not_before: Some(until),
+            }) => AuthAnswer::InvalidUntil(until),
             Err(e) => {
                 tracing::error!(error = %e, "account store failed during SMTP AUTH");
                 AuthAnswer::TemporaryFailure

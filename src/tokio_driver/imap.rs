@@ -8,6 +8,7 @@ use crate::Relay;
 use chatmail_core::store::ChangeSubscription;
 use chatmail_core::Change;
 use chatmail_imap::{Output, Session, SessionConfig, State};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
@@ -19,11 +20,13 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Guard for a session without a deadline of its own.
 const MAX_WAIT: Duration = Duration::from_secs(600);
 
-/// Serves one IMAP connection until LOGOUT, BYE, the peer leaving, or shutdown (then
+/// Serves one IMAP connection from `peer` until LOGOUT, BYE, the peer leaving, or shutdown (then
 /// the client gets `* BYE`). The engine decides every deadline of the dialogue (and
-/// says `* BYE`); the driver bounds the STARTTLS handshake and each write.
+/// says `* BYE`); the driver bounds the STARTTLS handshake and each write. The IP only
+/// feeds the failed-login limits.
 pub(crate) async fn serve_connection(
     relay: Arc<Relay>,
+    peer: IpAddr,
     config: Arc<SessionConfig>,
     mut conn: Connection,
     acceptor: Option<TlsAcceptor>,
@@ -49,7 +52,7 @@ pub(crate) async fn serve_connection(
                     }
                 }
                 Output::Request(id, request) => {
-                    let answer = relay.answer_imap(request).await;
+                    let answer = relay.answer_imap(request, Some(peer)).await;
                     if let Err(e) = session.answer(id, answer) {
                         tracing::error!(error = %e, "IMAP answer rejected by the session");
                     }

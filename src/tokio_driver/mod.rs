@@ -52,8 +52,9 @@ use tokio_rustls::TlsAcceptor;
 /// How long shutdown waits for open connections (and their in-flight deliveries).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-/// A [`BlockingExecutor`] that runs jobs with `tokio::task::spawn_blocking`, so password
-/// hashes and fsyncs never block the runtime's workers. Call it inside a runtime.
+/// A [`BlockingExecutor`] that runs jobs with `tokio::task::spawn_blocking`, so fsyncs
+/// never block the runtime's workers (password hashes run on the relay's own hashing
+/// pool). Call it inside a runtime.
 pub fn blocking_executor() -> Arc<dyn BlockingExecutor> {
     Arc::new(TokioBlocking)
 }
@@ -268,7 +269,7 @@ impl Server {
                     };
                     let smtp_config = Arc::new(relay.smtp_config(role));
                     let limit = ConnectionLimit::new(smtp_limit, smtp_per_ip);
-                    tokio::spawn(accept_loop(listener, limit, stop, move |tcp, _peer| {
+                    tokio::spawn(accept_loop(listener, limit, stop, move |tcp, peer| {
                         let (relay, smtp_config, acceptor) =
                             (relay.clone(), smtp_config.clone(), acceptor.clone());
                         let (stop, guard) = (ShutdownSignal(stop_rx.clone()), inflight.enter());
@@ -279,8 +280,15 @@ impl Server {
                             let Some(conn) = Connection::open(tcp, implicit, timeouts).await else {
                                 return;
                             };
-                            smtp::serve_connection(relay, smtp_config, conn, Some(acceptor), stop)
-                                .await
+                            smtp::serve_connection(
+                                relay,
+                                peer.ip(),
+                                smtp_config,
+                                conn,
+                                Some(acceptor),
+                                stop,
+                            )
+                            .await
                         }
                     }))
                 }
@@ -289,7 +297,7 @@ impl Server {
                     let acceptor = client_acceptor.clone();
                     let imap_config = Arc::new(relay.imap_config(implicit));
                     let limit = imap_limit.clone();
-                    tokio::spawn(accept_loop(listener, limit, stop, move |tcp, _peer| {
+                    tokio::spawn(accept_loop(listener, limit, stop, move |tcp, peer| {
                         let (relay, acceptor) = (relay.clone(), acceptor.clone());
                         let imap_config = imap_config.clone();
                         let (stop, guard) = (ShutdownSignal(stop_rx.clone()), inflight.enter());
@@ -300,8 +308,15 @@ impl Server {
                             let Some(conn) = Connection::open(tcp, implicit, timeouts).await else {
                                 return;
                             };
-                            imap::serve_connection(relay, imap_config, conn, Some(acceptor), stop)
-                                .await
+                            imap::serve_connection(
+                                relay,
+                                peer.ip(),
+                                imap_config,
+                                conn,
+                                Some(acceptor),
+                                stop,
+                            )
+                            .await
                         }
                     }))
                 }

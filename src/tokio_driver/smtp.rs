@@ -6,6 +6,7 @@ use super::ShutdownSignal;
 use crate::Relay;
 use chatmail_core::config::Timeouts;
 use chatmail_smtp::server::{Output, Role, ServerConfig, ServerSession, Transport};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
@@ -18,12 +19,13 @@ const READ_CHUNK: usize = 16 * 1024;
 /// (the engine always gives one; this only guards against a session that has none).
 const MAX_WAIT: Duration = Duration::from_secs(600);
 
-/// Serves one SMTP connection until the session closes, the peer goes away, or the
+/// Serves one SMTP connection from `peer` until the session closes, the peer goes away, or the
 /// relay shuts down (then the peer gets `421`). The engine decides every deadline of
 /// the dialogue (and says `421 4.4.2`); the driver bounds the STARTTLS handshake and
-/// each write.
+/// each write. The IP only feeds the failed-login limits.
 pub(crate) async fn serve_connection(
     relay: Arc<Relay>,
+    peer: IpAddr,
     config: Arc<ServerConfig>,
     mut conn: Connection,
     acceptor: Option<TlsAcceptor>,
@@ -51,7 +53,10 @@ pub(crate) async fn serve_connection(
                     {
                         return;
                     }
-                    if let Err(e) = relay.answer_smtp(&mut session, request, lmtp).await {
+                    if let Err(e) = relay
+                        .answer_smtp(&mut session, request, lmtp, Some(peer))
+                        .await
+                    {
                         // A mismatch between this driver and the engine: a bug, not the peer's.
                         tracing::error!(error = %e, "SMTP answer rejected by the session");
                     }

@@ -145,51 +145,6 @@ fn overlong_passwords_are_refused_without_hashing() {
     }
 }
 
-/// A full hashing pool fails the login with a temporary error (not "wrong password"),
-/// at once, without queueing beyond its bound.
-#[test]
-fn a_full_hashing_pool_is_a_temporary_failure() {
-    let fx = Fixture::new();
-    for (name, store) in fx.stores() {
-        let pool = Arc::new(HashingPool::new(1, 1));
-        let accounts = fx
-            .accounts(store.clone(), FixedSystemLimits::plenty())
-            .with_hashing_pool(pool.clone());
-        let user = "abcdefghi@chat.example.org";
-        assert!(created(&login(&accounts, user, "password123")), "{name}");
-        let (started_tx, started_rx) = std::sync::mpsc::channel();
-        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-        pool.try_spawn(Box::new(move || {
-            started_tx.send(()).unwrap();
-            let _ = release_rx.recv();
-        }))
-        .unwrap();
-        started_rx.recv().unwrap();
-        pool.try_spawn(Box::new(|| {})).unwrap();
-        for pw in ["password123", "wrong-password"] {
-            let out = block_on(accounts.login(user, pw, NOW));
-            assert!(
-                matches!(out, Err(AccountError::HashingBusy(PoolBusy))),
-                "{name}: {out:?}"
-            );
-        }
-        let out = block_on(accounts.login("newuser12@chat.example.org", "password123", NOW));
-        assert!(
-            matches!(out, Err(AccountError::HashingBusy(_))),
-            "{name}: {out:?}"
-        );
-        release_tx.send(()).unwrap();
-        // Once the pool has room again, logins work.
-        let mut out = block_on(accounts.login(user, "password123", NOW));
-        while matches!(out, Err(AccountError::HashingBusy(_))) {
-            std::thread::yield_now();
-            out = block_on(accounts.login(user, "password123", NOW));
-        }
-        assert!(logged_in(&out.unwrap()), "{name}");
-        assert_eq!(block_on(store.list()).unwrap(), vec![addr(user)], "{name}");
-    }
-}
-
 #[test]
 fn refused_first_logins_create_nothing() {
     let fx = Fixture::new();

@@ -47,10 +47,24 @@ where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
+    let (job, rx) = job_with_reply(f);
+    executor.spawn_blocking(job);
+    rx.await.map_err(|_| AccountError::ExecutorGone)
+}
+
+/// Wraps `f` into a job that sends its result to the returned receiver (which reports
+/// an error if the job is dropped without running).
+pub(crate) fn job_with_reply<T, F>(
+    f: F,
+) -> (Box<dyn FnOnce() + Send + 'static>, oneshot::Receiver<T>)
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
     let (tx, rx) = oneshot::channel();
-    executor.spawn_blocking(Box::new(move || {
+    let job = Box::new(move || {
         // The receiver may be gone if the login was abandoned; nothing to report then.
         let _ = tx.send(f());
-    }));
-    rx.await.map_err(|_| AccountError::ExecutorGone)
+    });
+    (job, rx)
 }

@@ -13,8 +13,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
-use futures::channel::oneshot;
-
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
 /// Every thread and queue place of the pool is taken; try again later.
@@ -97,11 +95,8 @@ impl HashingPool {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        let (tx, rx) = oneshot::channel();
-        self.try_spawn(Box::new(move || {
-            // The login may have been abandoned; nobody to tell then.
-            let _ = tx.send(f());
-        }))?;
+        let (job, rx) = super::executor::job_with_reply(f);
+        self.try_spawn(job)?;
         rx.await.map_err(|_| PoolBusy)
     }
 

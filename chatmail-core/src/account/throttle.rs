@@ -72,7 +72,7 @@ pub struct ThrottleSettings {
 
 impl ThrottleSettings {
     /// The settings of `config` (`login_*` keys), first penalty 1 s, 65536 entries per map
-    /// (a few MB at most).
+    /// (the IP map stays under 10 MB; the account map holds only accounts that exist).
     pub fn from_config(config: &Config) -> Self {
         ThrottleSettings {
             free_failures_per_ip: config.login_free_failures_per_ip,

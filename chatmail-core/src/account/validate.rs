@@ -22,8 +22,8 @@ use super::limits::LimitRefusal;
 ///
 /// Why a bound at all: SHA-crypt (spec 2.1, `{SHA512-CRYPT}`) hashes the password once per
 /// byte of it before its 5000 rounds, so its cost grows with the square of the length: a
-/// 64 KB password costs about 20 s of CPU, a 256-byte one about as much as a 12-byte one
-/// (see BENCHMARKS.md, "Password hashing: a 64 KB password").
+/// 64 KB password costs 15 to 20 s of CPU, a 256-byte one a few milliseconds (about four
+/// times a 12-byte one; see BENCHMARKS.md, "Password hashing: a 64 KB password").
 ///
 /// Why 256: `/new` hands out `password_min_length + 3` (12) characters (spec 2.6), and
 /// Delta Chat uses those; a person types far fewer than 256; password managers generate at

@@ -85,7 +85,11 @@ fn main() {
     for (what, password, expect_login) in [
         ("right 12-byte password", PASSWORD.to_string(), true),
         ("wrong 12-byte password", "p".repeat(12), false),
-        ("wrong 256-byte password (longest allowed)", "p".repeat(256), false),
+        (
+            "wrong 256-byte password (longest allowed)",
+            "p".repeat(256),
+            false,
+        ),
         ("wrong 16 KB password", "p".repeat(16 * 1024), false),
         ("wrong 64 KB password", "p".repeat(64 * 1024), false),
     ] {

@@ -208,19 +208,35 @@ fn failed_logins_from_one_ip_get_doubling_penalties_without_hashing() {
     let relay = relay();
     let peer = ip("192.0.2.9");
     let start = Instant::now();
+    // What costs no hash and guesses nothing does not count: unknown or invalid names,
+    // refused creations, over-long passwords (a shared IP's clients are not punished for
+    // each other's typos).
+    for i in 0..50 {
+        for (user, password) in [
+            (
+                format!("newuser{i:02}@chat.example.org"),
+                "short".to_string(),
+            ),
+            (format!("user{i}@other.example"), PASSWORD.to_string()),
+            (USER.to_string(), "p".repeat(MAX_PASSWORD_LEN + 1)),
+        ] {
+            let v = block_on(relay.authenticate(peer, &user, &password, false, start));
+            assert_eq!(v.unwrap(), LoginVerdict::Failed { not_before: None });
+        }
+    }
+    assert_eq!(relay.login_throttle().tracked(), (0, 0));
+    // Wrong passwords do: one hash each, then doubling penalties.
     let mut now = start;
     let mut delays = Vec::new();
-    for i in 0..9 {
+    for _ in 0..9 {
         let before = hashes(&relay);
-        // Different accounts: only the per-IP limit is at work.
-        let user = format!("wrongpw{i:02}@chat.example.org");
-        let verdict = block_on(relay.authenticate(peer, &user, "short", false, now)).unwrap();
-        let LoginVerdict::Failed { not_before } = verdict else {
+        let verdict = block_on(relay.authenticate(peer, USER, "wrong-password", false, now));
+        let Ok(LoginVerdict::Failed { not_before }) = verdict else {
             panic!("{verdict:?}")
         };
+        assert_eq!(hashes(&relay), before + 1);
         let delay = not_before.map_or(Duration::ZERO, |t| t - now);
         delays.push(delay.as_secs());
-        assert_eq!(hashes(&relay), before, "creation refused before hashing");
         // During the penalty even the right password is refused, unchecked.
         if let Some(until) = not_before {
             let before = hashes(&relay);

@@ -81,7 +81,7 @@ fn talk(relay: &Relay, session: &mut ServerSession, input: &[u8], lmtp: bool) ->
         match out {
             Output::Send(bytes) => replies.push_str(&String::from_utf8_lossy(&bytes)),
             Output::Request(request) => {
-                block_on(relay.answer_smtp(session, request, lmtp)).expect("answered once")
+                block_on(relay.answer_smtp(session, request, lmtp, None)).expect("answered once")
             }
             Output::StartTls | Output::Close => {}
         }

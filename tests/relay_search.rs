@@ -28,7 +28,7 @@ fn imap(relay: &Relay, session: &mut Session, input: &str) -> String {
         match out {
             Output::Send(bytes) => responses.push_str(&String::from_utf8_lossy(&bytes)),
             Output::Request(id, request) => {
-                let answer = block_on(relay.answer_imap(request));
+                let answer = block_on(relay.answer_imap(request, None));
                 session.answer(id, answer).expect("answers match requests");
             }
             Output::StartTls | Output::Close => {}

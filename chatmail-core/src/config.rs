@@ -94,13 +94,14 @@ pub struct Config {
     pub username_max_length: usize,
     /// `password_min_length` (9).
     pub password_min_length: usize,
-    /// `login_free_failures_per_ip` (10; this project's key): failed logins (IMAP LOGIN
-    /// and AUTHENTICATE, SMTP AUTH) a client IP (an IPv6 /64) may have before each further
-    /// failure earns it a doubling penalty. Failures are kept in memory only.
+    /// `login_free_failures_per_ip` (10; this project's key): wrong passwords for
+    /// existing accounts (IMAP LOGIN and AUTHENTICATE, SMTP AUTH) a client IP (an IPv6
+    /// /64) may give before each further one earns it a doubling penalty. Unknown names
+    /// and refused creations cost no hash and do not count. Kept in memory only.
     pub login_free_failures_per_ip: u32,
-    /// `login_free_failures_per_account` (10; this project's key): failed logins of one
-    /// existing account before each further failure earns the account a doubling penalty.
-    /// A successful login clears the account's count.
+    /// `login_free_failures_per_account` (10; this project's key): wrong passwords for one
+    /// existing account before each further one earns the account a doubling penalty. A
+    /// successful login clears the account's count.
     pub login_free_failures_per_account: u32,
     /// `login_max_delay_per_ip` in seconds (60; this project's key): the longest penalty
     /// of a client IP. During its penalty an IP's logins are refused without a password

@@ -350,7 +350,8 @@ impl Relay {
     /// reference records IMAP logins only, spec 2.7).
     ///
     /// The [`LoginThrottle`] decides first: during a penalty the password is not checked
-    /// at all. A failure tells when it may be answered. `Err` is a temporary failure
+    /// at all. A wrong password for an existing account counts against the IP and the
+    /// account; a failure tells when it may be answered. `Err` is a temporary failure
     /// (storage, a full hashing pool): answer SMTP `454 4.7.0`, IMAP `NO [UNAVAILABLE]`.
     pub async fn authenticate(
         &self,
@@ -380,9 +381,16 @@ impl Relay {
             }
             LoginOutcome::Refused(reason) => {
                 tracing::debug!(%reason, "login refused");
-                // Only a wrong password guesses at an account; any failure counts for the IP.
-                let guessed = account.as_ref().filter(|_| reason.is_wrong_password());
-                let not_before = self.throttle.failed(peer, guessed, now);
+                // Only a wrong password for an existing account costs a hash and guesses
+                // at something. Unknown names, refused creations and over-long passwords
+                // cost nothing: counting them would only punish the clients behind a
+                // shared IP for each other's typos.
+                let not_before = match &account {
+                    Some(account) if reason.is_wrong_password() => {
+                        self.throttle.failed(peer, Some(account), now)
+                    }
+                    _ => None,
+                };
                 Ok(LoginVerdict::Failed { not_before })
             }
         }

@@ -1,7 +1,8 @@
 //! Failed-login limits per client IP and per account, with doubling penalties.
 //!
 //! A password check costs milliseconds of CPU, and a patient guesser may try forever; so
-//! after some free failures every further failure earns a penalty that doubles, from
+//! after some free failures (wrong passwords for existing accounts: the caller decides
+//! what counts) every further failure earns a penalty that doubles, from
 //! [`ThrottleSettings::first_delay`] up to a cap. [`LoginThrottle`] decides, before a
 //! password is checked, whether it may be checked at all ([`LoginThrottle::admit`]), and
 //! after a failure, when the failure may be answered ([`LoginThrottle::failed`]). It owns

@@ -138,7 +138,7 @@ impl<'a> Imap<'a> {
     }
 
     fn send(&mut self, input: &str) -> String {
-        self.session.feed(input.as_bytes());
+        self.session.feed(input.as_bytes(), Instant::now());
         self.drain()
     }
 

@@ -20,10 +20,10 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Guard for a session without a deadline of its own.
 const MAX_WAIT: Duration = Duration::from_secs(600);
 
-/// Serves one IMAP connection from `peer` until LOGOUT, BYE, the peer leaving, or shutdown (then
-/// the client gets `* BYE`). The engine decides every deadline of the dialogue (and
-/// says `* BYE`); the driver bounds the STARTTLS handshake and each write. The IP only
-/// feeds the failed-login limits.
+/// Serves one IMAP connection from `peer` until LOGOUT, BYE, the peer leaving, or
+/// shutdown (then the client gets `* BYE`). The engine decides every deadline of the
+/// dialogue (and says `* BYE`); the driver bounds the STARTTLS handshake and each write.
+/// The IP only feeds the failed-login limits.
 pub(crate) async fn serve_connection(
     relay: Arc<Relay>,
     peer: IpAddr,

@@ -19,9 +19,9 @@ const READ_CHUNK: usize = 16 * 1024;
 /// (the engine always gives one; this only guards against a session that has none).
 const MAX_WAIT: Duration = Duration::from_secs(600);
 
-/// Serves one SMTP connection from `peer` until the session closes, the peer goes away, or the
-/// relay shuts down (then the peer gets `421`). The engine decides every deadline of
-/// the dialogue (and says `421 4.4.2`); the driver bounds the STARTTLS handshake and
+/// Serves one SMTP connection from `peer` until the session closes, the peer goes away,
+/// or the relay shuts down (then the peer gets `421`). The engine decides every deadline
+/// of the dialogue (and says `421 4.4.2`); the driver bounds the STARTTLS handshake and
 /// each write. The IP only feeds the failed-login limits.
 pub(crate) async fn serve_connection(
     relay: Arc<Relay>,

@@ -345,8 +345,12 @@ impl Session {
                 self.delayed = Some(delayed);
                 return;
             }
-            // The session waited, not the client: inactivity counts from the answer.
+            // The session waited, not the client: inactivity, and the time of a command
+            // pipelined meanwhile, count from the answer.
             self.ready_since = self.clock;
+            if let Some((start, _)) = &mut self.command {
+                *start = self.clock;
+            }
             let Delayed {
                 tag, task, answer, ..
             } = *delayed;

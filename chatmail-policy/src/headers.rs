@@ -315,28 +315,6 @@ impl<'a> ContentType<'a> {
     }
 }
 
-/// Skips a comment starting at `s[0] == b'('`, nesting and escapes included; an
-/// unterminated comment runs to the end.
-pub(crate) fn skip_comment(s: &[u8]) -> &[u8] {
-    let mut depth = 0usize;
-    let mut i = 0;
-    while i < s.len() {
-        match s[i] {
-            b'\\' => i += 1,
-            b'(' => depth += 1,
-            b')' => {
-                depth -= 1;
-                if depth == 0 {
-                    return &s[i + 1..];
-                }
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    &s[s.len()..]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

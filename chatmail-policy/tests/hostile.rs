@@ -306,6 +306,28 @@ fn cases() -> Vec<Case> {
             with(&format!("From: <{ALICE}>"), &format!("From: <@r.example:{ALICE}>")),
             PARSE,
         ),
+        // Found by fuzz/policy_differential in CI: a group around the address, 8-bit
+        // bytes and a malformed encoded word made mailparse read another address.
+        case(
+            "group syntax around the From address",
+            with(&format!("From: <{ALICE}>"), &format!("From: x: <{ALICE}>;")),
+            PARSE,
+        ),
+        case(
+            "two From mailboxes",
+            with(&format!("From: <{ALICE}>"), &format!("From: <{ALICE}>, <{BOB}>")),
+            PARSE,
+        ),
+        case(
+            "comment after the From address",
+            with(&format!("From: <{ALICE}>"), &format!("From: <{ALICE}> (x)")),
+            PARSE,
+        ),
+        case(
+            "display name with an encoded word",
+            with(&format!("From: <{ALICE}>"), &format!("From: =?utf-8?q?A=C3=A4?= <{ALICE}>")),
+            Accept,
+        ),
         case("no From field", with(&format!("From: <{ALICE}>\r\n"), ""), PARSE),
         case("empty message", "", PARSE),
         case("body only", format!("\r\n{}", pgp_body()), PARSE),

@@ -330,6 +330,11 @@ impl Server {
         for task in &tasks {
             task.abort();
         }
+        // An aborted task is dropped (and its listener closed) on its worker some time
+        // later; wait for that, so that no listener accepts once shutdown goes on.
+        for task in tasks {
+            let _ = task.await;
+        }
         let wait_idle = async {
             loop {
                 let notified = inflight.idle.notified();

@@ -18,27 +18,111 @@ pub(crate) fn first_address(value: &[u8]) -> Option<Cow<'_, [u8]>> {
     if !value.contains(&b'<') {
         return plain(value);
     }
-    let mut i = 0;
-    while i < value.len() {
-        match value[i] {
-            b'"' => {
-                let end = skip_quoted(value, i);
-                if end > value.len() || value[i..end].contains(&b'\\') {
-                    return None;
-                }
-                i = end;
-            }
-            b'<' => break,
-            b'(' | b')' | b',' | b';' | b':' | b'>' | b'\\' | b'[' | b']' | b'@' => return None,
-            _ => i += 1,
+    // The `<` that opens the address: the first outside a quoted string (quoted strings
+    // hold no backslash, or the display name is refused below).
+    let mut in_quote = false;
+    let mut open = 0;
+    loop {
+        match *value.get(open)? {
+            b'"' => in_quote = !in_quote,
+            b'<' if !in_quote => break,
+            _ => {}
         }
+        open += 1;
     }
-    let rest = value.get(i + 1..)?;
+    if !display_name_ok(&value[..open]) {
+        return None;
+    }
+    let rest = &value[open + 1..];
     let close = rest.iter().position(|&b| b == b'>')?;
     if close + 1 != rest.len() {
         return None; // text after the address: another mailbox, a comment, ...
     }
     plain(&rest[..close])
+}
+
+/// A display name in the form every reader tokenizes alike: valid UTF-8 (`mailparse`
+/// falls back to Latin-1 otherwise), whitespace-separated words of RFC 5322 `atext` and
+/// dots, well-formed encoded words made of safe characters, and quoted strings without
+/// backslashes, line breaks or encoded words. Anything else — specials, comments, an
+/// encoded word that could swallow a quote or a `<` — is refused.
+fn display_name_ok(name: &[u8]) -> bool {
+    if std::str::from_utf8(name).is_err() {
+        return false;
+    }
+    let has_encoded_word_start = |s: &[u8]| s.windows(2).any(|w| w == b"=?");
+    let mut i = 0;
+    while i < name.len() {
+        match name[i] {
+            b' ' | b'\t' | b'\r' | b'\n' => i += 1,
+            b'"' => {
+                let Some(len) = name[i + 1..].iter().position(|&c| c == b'"') else {
+                    return false;
+                };
+                let inner = &name[i + 1..i + 1 + len];
+                if inner.iter().any(|&c| matches!(c, b'\\' | b'\r' | b'\n'))
+                    || has_encoded_word_start(inner)
+                {
+                    return false;
+                }
+                i += len + 2;
+            }
+            _ => {
+                let end = name[i..]
+                    .iter()
+                    .position(|&c| matches!(c, b' ' | b'\t' | b'\r' | b'\n' | b'"'))
+                    .map_or(name.len(), |p| i + p);
+                let word = &name[i..end];
+                let ok = if word.starts_with(b"=?") {
+                    is_encoded_word(word)
+                } else {
+                    !has_encoded_word_start(word)
+                        && word.iter().all(|&c| c >= 0x80 || ATEXT_OR_DOT[c as usize])
+                };
+                if !ok {
+                    return false;
+                }
+                i = end;
+            }
+        }
+    }
+    true
+}
+
+/// RFC 5322 `atext`, and the dot of `obs-phrase`.
+const ATEXT_OR_DOT: [bool; 256] = {
+    let mut t = crate::headers::byte_set(b"!#$%&'*+-/=?^_`{|}~.");
+    let mut c = 0;
+    while c < 128 {
+        if (c as u8).is_ascii_alphanumeric() {
+            t[c] = true;
+        }
+        c += 1;
+    }
+    t
+};
+
+/// `=?charset?B|Q?text?=` with a plain charset and text of letters, digits and
+/// `!*+-/=_.,%` only (RFC 2047; nothing a parser could take for structure).
+fn is_encoded_word(word: &[u8]) -> bool {
+    let Some(inner) = word.strip_prefix(b"=?").and_then(|w| w.strip_suffix(b"?=")) else {
+        return false;
+    };
+    let mut fields = inner.split(|&c| c == b'?');
+    let (Some(charset), Some(encoding), Some(text), None) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    else {
+        return false;
+    };
+    !charset.is_empty()
+        && charset
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_'))
+        && matches!(encoding, b"B" | b"b" | b"Q" | b"q")
+        && !text.is_empty()
+        && text
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"!*+-/=_.,%".contains(c))
 }
 
 /// `addr` when it is `local@domain` with no byte that address parsers treat specially
@@ -49,23 +133,10 @@ fn plain(addr: &[u8]) -> Option<Cow<'_, [u8]>> {
     let at = addr.iter().position(|&b| b == b'@')?;
     let ok = at > 0
         && at + 1 < addr.len()
+        && std::str::from_utf8(addr).is_ok()
         && !addr[at + 1..].contains(&b'@')
         && !addr.iter().any(|&b| special(b) || is_ws(b));
     ok.then_some(Cow::Borrowed(addr))
-}
-
-/// Index just past the quoted string that starts at `value[i] == b'"'`; past the end
-/// (`value.len() + 1`) when it is not closed.
-fn skip_quoted(value: &[u8], mut i: usize) -> usize {
-    i += 1;
-    while i < value.len() {
-        match value[i] {
-            b'\\' => i += 2,
-            b'"' => return i + 1,
-            _ => i += 1,
-        }
-    }
-    value.len() + 1
 }
 
 #[cfg(test)]
@@ -126,8 +197,17 @@ mod tests {
             " \"unterminated <a@b>",
             " a@b <c@d>",
             " x: <alice@example.org>;",
+            " \"=?a?q?x\" <e@x>?=\" <a@b>",
+            " =?a?q?x\"<e@x>?= <a@b>",
+            " =?a?q??= <a@b>",
+            " a=?b <a@b>",
+            " \u{fffd}\u{0} <a@b>",
+            " \"x\" y\" <a@b>",
         ] {
             assert_eq!(first(value), None, "{value:?}");
         }
+        // Not UTF-8: mailparse reads it as Latin-1.
+        assert_eq!(first_address(b" \xff <a@b>"), None);
+        assert_eq!(first_address(b" <\xff@b>"), None);
     }
 }

@@ -323,6 +323,17 @@ fn cases() -> Vec<Case> {
             with(&format!("From: <{ALICE}>"), &format!("From: <{ALICE}> (x)")),
             PARSE,
         ),
+        // Found by fuzz/policy_differential: mailparse pairs runs of quotes otherwise.
+        case(
+            "two quoted strings in the From display name",
+            with(&format!("From: <{ALICE}>"), &format!("From: \"a\" \"<b\" <{ALICE}>")),
+            PARSE,
+        ),
+        case(
+            "quoted From display name",
+            with(&format!("From: <{ALICE}>"), &format!("From: \"Alice, A.\" <{ALICE}>")),
+            Accept,
+        ),
         case(
             "display name with an encoded word",
             with(&format!("From: <{ALICE}>"), &format!("From: =?utf-8?q?A=C3=A4?= <{ALICE}>")),

@@ -11,7 +11,7 @@ use std::borrow::Cow;
 const MAX_SHORT_BODY: usize = 4096;
 
 /// A delimiter line found in a multipart body.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Delimiter {
     /// Offset of the line ending before the delimiter (the end of the preceding part).
     part_end: usize,
@@ -20,6 +20,26 @@ struct Delimiter {
     /// Whether it is the close delimiter `--boundary--`.
     close: bool,
 }
+
+/// The most delimiter lines a body the policy accepts has (two parts and the close).
+const MAX_DELIMITERS: usize = 3;
+
+/// The delimiter lines found, in order, without an allocation.
+#[derive(Debug, Default)]
+struct Delimiters {
+    lines: [Delimiter; MAX_DELIMITERS],
+    len: usize,
+}
+
+impl Delimiters {
+    fn as_slice(&self) -> &[Delimiter] {
+        &self.lines[..self.len]
+    }
+}
+
+/// `\n--`, the start of every line that can be a delimiter line.
+static NEWLINE_DASHES: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\n--"));
 
 /// The delimiter lines of a multipart body up to and including the close delimiter,
 /// at most `max` of them; `None` when the body is not that simple shape, or when it
@@ -31,13 +51,10 @@ struct Delimiter {
 /// after it for the close), so a line such as `--boundaryX` or `--boundary--X` would
 /// end a part for it and not for a strict reader. Nothing but blank lines may follow the
 /// close delimiter: readers that show an epilogue would show text nobody checked.
-/// Found with one `memmem` pass, so the work is linear in the body.
-/// `\n--`, the start of every line that can be a delimiter line.
-static NEWLINE_DASHES: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\n--"));
-
-fn delimiters(body: &[u8], boundary: &[u8], max: usize) -> Option<Vec<Delimiter>> {
-    let mut found = Vec::with_capacity(max);
+/// Found with one pass of a prebuilt `memmem` finder, so the work is linear in the body
+/// and nothing is allocated.
+fn delimiters(body: &[u8], boundary: &[u8], max: usize) -> Option<Delimiters> {
+    let mut found = Delimiters::default();
     // Line starts that begin with `--`: the body's start, and every `\n--` (found with
     // one prebuilt finder: in an encrypted message only delimiters and armor lines).
     let starts = (body.starts_with(b"--").then_some(0))
@@ -49,7 +66,7 @@ fn delimiters(body: &[u8], boundary: &[u8], max: usize) -> Option<Vec<Delimiter>
         }
         let end = line_end(body, pos);
         let close = delimiter_kind(strip_eol(&body[pos..end]), boundary)?;
-        if found.len() == max {
+        if found.len == max.min(MAX_DELIMITERS) {
             return None;
         }
         let part_end = if body[..pos].ends_with(b"\r\n") {
@@ -59,11 +76,12 @@ fn delimiters(body: &[u8], boundary: &[u8], max: usize) -> Option<Vec<Delimiter>
         } else {
             pos
         };
-        found.push(Delimiter {
+        found.lines[found.len] = Delimiter {
             part_end,
             next: end,
             close,
-        });
+        };
+        found.len += 1;
         if close {
             let epilogue = &body[end..];
             return epilogue
@@ -184,7 +202,7 @@ pub(crate) fn is_pgp_mime(body: &[u8], boundary: &[u8], direction: Direction) ->
     let Some(d) = delimiters(body, boundary, 3) else {
         return false;
     };
-    let [first, second, last] = d[..] else {
+    let [first, second, last] = *d.as_slice() else {
         return false;
     };
     if first.close || second.close || !last.close {
@@ -237,7 +255,7 @@ pub(crate) fn is_securejoin_body(body: &[u8], boundary: &[u8]) -> bool {
     let Some(d) = delimiters(body, boundary, 2) else {
         return false;
     };
-    let [first, last] = d[..] else {
+    let [first, last] = *d.as_slice() else {
         return false;
     };
     if first.close || !last.close {
@@ -367,6 +385,7 @@ mod tests {
     fn delimiter_lines_every_reader_agrees_on() {
         let ok = b"pre\r\n--b\r\nx\r\n--b \r\ny\r\n--b--\r\n\r\n";
         let d = delimiters(ok, b"b", 3).unwrap();
+        let d = d.as_slice();
         assert_eq!(d.len(), 3);
         assert!(!d[0].close && !d[1].close && d[2].close);
         assert_eq!(&ok[d[0].next..d[1].part_end], b"x");
@@ -379,7 +398,7 @@ mod tests {
         assert!(delimiters(b"--b\r\nx\r\n", b"b", 3).is_none());
         // Not at a line start: not a delimiter for anyone.
         let d = delimiters(b"--b\r\nx --b\r\n--b--\r\n", b"b", 3).unwrap();
-        assert_eq!(d.len(), 2);
+        assert_eq!(d.as_slice().len(), 2);
     }
 
     #[test]

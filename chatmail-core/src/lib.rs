@@ -10,6 +10,7 @@
 pub mod account;
 pub mod budget;
 pub mod config;
+pub mod engine;
 pub mod expiry;
 pub mod store;
 pub mod types;

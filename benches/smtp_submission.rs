@@ -10,7 +10,8 @@ use std::time::Instant;
 
 use chatmail_smtp::policy::{Policy, PolicyConfig};
 use chatmail_smtp::server::{
-    AuthAnswer, DeliveryAnswer, Output, Request, Role, ServerConfig, ServerSession, Transport,
+    Answer, AuthAnswer, DeliveryAnswer, Engine as _, Output, Request, Role, ServerConfig,
+    ServerSession, Transport,
 };
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -55,19 +56,19 @@ fn session(config: &Arc<ServerConfig>, policy: &Arc<Policy>, chunks: &[&[u8]]) -
         while let Some(output) = server.poll() {
             match output {
                 Output::Send(bytes) => written += bytes.len(),
-                Output::Request(Request::Authenticate { id, login, .. }) => {
-                    let answer = AuthAnswer::Success { user: login };
-                    server.answer_auth(id, answer, now).expect("auth");
+                Output::Request(id, Request::Authenticate { login, .. }) => {
+                    let answer = Answer::Auth(AuthAnswer::Success { user: login });
+                    server.answer(id, answer, now).expect("auth");
                 }
-                Output::Request(Request::Deliver { id, delivery }) => {
+                Output::Request(id, Request::Deliver(delivery)) => {
                     delivered += delivery.message.len();
-                    server
-                        .answer_delivery(id, DeliveryAnswer::Durable, now)
-                        .expect("deliver");
+                    let answer = Answer::Delivery(DeliveryAnswer::Durable);
+                    server.answer(id, answer, now).expect("deliver");
                 }
-                Output::Request(Request::Recipient { .. }) | Output::StartTls => {
-                    unreachable!("not on submission over TLS")
-                }
+                Output::Request(_, Request::Recipient { .. })
+                | Output::StartTls
+                | Output::Subscribe(_)
+                | Output::Event(_) => unreachable!("not on submission over TLS"),
                 Output::Close => {}
             }
         }

@@ -5,7 +5,7 @@
 
 use chatmail::core::config::Config;
 use chatmail::imap::{Output as ImapOut, Session, SessionConfig};
-use chatmail::smtp::server::{Output, Role, ServerConfig, ServerSession, Transport};
+use chatmail::smtp::server::{Engine as _, Output, Role, ServerConfig, ServerSession, Transport};
 use chatmail::Relay;
 use futures::executor::block_on;
 use std::sync::Arc;
@@ -21,9 +21,13 @@ fn smtp(relay: &Relay, session: &mut ServerSession, input: &str) -> String {
     while let Some(out) = session.poll() {
         match out {
             Output::Send(bytes) => replies.push_str(&String::from_utf8_lossy(&bytes)),
-            Output::Request(request) => block_on(relay.answer_smtp(session, request, false, None))
-                .expect("the relay answers each request exactly once"),
-            Output::StartTls | Output::Close => {}
+            Output::Request(id, request) => {
+                let answer = block_on(relay.answer_smtp(request, None));
+                session
+                    .answer(id, answer, Instant::now())
+                    .expect("answers match requests");
+            }
+            _ => {}
         }
     }
     replies
@@ -79,7 +83,7 @@ fn main() {
         Transport::Tls,
         Instant::now(),
     );
-    use base64::Engine;
+    use base64::Engine as _;
     let plain =
         base64::engine::general_purpose::STANDARD.encode(format!("\0{ALICE}\0alice-pw-123"));
     for line in [

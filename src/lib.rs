@@ -14,7 +14,7 @@ pub mod credentials;
 pub mod relay;
 pub mod web;
 
-pub use relay::{LoginVerdict, Relay, RelayBuilder};
+pub use relay::{LoginVerdict, Relay, RelayBuilder, RequestHandler};
 
 #[cfg(feature = "tokio")]
 pub mod tokio_driver;

@@ -5,7 +5,7 @@
 use chatmail::core::account::{FixedSystemLimits, HashingPool, MAX_PASSWORD_LEN};
 use chatmail::core::config::Config;
 use chatmail::imap::{Output as ImapOut, Session, SessionConfig};
-use chatmail::smtp::server::{Output, Role, ServerConfig, ServerSession, Transport};
+use chatmail::smtp::server::{Engine as _, Output, Role, ServerConfig, ServerSession, Transport};
 use chatmail::{LoginVerdict, Relay};
 use futures::executor::block_on;
 use std::net::IpAddr;
@@ -91,14 +91,11 @@ impl<'a> Smtp<'a> {
         while let Some(out) = self.session.poll() {
             match out {
                 Output::Send(bytes) => replies.push_str(&String::from_utf8_lossy(&bytes)),
-                Output::Request(request) => {
-                    block_on(
-                        self.relay
-                            .answer_smtp(&mut self.session, request, false, self.peer),
-                    )
-                    .unwrap()
+                Output::Request(id, request) => {
+                    let answer = block_on(self.relay.answer_smtp(request, self.peer));
+                    self.session.answer(id, answer, Instant::now()).unwrap();
                 }
-                Output::StartTls | Output::Close => {}
+                _ => {}
             }
         }
         replies

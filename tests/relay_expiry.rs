@@ -24,7 +24,8 @@ fn daily_expiry_removes_messages_older_than_delete_mails_after() {
         .expect("first login creates the account");
     let message = bytes::Bytes::from_static(b"From: a@b.org\r\nSubject: [...]\r\n\r\nbody\r\n");
     for _ in 0..2 {
-        let outcome = block_on(relay.deliver("a@b.org", &[account.to_string()], message.clone()));
+        let outcome =
+            block_on(relay.deliver("a@b.org", &[account.to_string()], &[], message.clone()));
         assert!(outcome.iter().all(|o| o.is_ok()), "{outcome:?}");
     }
     // Age one of the two messages past delete_mails_after (20 days).

@@ -6,7 +6,7 @@
 use chatmail::core::account::{FixedSystemLimits, InlineExecutor};
 use chatmail::core::config::Config;
 use chatmail::core::{Address, Flags, INBOX};
-use chatmail::smtp::server::{Output, Role, ServerConfig, ServerSession, Transport};
+use chatmail::smtp::server::{Engine as _, Output, Role, ServerConfig, ServerSession, Transport};
 use chatmail::Relay;
 use futures::executor::block_on;
 use std::path::Path;
@@ -74,16 +74,19 @@ fn session(relay: &Relay, role: Role, transport: Transport) -> ServerSession {
 }
 
 /// Feeds `input` and answers the session's requests with the relay; returns the replies.
-fn talk(relay: &Relay, session: &mut ServerSession, input: &[u8], lmtp: bool) -> String {
+fn talk(relay: &Relay, session: &mut ServerSession, input: &[u8]) -> String {
     session.feed(input, Instant::now());
     let mut replies = String::new();
     while let Some(out) = session.poll() {
         match out {
             Output::Send(bytes) => replies.push_str(&String::from_utf8_lossy(&bytes)),
-            Output::Request(request) => {
-                block_on(relay.answer_smtp(session, request, lmtp, None)).expect("answered once")
+            Output::Request(id, request) => {
+                let answer = block_on(relay.answer_smtp(request, None));
+                session
+                    .answer(id, answer, Instant::now())
+                    .expect("answered once");
             }
-            Output::StartTls | Output::Close => {}
+            _ => {}
         }
     }
     replies
@@ -142,7 +145,6 @@ fn port_25_refuses_unknown_recipients_at_rcpt_without_creating_them() {
         &relay,
         &mut mx,
         format!("EHLO other.net\r\nMAIL FROM:<x@other.net>\r\nRCPT TO:<{nobody}>\r\n").as_bytes(),
-        false,
     );
     assert!(
         replies.contains(&format!(
@@ -167,7 +169,7 @@ fn port_25_partial_failure_is_refused_and_never_bounced() {
             &[&addr("bob000001"), &addr("carol0001")],
             "",
         ));
-        let replies = talk(&relay, &mut mx, &input, false);
+        let replies = talk(&relay, &mut mx, &input);
         assert!(
             replies.ends_with("552 5.2.2 <bob000001@chat.example.org>: Quota exceeded (mailbox for user is full)\r\n"),
             "{replies}"
@@ -198,7 +200,7 @@ fn submission_reports_to_the_authenticated_sender_with_a_bounded_random_dsn() {
             &[&addr("carol0001"), &addr("bob000001")],
             &filler,
         ));
-        let replies = talk(&relay, &mut submission, &input, false);
+        let replies = talk(&relay, &mut submission, &input);
         assert!(
             replies.contains("250 2.0.0 Ok: message accepted"),
             "{replies}"
@@ -230,17 +232,12 @@ fn a_report_never_creates_an_account() {
     let relay = relay(tmp.path());
     let alice = addr("alice0001");
     let mut submission = session(&relay, Role::Submission, Transport::Tls);
-    let replies = talk(
-        &relay,
-        &mut submission,
-        login_line("alice0001").as_bytes(),
-        false,
-    );
+    let replies = talk(&relay, &mut submission, login_line("alice0001").as_bytes());
     assert!(replies.contains("235 "), "{replies}");
     // The account goes while the session is open.
     assert!(block_on(relay.accounts().store().delete(&account("alice0001"))).unwrap());
     let input = transaction(&alice, &[&addr("carol0001"), &addr("bob000001")], "");
-    let replies = talk(&relay, &mut submission, &input, false);
+    let replies = talk(&relay, &mut submission, &input);
     assert!(
         replies.contains("250 2.0.0 Ok: message accepted"),
         "{replies}"
@@ -261,7 +258,7 @@ fn a_mailbox_named_twice_gets_one_copy() {
         &[&carol, "CAROL0001@Chat.Example.Org", &carol],
         "",
     ));
-    let replies = talk(&relay, &mut submission, &input, false);
+    let replies = talk(&relay, &mut submission, &input);
     assert_eq!(replies.matches("250 2.1.5 Ok").count(), 3, "{replies}");
     assert!(
         replies.contains("250 2.0.0 Ok: message accepted"),
@@ -274,7 +271,7 @@ fn a_mailbox_named_twice_gets_one_copy() {
     let from = "sender@other.net";
     let mut input = b"LHLO mta\r\n".to_vec();
     input.extend(transaction(from, &[&carol, &addr("Carol0001")], ""));
-    let replies = talk(&relay, &mut lmtp, &input, true);
+    let replies = talk(&relay, &mut lmtp, &input);
     assert_eq!(replies.matches("250 2.0.0 <").count(), 2, "{replies}");
     assert_eq!(inbox(&relay, "carol0001").len(), 2);
 }

@@ -62,7 +62,7 @@ fn content_search_runs_on_the_blocking_executor() {
     assert!(reply.contains("a OK"), "{reply}");
     for body in ["nothing", "the word is NEEDLE", "needle again"] {
         let message = format!("From: x@y.org\r\nSubject: s\r\n\r\n{body}\r\n");
-        let outcome = block_on(relay.deliver("x@y.org", &[user.to_string()], message.into()));
+        let outcome = block_on(relay.deliver("x@y.org", &[user.to_string()], &[], message.into()));
         assert!(outcome.iter().all(|o| o.is_ok()), "{outcome:?}");
     }
     assert!(imap(&relay, &mut session, "b SELECT INBOX\r\n").contains("b OK"));

@@ -59,7 +59,7 @@ mod rewrite;
 
 pub use policy::{Accepted, Direction, Envelope, MessageClass, Policy, PolicyConfig, Verdict};
 pub use reply::Reply;
-pub use rewrite::write_for_local_delivery;
+pub use rewrite::{local_delivery_edit, write_for_local_delivery, HeaderEdit};
 
 /// Whether `armor` (a decoded `application/octet-stream` part body, starting at its
 /// `-----BEGIN PGP MESSAGE-----` line) passes the armor check and packet walk of spec 3.1

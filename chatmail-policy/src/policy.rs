@@ -105,9 +105,19 @@ impl Accepted {
     /// `X-Originating-IP`, `X-Mailer` and `User-Agent` are removed). Incoming messages
     /// are copied unchanged. Body bytes are never touched.
     pub fn write_rewritten(&self, message: &[u8], out: &mut Vec<u8>) {
+        match self.header_edit(message) {
+            Some(edit) => edit.write(message, out),
+            None => out.extend_from_slice(message),
+        }
+    }
+
+    /// The same rewrite as [`Accepted::write_rewritten`] as a [`HeaderEdit`] of the
+    /// header fields, `None` when the message passes unchanged (always for incoming
+    /// mail): the caller applies it without copying the body.
+    pub fn header_edit(&self, message: &[u8]) -> Option<crate::HeaderEdit> {
         match self.direction {
-            Direction::Outgoing => crate::rewrite::write_submission(message, out),
-            Direction::Incoming => out.extend_from_slice(message),
+            Direction::Outgoing => crate::rewrite::submission_edit(message),
+            Direction::Incoming => None,
         }
     }
 }

@@ -9,46 +9,99 @@ const SUBMISSION_REMOVED: [&str; 4] = ["Received", "X-Originating-IP", "X-Mailer
 /// Header fields removed before a local mailbox append (spec 4.3).
 const DELIVERY_REMOVED: [&str; 3] = ["DKIM-Signature", "Authentication-Results", "Received"];
 
-/// Appends `message` with the submission rewrite: every `Subject` becomes
-/// `Subject: [...]`, the fields of [`SUBMISSION_REMOVED`] are dropped (folded lines
-/// included).
-pub(crate) fn write_submission(message: &[u8], out: &mut Vec<u8>) {
-    out.reserve(message.len());
-    let mut fields = Fields::new(message);
+/// A rewrite of the top-level header fields: `message[..len]` (the fields, up to but
+/// not including the blank line) is replaced by `fields`; the rest is kept as is.
+///
+/// It is computed without touching the message, so the caller chooses how to apply it:
+/// [`HeaderEdit::apply_in_place`] moves only header bytes (no copy of the body, the bulk
+/// of every message), [`HeaderEdit::write`] writes the edited message out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderEdit {
+    /// Bytes of the original header fields replaced.
+    pub len: usize,
+    /// Their replacement.
+    pub fields: Vec<u8>,
+}
+
+impl HeaderEdit {
+    /// Applies the edit inside `message`'s own buffer when the new fields are not longer
+    /// than the old ones (removing fields, the common case): they are written so that
+    /// they end where the old ones ended, and the edited message is `message[start..]`
+    /// for the returned `start`. `None` (the buffer unchanged) when they do not fit.
+    pub fn apply_in_place(&self, message: &mut [u8]) -> Option<usize> {
+        let start = self.len.checked_sub(self.fields.len())?;
+        message
+            .get_mut(start..self.len)?
+            .copy_from_slice(&self.fields);
+        Some(start)
+    }
+
+    /// Appends the edited `message` to `out`.
+    pub fn write(&self, message: &[u8], out: &mut Vec<u8>) {
+        out.reserve(message.len() + self.fields.len() - self.len.min(self.fields.len()));
+        out.extend_from_slice(&self.fields);
+        out.extend_from_slice(message.get(self.len..).unwrap_or_default());
+    }
+}
+
+/// The edit that drops every field named in `removed` (folded lines included) and, with
+/// `hide_subject`, turns every `Subject` into `Subject: [...]`; `None` when nothing
+/// changes.
+fn edit_fields(message: &[u8], removed: &[&str], hide_subject: bool) -> Option<HeaderEdit> {
+    let mut fields = Vec::new();
     let mut copied = 0; // start of the not yet copied run of unchanged fields
     let mut pos = 0;
-    for f in fields.by_ref() {
+    let mut changed = false;
+    for f in Fields::new(message) {
         let start = pos;
         pos += f.raw.len();
-        let replace = f.is("Subject");
-        if replace || SUBMISSION_REMOVED.iter().any(|n| f.is(n)) {
-            out.extend_from_slice(&message[copied..start]);
+        let replace = hide_subject && f.is("Subject");
+        if replace || removed.iter().any(|n| f.is(n)) {
+            changed = true;
+            fields.extend_from_slice(&message[copied..start]);
             if replace {
-                out.extend_from_slice(b"Subject: [...]");
-                out.extend_from_slice(f.line_ending());
+                fields.extend_from_slice(b"Subject: [...]");
+                fields.extend_from_slice(f.line_ending());
             }
             copied = pos;
         }
     }
-    out.extend_from_slice(&message[copied..]);
+    if !changed {
+        return None;
+    }
+    fields.extend_from_slice(&message[copied..pos]);
+    Some(HeaderEdit { len: pos, fields })
 }
 
-/// Spec 4.3: appends `message` without its `DKIM-Signature`, `Authentication-Results`
-/// and `Received` header fields (all of them, folded lines included), as it must be
-/// stored in a local mailbox. The body is copied unchanged.
-pub fn write_for_local_delivery(message: &[u8], out: &mut Vec<u8>) {
-    out.reserve(message.len());
-    let mut copied = 0;
-    let mut pos = 0;
-    for f in Fields::new(message) {
-        let start = pos;
-        pos += f.raw.len();
-        if DELIVERY_REMOVED.iter().any(|n| f.is(n)) {
-            out.extend_from_slice(&message[copied..start]);
-            copied = pos;
-        }
+/// The submission rewrite (spec 4.4): every `Subject` becomes `Subject: [...]`, the
+/// fields of [`SUBMISSION_REMOVED`] are dropped.
+pub(crate) fn submission_edit(message: &[u8]) -> Option<HeaderEdit> {
+    edit_fields(message, &SUBMISSION_REMOVED, true)
+}
+
+/// The local-delivery clean-up (spec 4.3): without `DKIM-Signature`,
+/// `Authentication-Results` and `Received` fields, as a message must be stored in a
+/// local mailbox. `None` when it has none of them.
+pub fn local_delivery_edit(message: &[u8]) -> Option<HeaderEdit> {
+    edit_fields(message, &DELIVERY_REMOVED, false)
+}
+
+/// Appends `message` with the submission rewrite ([`submission_edit`]).
+#[cfg(test)]
+pub(crate) fn write_submission(message: &[u8], out: &mut Vec<u8>) {
+    match submission_edit(message) {
+        Some(edit) => edit.write(message, out),
+        None => out.extend_from_slice(message),
     }
-    out.extend_from_slice(&message[copied..]);
+}
+
+/// Appends `message` as it must be stored in a local mailbox ([`local_delivery_edit`]).
+/// The body is copied unchanged.
+pub fn write_for_local_delivery(message: &[u8], out: &mut Vec<u8>) {
+    match local_delivery_edit(message) {
+        Some(edit) => edit.write(message, out),
+        None => out.extend_from_slice(message),
+    }
 }
 
 #[cfg(test)]

@@ -7,22 +7,25 @@
 //!
 //! Neither owns a socket, a clock or a runtime: bytes and time go in, bytes, requests
 //! and deadlines come out. That makes them testable byte by byte, fuzzable, and drivable
-//! by any runtime.
+//! by any runtime. Both keep the one contract of every engine of the workspace,
+//! [`chatmail_core::engine::Engine`] (re-exported as [`server::Engine`]): its module
+//! docs have the drive loop every driver runs.
 //!
 //! # Driving a server session
 //!
 //! The loop below is the whole contract, here with an in-memory "peer" (a submission
 //! client sending an encrypted message) and an embedder that accepts every login and
 //! stores nothing. A real driver writes `Send` bytes to a socket, performs the TLS
-//! handshake on `StartTls`, and sleeps until `poll_timeout()`.
+//! handshake on `StartTls`, sleeps until `poll_timeout()`, and calls `shutdown(now)`
+//! when the process stops (the session says its own `421`).
 //!
 //! ```
 //! use std::sync::Arc;
 //! use std::time::Instant;
 //! use chatmail_smtp::policy::{Policy, PolicyConfig};
 //! use chatmail_smtp::server::{
-//!     AuthAnswer, DeliveryAnswer, Output, Request, Role, ServerConfig, ServerSession,
-//!     Transport,
+//!     Answer, AuthAnswer, DeliveryAnswer, Engine, Output, Request, Role, ServerConfig,
+//!     ServerSession, Transport,
 //! };
 //!
 //! let core = chatmail_core::config::Config::with_domain("example.org");
@@ -57,16 +60,18 @@
 //!     };
 //!     match output {
 //!         Output::Send(bytes) => wire.extend_from_slice(&bytes),
-//!         Output::Request(Request::Authenticate { id, login, .. }) => {
-//!             session.answer_auth(id, AuthAnswer::Success { user: login }, now).unwrap();
+//!         Output::Request(id, Request::Authenticate { login, .. }) => {
+//!             let answer = Answer::Auth(AuthAnswer::Success { user: login });
+//!             session.answer(id, answer, now).unwrap();
 //!         }
-//!         Output::Request(Request::Recipient { id, .. }) => unreachable!("MX/LMTP only"),
-//!         Output::Request(Request::Deliver { id, delivery }) => {
+//!         Output::Request(_, Request::Recipient { .. }) => unreachable!("MX/LMTP only"),
+//!         Output::Request(id, Request::Deliver(delivery)) => {
 //!             delivered.push(delivery); // make it durable first, then:
-//!             session.answer_delivery(id, DeliveryAnswer::Durable, now).unwrap();
+//!             session.answer(id, Answer::Delivery(DeliveryAnswer::Durable), now).unwrap();
 //!         }
 //!         Output::StartTls => session.tls_started(now), // after the handshake
 //!         Output::Close => break,
+//!         Output::Subscribe(_) | Output::Event(_) => {} // IMAP's and clients' outputs
 //!     }
 //! }
 //! let wire = String::from_utf8(wire).unwrap();

@@ -4,6 +4,7 @@
 
 mod common;
 
+use chatmail_smtp::server::Engine as _;
 use std::time::{Duration, Instant};
 
 use chatmail_smtp::server::{AuthAnswer, Output, Request, RequestId, Transport};
@@ -21,7 +22,7 @@ fn collect(d: &mut Driver) -> (String, Option<RequestId>) {
     while let Some(output) = d.session.poll() {
         match output {
             Output::Send(bytes) => sent.push_str(&String::from_utf8_lossy(&bytes)),
-            Output::Request(Request::Authenticate { id, .. }) => request = Some(id),
+            Output::Request(id, Request::Authenticate { .. }) => request = Some(id),
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -71,7 +72,11 @@ fn the_embedders_penalty_holds_the_535_on_the_session_timer() {
     let id = id.expect("auth request");
     let until = start + Duration::from_secs(30);
     d.session
-        .answer_auth(id, AuthAnswer::InvalidUntil(until), d.now)
+        .answer(
+            id,
+            chatmail_smtp::server::Answer::Auth(AuthAnswer::InvalidUntil(until)),
+            d.now,
+        )
         .unwrap();
     let (sent, _) = collect(&mut d);
     assert_eq!(sent, "", "nothing before the penalty ends");
@@ -98,7 +103,11 @@ fn the_sessions_own_delay_applies_when_it_is_longer() {
     // A penalty already over (or none): the session's 1 s for a first failure.
     let past: Instant = d.now;
     d.session
-        .answer_auth(id.unwrap(), AuthAnswer::InvalidUntil(past), d.now)
+        .answer(
+            id.unwrap(),
+            chatmail_smtp::server::Answer::Auth(AuthAnswer::InvalidUntil(past)),
+            d.now,
+        )
         .unwrap();
     assert_eq!(
         d.session.poll_timeout(),

@@ -3,6 +3,7 @@
 
 mod common;
 
+use chatmail_smtp::server::Engine as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,7 @@ fn drain(client: &mut ClientSession, now: Instant) -> (String, Vec<ClientEvent>,
             ClientOutput::StartTls => client.tls_started(now),
             ClientOutput::Event(event) => events.push(event),
             ClientOutput::Close => closed = true,
+            ClientOutput::Subscribe(_) => unreachable!("a client subscribes to nothing"),
         }
     }
     (String::from_utf8(sent).unwrap(), events, closed)
@@ -221,25 +223,34 @@ fn client_auth_against_the_submission_server() {
                     Output::Send(mut bytes) => {
                         if mechanism == "LOGIN" {
                             // Pretend the server only offers LOGIN.
-                            let text = String::from_utf8(bytes).unwrap();
-                            bytes = text.replace("AUTH PLAIN LOGIN", "AUTH LOGIN").into_bytes();
+                            let text = String::from_utf8(bytes.to_vec()).unwrap();
+                            bytes = text
+                                .replace("AUTH PLAIN LOGIN", "AUTH LOGIN")
+                                .into_bytes()
+                                .into();
                         }
                         client.feed(&bytes, now)
                     }
                     Output::StartTls => server.tls_started(now),
-                    Output::Request(Request::Authenticate {
-                        id,
-                        login,
-                        password,
-                    }) => {
+                    Output::Request(id, Request::Authenticate { login, password }) => {
                         assert_eq!(password, PASSWORD);
                         server
-                            .answer_auth(id, AuthAnswer::Success { user: login }, now)
+                            .answer(
+                                id,
+                                chatmail_smtp::server::Answer::Auth(AuthAnswer::Success {
+                                    user: login,
+                                }),
+                                now,
+                            )
                             .unwrap();
                     }
-                    Output::Request(Request::Deliver { id, .. }) => {
+                    Output::Request(id, Request::Deliver(_)) => {
                         server
-                            .answer_delivery(id, DeliveryAnswer::Durable, now)
+                            .answer(
+                                id,
+                                chatmail_smtp::server::Answer::Delivery(DeliveryAnswer::Durable),
+                                now,
+                            )
                             .unwrap();
                     }
                     other => panic!("{other:?}"),

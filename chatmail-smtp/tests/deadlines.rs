@@ -3,6 +3,7 @@
 
 mod common;
 
+use chatmail_smtp::server::Engine as _;
 use std::time::Duration;
 
 use chatmail_core::budget::MemoryBudget;

@@ -2,6 +2,7 @@
 
 mod common;
 
+use chatmail_smtp::server::Engine as _;
 use std::time::Duration;
 
 use chatmail_smtp::server::{AnswerError, AuthAnswer, Output, Request, Transport};
@@ -249,7 +250,7 @@ fn pending_input_is_bounded_while_waiting() {
     // The embedder does not answer yet; the peer keeps sending.
     let mut request = None;
     while let Some(output) = d.session.poll() {
-        if let Output::Request(Request::Authenticate { id, .. }) = output {
+        if let Output::Request(id, Request::Authenticate { .. }) = output {
             request = Some(id);
         }
     }
@@ -268,8 +269,12 @@ fn pending_input_is_bounded_while_waiting() {
     assert!(d.session.buffered_len() == 0);
     // A late answer is a misuse, reported to the embedder, not a panic.
     assert_eq!(
-        d.session.answer_auth(id, AuthAnswer::Invalid, d.now),
-        Err(AnswerError::NotWaiting)
+        d.session.answer(
+            id,
+            chatmail_smtp::server::Answer::Auth(AuthAnswer::Invalid),
+            d.now
+        ),
+        Err(AnswerError::NotWaiting(id))
     );
 }
 

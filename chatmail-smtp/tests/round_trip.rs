@@ -12,6 +12,7 @@
 
 mod common;
 
+use chatmail_smtp::server::Engine as _;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -118,23 +119,28 @@ fn ten_thousand_messages_round_trip_byte_exact() {
                         }
                     }
                     Output::StartTls => server.tls_started(now),
-                    Output::Request(Request::Recipient { id, .. }) => server
-                        .answer_recipient(
+                    Output::Request(id, Request::Recipient { .. }) => server
+                        .answer(
                             id,
-                            RecipientAnswer::Accept {
+                            chatmail_smtp::server::Answer::Recipient(RecipientAnswer::Accept {
                                 accepts_cleartext: true,
-                            },
+                            }),
                             now,
                         )
                         .unwrap(),
-                    Output::Request(Request::Deliver { id, delivery }) => {
+                    Output::Request(id, Request::Deliver(delivery)) => {
                         delivered.push(delivery);
                         server
-                            .answer_delivery(id, DeliveryAnswer::Durable, now)
+                            .answer(
+                                id,
+                                chatmail_smtp::server::Answer::Delivery(DeliveryAnswer::Durable),
+                                now,
+                            )
                             .unwrap();
                     }
-                    Output::Request(Request::Authenticate { .. }) => panic!("no AUTH on MX"),
+                    Output::Request(_, Request::Authenticate { .. }) => panic!("no AUTH on MX"),
                     Output::Close => {}
+                    Output::Subscribe(_) | Output::Event(_) => unreachable!(),
                 }
             }
             while let Some(output) = client.poll() {
@@ -146,6 +152,7 @@ fn ten_thousand_messages_round_trip_byte_exact() {
                         }
                     }
                     ClientOutput::StartTls => client.tls_started(now),
+                    ClientOutput::Subscribe(_) => unreachable!(),
                     ClientOutput::Event(ClientEvent::Failed(error)) => {
                         panic!("client failed: {error}")
                     }

@@ -3,8 +3,8 @@
 
 mod common;
 
-use chatmail_smtp::policy::Reply;
-use chatmail_smtp::server::{DeliveryAnswer, Transport};
+use chatmail_smtp::server::Engine as _;
+use chatmail_smtp::server::{DeliveryAnswer, DeliveryFailure, Transport};
 use common::*;
 
 fn login() -> String {
@@ -235,11 +235,16 @@ fn failed_auth_is_slowed_and_bounded() {
     );
     while let Some(out) = d.session.poll() {
         if let chatmail_smtp::server::Output::Request(
-            chatmail_smtp::server::Request::Authenticate { id, .. },
+            id,
+            chatmail_smtp::server::Request::Authenticate { .. },
         ) = out
         {
             d.session
-                .answer_auth(id, chatmail_smtp::server::AuthAnswer::Invalid, d.now)
+                .answer(
+                    id,
+                    chatmail_smtp::server::Answer::Auth(chatmail_smtp::server::AuthAnswer::Invalid),
+                    d.now,
+                )
                 .unwrap();
         }
     }
@@ -344,10 +349,7 @@ fn policy_rejection_after_data_is_the_reply() {
 fn embedder_failure_is_the_reply() {
     let message = encrypted_message(&format!("alice@{DOMAIN}"), "bob@x.org");
     let embedder = Embedder {
-        delivery: DeliveryAnswer::Failed(Reply {
-            code: 451,
-            text: "4.3.0 Local error".into(),
-        }),
+        delivery: DeliveryAnswer::Failed(DeliveryFailure::LocalError),
     };
     let script = submit(&format!("alice@{DOMAIN}"), &["bob@x.org"], &message);
     let t = run_all_with(
@@ -369,7 +371,9 @@ fn mx_recipient_checks() {
     );
     let t = run_all(&mx(), Transport::Tls, script.as_bytes());
     assert!(t.has_line("554 5.7.1 <bob@other.net>: Relay access denied"));
-    assert!(t.has_line("550 5.1.1 User unknown"));
+    assert!(t.has_line(&format!(
+        "550 5.1.1 <unknown@{DOMAIN}>: Recipient address rejected: User unknown"
+    )));
     assert!(t.has_line("501 5.1.3 Bad recipient address syntax"));
     assert_eq!(
         t.events,
@@ -460,14 +464,8 @@ fn mx_partial_failure_is_refused_in_the_dialogue() {
     )
     .into_bytes();
     script.extend_from_slice(&stuffed(&message));
-    let quota = Reply {
-        code: 552,
-        text: "5.2.2 <b@example.org>: Quota exceeded (mailbox for user is full)".into(),
-    };
-    let local = Reply {
-        code: 451,
-        text: "4.3.0 Local error in processing".into(),
-    };
+    let quota = DeliveryFailure::QuotaExceeded;
+    let local = DeliveryFailure::LocalError;
     let run = |config: &chatmail_smtp::server::ServerConfig, outcomes| {
         let embedder = Embedder {
             delivery: DeliveryAnswer::PerRecipient(outcomes),
@@ -532,13 +530,7 @@ fn lmtp_replies_per_recipient() {
     assert!(!t.lines().iter().any(|l| l.contains("STARTTLS")));
 
     let embedder = Embedder {
-        delivery: DeliveryAnswer::PerRecipient(vec![
-            Ok(()),
-            Err(Reply {
-                code: 552,
-                text: "5.2.2 Quota exceeded (mailbox for user is full)".into(),
-            }),
-        ]),
+        delivery: DeliveryAnswer::PerRecipient(vec![Ok(()), Err(DeliveryFailure::QuotaExceeded)]),
     };
     let t = run_all_with(
         &lmtp(),

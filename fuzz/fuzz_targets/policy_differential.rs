@@ -42,8 +42,7 @@ fuzz_target!(|data: &[u8]| {
         mail_from: SENDER,
         recipients: &recipients,
     };
-    let Verdict::Accept(accepted) =
-        POLICY.check_message(direction, &envelope, message, &|_| false)
+    let Verdict::Accept(accepted) = POLICY.check_message(direction, &envelope, message, &|_| false)
     else {
         return;
     };
@@ -69,7 +68,10 @@ fuzz_target!(|data: &[u8]| {
 
 fn leaf(stage: &str, part: &ParsedMail<'_>, media: &str) -> Vec<u8> {
     assert_eq!(part.ctype.mimetype, media, "{stage}: part type");
-    assert!(part.subparts.is_empty(), "{stage}: a {media} part with subparts");
+    assert!(
+        part.subparts.is_empty(),
+        "{stage}: a {media} part with subparts"
+    );
     match part.get_body_raw() {
         Ok(body) => body,
         Err(e) => panic!("{stage}: accepted, the {media} part does not decode: {e}"),

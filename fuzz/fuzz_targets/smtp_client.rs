@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use chatmail_smtp::client::{
     ClientConfig, ClientOutput, ClientSession, Credentials, OutgoingEnvelope, TlsMode,
 };
+use chatmail_smtp::server::Engine as _;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -47,6 +48,7 @@ fuzz_target!(|data: &[u8]| {
                 ClientOutput::StartTls => client.tls_started(now),
                 ClientOutput::Close => closed = true,
                 ClientOutput::Send(_) | ClientOutput::Event(_) => {}
+                ClientOutput::Subscribe(_) => panic!("a client subscribes to nothing"),
             }
         }
         if client.is_ready() {

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chatmail_smtp::policy::{Policy, PolicyConfig, Reply};
+use chatmail_smtp::policy::{Policy, PolicyConfig};
 use chatmail_smtp::server::{
-    AuthAnswer, DeliveryAnswer, Output, RecipientAnswer, Request, Role, ServerConfig,
-    ServerSession, Transport,
+    Answer, AuthAnswer, DeliveryAnswer, DeliveryFailure, Engine, Output, RecipientAnswer, Request,
+    Role, ServerConfig, ServerSession, Transport,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -55,7 +55,8 @@ fuzz_target!(|data: &[u8]| {
                 Output::Send(bytes) => assert!(bytes.ends_with(b"\r\n")),
                 Output::StartTls => session.tls_started(now),
                 Output::Close => closed = true,
-                Output::Request(Request::Authenticate { id, .. }) => {
+                Output::Subscribe(_) | Output::Event(_) => panic!("not an SMTP server output"),
+                Output::Request(id, Request::Authenticate { .. }) => {
                     let answer = match (mood >> step % 8) & 3 {
                         0 => AuthAnswer::Invalid,
                         1 => AuthAnswer::TemporaryFailure,
@@ -63,26 +64,26 @@ fuzz_target!(|data: &[u8]| {
                             user: "alice@example.org".into(),
                         },
                     };
-                    session.answer_auth(id, answer, now).unwrap();
+                    session.answer(id, Answer::Auth(answer), now).unwrap();
                 }
-                Output::Request(Request::Recipient { id, .. }) => {
+                Output::Request(id, Request::Recipient { .. }) => {
                     let answer = if mood & 4 == 0 {
                         RecipientAnswer::Accept {
                             accepts_cleartext: mood & 8 == 0,
                         }
                     } else {
-                        RecipientAnswer::Refuse(Reply::new(550, "5.1.1 unknown"))
+                        RecipientAnswer::Refuse(DeliveryFailure::UnknownRecipient)
                     };
-                    session.answer_recipient(id, answer, now).unwrap();
+                    session.answer(id, Answer::Recipient(answer), now).unwrap();
                 }
-                Output::Request(Request::Deliver { id, delivery }) => {
+                Output::Request(id, Request::Deliver(delivery)) => {
                     assert!(delivery.message.len() <= 4096 + 1024);
                     let answer = if mood & 16 == 0 {
                         DeliveryAnswer::Durable
                     } else {
-                        DeliveryAnswer::Failed(Reply::new(451, "4.3.0 Local error"))
+                        DeliveryAnswer::Failed(DeliveryFailure::LocalError)
                     };
-                    session.answer_delivery(id, answer, now).unwrap();
+                    session.answer(id, Answer::Delivery(answer), now).unwrap();
                 }
             }
         }
@@ -92,6 +93,10 @@ fuzz_target!(|data: &[u8]| {
                 now = now.max(deadline);
                 session.handle_timeout(now);
             }
+        }
+        // Now and then the process stops: the session says its own goodbye.
+        if mood & 32 != 0 && step == 64 {
+            session.shutdown(now);
         }
         now += Duration::from_millis(1);
     }

@@ -25,11 +25,12 @@ use chatmail_core::account::{
 };
 use chatmail_core::budget::MemoryBudget;
 use chatmail_core::config::Config;
+use chatmail_core::engine::Engine;
 use chatmail_core::store::{ChangeSubscription, MailStore, MaildirStore, MemoryStore, StoreError};
 use chatmail_core::{Address, Flags, INBOX};
 use chatmail_imap::SessionConfig;
-use chatmail_policy::{Policy, PolicyConfig, Reply};
-use chatmail_smtp::server::{Role, ServerConfig};
+use chatmail_policy::{Policy, PolicyConfig};
+use chatmail_smtp::server::{DeliveryFailure, Role, ServerConfig};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -49,7 +50,20 @@ pub trait OutboundQueue: Send + Sync {
         mail_from: &str,
         recipients: &[String],
         message: Bytes,
-    ) -> Vec<Result<(), Reply>>;
+    ) -> Vec<Result<(), DeliveryFailure>>;
+}
+
+/// Answers the requests of one kind of engine ([`Engine`]): what a driver calls for each
+/// [`Output::Request`](chatmail_core::engine::Output::Request), whatever the engine.
+/// [`Relay`] answers the SMTP server's and the IMAP server's; one generic pump (the
+/// tokio driver's, a test's blocking one) then drives any engine the same way.
+#[async_trait::async_trait]
+pub trait RequestHandler<E: Engine>: Send + Sync {
+    /// Performs `request` of an engine serving a client at `peer` (`None` if unknown;
+    /// only the failed-login limits use it) and returns the answer to hand back.
+    async fn handle(&self, request: E::Request, peer: Option<IpAddr>) -> E::Answer
+    where
+        E::Request: 'async_trait;
 }
 
 /// The outbound queue of a relay that does not deliver to other servers (yet).
@@ -58,17 +72,15 @@ pub struct RefuseOutbound;
 
 #[async_trait::async_trait]
 impl OutboundQueue for RefuseOutbound {
-    async fn enqueue(&self, _: &str, recipients: &[String], _: Bytes) -> Vec<Result<(), Reply>> {
+    async fn enqueue(
+        &self,
+        _: &str,
+        recipients: &[String],
+        _: Bytes,
+    ) -> Vec<Result<(), DeliveryFailure>> {
         recipients
             .iter()
-            .map(|r| {
-                Err(Reply {
-                    code: 451,
-                    text: format!(
-                        "4.4.0 <{r}>: delivery to other servers is not enabled on this relay"
-                    ),
-                })
-            })
+            .map(|_| Err(DeliveryFailure::OutboundDisabled))
             .collect()
     }
 }
@@ -423,7 +435,7 @@ impl Relay {
 
     /// Whether a local recipient exists, and whether it accepts cleartext from outside.
     /// `None`: no such account.
-    pub async fn local_recipient(&self, address: &str) -> Result<Option<bool>, Reply> {
+    pub async fn local_recipient(&self, address: &str) -> Result<Option<bool>, DeliveryFailure> {
         let Ok(addr) = Address::parse(address) else {
             return Ok(None);
         };
@@ -440,16 +452,20 @@ impl Relay {
 
     /// Delivers an accepted message: local recipients get it appended to their INBOX
     /// (after the delivery clean-up of spec 4.3, with a quota check), remote ones go to
-    /// the outbound queue. One outcome per recipient, in order; `Ok` means durable.
+    /// the outbound queue. `confirmed[i]` says the mailbox of `recipients[i]` was looked
+    /// up at RCPT already (missing entries: not confirmed). One outcome per recipient, in
+    /// order; `Ok` means durable.
     pub async fn deliver(
         &self,
         mail_from: &str,
         recipients: &[String],
+        confirmed: &[bool],
         message: Bytes,
-    ) -> Vec<Result<(), Reply>> {
-        let mut outcomes: Vec<Option<Result<(), Reply>>> = vec![None; recipients.len()];
+    ) -> Vec<Result<(), DeliveryFailure>> {
+        let mut outcomes: Vec<Option<Result<(), DeliveryFailure>>> = vec![None; recipients.len()];
         let mut remote = Vec::new();
-        let mut local_copy: Option<Bytes> = None;
+        let has_remote = recipients.iter().any(|r| !self.is_local(r));
+        let (local_copy, message) = local_delivery_copy(message, has_remote);
         // The first recipient index of each local mailbox: a repeated recipient (LMTP
         // keeps repeated RCPTs, and `Bob@` is `bob@`) shares its outcome, not a copy.
         let mut mailboxes: std::collections::HashMap<String, usize> = Default::default();
@@ -464,57 +480,52 @@ impl Relay {
                 continue;
             }
             mailboxes.insert(mailbox, i);
-            let copy = local_copy
-                .get_or_insert_with(|| {
-                    let mut out = Vec::with_capacity(message.len());
-                    chatmail_policy::write_for_local_delivery(&message, &mut out);
-                    Bytes::from(out)
-                })
-                .clone();
-            outcomes[i] = Some(self.deliver_local(mail_from, rcpt, copy).await);
+            let known = confirmed.get(i).copied().unwrap_or(false);
+            outcomes[i] = Some(
+                self.deliver_local(mail_from, rcpt, known, local_copy.clone())
+                    .await,
+            );
         }
         if !remote.is_empty() {
             let rcpts: Vec<String> = remote.iter().map(|&i| recipients[i].clone()).collect();
-            let results = self
-                .outbound
-                .enqueue(mail_from, &rcpts, message.clone())
-                .await;
+            let results = match message {
+                Some(message) => self.outbound.enqueue(mail_from, &rcpts, message).await,
+                None => Vec::new(),
+            };
             for (k, &i) in remote.iter().enumerate() {
-                outcomes[i] = Some(results.get(k).cloned().unwrap_or_else(|| {
-                    Err(Reply {
-                        code: 451,
-                        text: "4.3.0 Local error in processing".into(),
-                    })
-                }));
+                outcomes[i] = Some(
+                    results
+                        .get(k)
+                        .cloned()
+                        .unwrap_or(Err(DeliveryFailure::LocalError)),
+                );
             }
         }
         outcomes
             .into_iter()
-            .map(|o| {
-                o.unwrap_or_else(|| {
-                    Err(Reply {
-                        code: 451,
-                        text: "4.3.0 Local error".into(),
-                    })
-                })
-            })
+            .map(|o| o.unwrap_or(Err(DeliveryFailure::LocalError)))
             .collect()
     }
 
+    /// Appends `message` to the INBOX of local `rcpt`; `known`: the account was found at
+    /// RCPT, no second lookup.
     async fn deliver_local(
         &self,
         mail_from: &str,
         rcpt: &str,
+        known: bool,
         message: Bytes,
-    ) -> Result<(), Reply> {
+    ) -> Result<(), DeliveryFailure> {
         let account = match Address::parse(rcpt) {
             Ok(a) => a,
-            Err(_) => return Err(unknown_user(rcpt)),
+            Err(_) => return Err(DeliveryFailure::UnknownRecipient),
         };
-        match self.accounts.store().lookup(&account).await {
-            Ok(Some(_)) => {}
-            Ok(None) => return Err(unknown_user(rcpt)),
-            Err(e) => return Err(local_error(e)),
+        if !known {
+            match self.accounts.store().lookup(&account).await {
+                Ok(Some(_)) => {}
+                Ok(None) => return Err(DeliveryFailure::UnknownRecipient),
+                Err(e) => return Err(local_error(e)),
+            }
         }
         let quota = self.config.max_mailbox_bytes();
         // One measurement serves both the quota check and the trim decision below: it
@@ -524,10 +535,7 @@ impl Relay {
             Err(e) => return Err(store_error(e)),
         };
         if used_after > quota {
-            return Err(Reply {
-                code: 552,
-                text: format!("5.2.2 <{rcpt}>: Quota exceeded (mailbox for user is full)"),
-            });
+            return Err(DeliveryFailure::QuotaExceeded);
         }
         let now = unix_now() as i64;
         if let Err(e) = self
@@ -575,33 +583,51 @@ impl Relay {
     }
 }
 
-fn unknown_user(rcpt: &str) -> Reply {
-    Reply {
-        code: 550,
-        text: format!("5.1.1 <{rcpt}>: Recipient address rejected: User unknown"),
+/// The message as stored in local mailboxes (spec 4.3: without `DKIM-Signature`,
+/// `Authentication-Results` and `Received`), and the message itself when `keep` (remote
+/// recipients need it as accepted).
+///
+/// No byte of the body is copied when nothing else holds the buffer and no original is
+/// kept (incoming mail, the common case of a signed message): the new header fields are
+/// written in place. Otherwise the stored copy shares the buffer when there is nothing to
+/// drop, and is written out once when there is.
+fn local_delivery_copy(message: Bytes, keep: bool) -> (Bytes, Option<Bytes>) {
+    let Some(edit) = chatmail_policy::local_delivery_edit(&message) else {
+        return (message.clone(), keep.then_some(message));
+    };
+    if !keep {
+        match message.try_into_mut() {
+            Ok(mut unique) => {
+                if let Some(start) = edit.apply_in_place(&mut unique) {
+                    return (unique.freeze().slice(start..), None);
+                }
+                let mut out = Vec::new();
+                edit.write(&unique, &mut out);
+                return (Bytes::from(out), None);
+            }
+            Err(shared) => {
+                let mut out = Vec::new();
+                edit.write(&shared, &mut out);
+                return (Bytes::from(out), None);
+            }
+        }
     }
+    let mut out = Vec::new();
+    edit.write(&message, &mut out);
+    (Bytes::from(out), Some(message))
 }
 
-fn local_error(e: impl std::fmt::Display) -> Reply {
+fn local_error(e: impl std::fmt::Display) -> DeliveryFailure {
     tracing::error!(error = %e, "account store failed");
-    Reply {
-        code: 451,
-        text: "4.3.0 Local error in processing".into(),
-    }
+    DeliveryFailure::LocalError
 }
 
-fn store_error(e: StoreError) -> Reply {
+fn store_error(e: StoreError) -> DeliveryFailure {
     match e {
-        StoreError::MessageTooLarge { .. } => Reply {
-            code: 552,
-            text: "5.3.4 Message exceeds maximum size".into(),
-        },
+        StoreError::MessageTooLarge { .. } => DeliveryFailure::MessageTooLarge,
         other => {
             tracing::error!(error = %other, "mail store failed");
-            Reply {
-                code: 451,
-                text: "4.3.0 Local error in processing".into(),
-            }
+            DeliveryFailure::LocalError
         }
     }
 }

@@ -1,48 +1,39 @@
 //! How [`Relay`] answers the SMTP engine's requests: logins, recipients, deliveries.
 
-use super::{unix_now, LoginVerdict, Relay};
+use super::{unix_now, LoginVerdict, Relay, RequestHandler};
 use bytes::Bytes;
 use chatmail_core::{Address, Flags, INBOX};
 use chatmail_policy::Reply;
 use chatmail_smtp::policy::Direction;
 use chatmail_smtp::server::{
-    AnswerError, AuthAnswer, Delivery, DeliveryAnswer, RecipientAnswer, Request, ServerSession,
+    Answer, AuthAnswer, Delivery, DeliveryAnswer, DeliveryFailure, RecipientAnswer, Request,
+    ServerSession,
 };
 use std::net::IpAddr;
 use std::time::Instant;
 
+#[async_trait::async_trait]
+impl RequestHandler<ServerSession> for Relay {
+    async fn handle(&self, request: Request, peer: Option<IpAddr>) -> Answer {
+        self.answer_smtp(request, peer).await
+    }
+}
+
 impl Relay {
-    /// Performs one request of an SMTP session and hands the answer back to it. `lmtp`
-    /// says whether the session speaks LMTP (one reply per recipient); `peer` is the
-    /// client's IP for the failed-login limits (`None` if unknown).
-    ///
-    /// An `Err` means the session was not waiting for this answer: a bug in the driver,
-    /// never the peer's doing.
-    pub async fn answer_smtp(
-        &self,
-        session: &mut ServerSession,
-        request: Request,
-        lmtp: bool,
-        peer: Option<IpAddr>,
-    ) -> Result<(), AnswerError> {
+    /// Performs one request of an SMTP session and returns the answer to hand back with
+    /// the session's `answer`. `peer` is the client's IP for the failed-login limits
+    /// (`None` if unknown).
+    pub async fn answer_smtp(&self, request: Request, peer: Option<IpAddr>) -> Answer {
         match request {
-            Request::Authenticate {
-                id,
-                login,
-                password,
-            } => {
-                let answer = self
-                    .answer_smtp_auth(peer, &login, &password, Instant::now())
-                    .await;
-                session.answer_auth(id, answer, Instant::now())
+            Request::Authenticate { login, password } => Answer::Auth(
+                self.answer_smtp_auth(peer, &login, &password, Instant::now())
+                    .await,
+            ),
+            Request::Recipient { address } => {
+                Answer::Recipient(self.answer_smtp_recipient(&address).await)
             }
-            Request::Recipient { id, address } => {
-                let answer = self.answer_smtp_recipient(&address).await;
-                session.answer_recipient(id, answer, Instant::now())
-            }
-            Request::Deliver { id, delivery } => {
-                let answer = self.answer_smtp_delivery(delivery, lmtp).await;
-                session.answer_delivery(id, answer, Instant::now())
+            Request::Deliver(delivery) => {
+                Answer::Delivery(self.answer_smtp_delivery(delivery).await)
             }
         }
     }
@@ -76,11 +67,8 @@ impl Relay {
     pub async fn answer_smtp_recipient(&self, address: &str) -> RecipientAnswer {
         match self.local_recipient(address).await {
             Ok(Some(accepts_cleartext)) => RecipientAnswer::Accept { accepts_cleartext },
-            Ok(None) => RecipientAnswer::Refuse(Reply {
-                code: 550,
-                text: format!("5.1.1 <{address}>: Recipient address rejected: User unknown"),
-            }),
-            Err(reply) => RecipientAnswer::Refuse(reply),
+            Ok(None) => RecipientAnswer::Refuse(DeliveryFailure::UnknownRecipient),
+            Err(failure) => RecipientAnswer::Refuse(failure),
         }
     }
 
@@ -91,25 +79,38 @@ impl Relay {
     /// delivery status notification in that account's INBOX, as the reference's bounce
     /// would arrive. Mail from other servers is never bounced (the envelope sender is the
     /// peer's choice): the MX session refuses what was not delivered in the dialogue.
-    pub async fn answer_smtp_delivery(&self, mut delivery: Delivery, lmtp: bool) -> DeliveryAnswer {
-        // Moved, not copied: the queue and the local copies share this buffer.
-        let message = Bytes::from(std::mem::take(&mut delivery.message));
+    pub async fn answer_smtp_delivery(&self, mut delivery: Delivery) -> DeliveryAnswer {
+        // Only submission may report failures, quoting the message's header: incoming
+        // mail is handed over whole, so its local copy can be cleaned up in place.
+        let reports = delivery.direction == Direction::Outgoing;
+        let message = if reports {
+            delivery.message.clone()
+        } else {
+            std::mem::take(&mut delivery.message)
+        };
         let outcomes = self
-            .deliver(&delivery.mail_from, &delivery.recipients, message.clone())
+            .deliver(
+                &delivery.mail_from,
+                &delivery.recipients,
+                &delivery.confirmed,
+                message,
+            )
             .await;
-        let failed: Vec<(&String, &Reply)> = delivery
+        let failed: Vec<(&String, Reply)> = delivery
             .recipients
             .iter()
             .zip(&outcomes)
-            .filter_map(|(r, o)| o.as_ref().err().map(|e| (r, e)))
+            .filter_map(|(r, o)| o.as_ref().err().map(|e| (r, e.reply(r))))
             .collect();
         if failed.is_empty() {
             return DeliveryAnswer::Durable;
         }
-        if !lmtp && failed.len() < delivery.recipients.len() {
+        // LMTP is incoming: it never reports, it answers per recipient.
+        if failed.len() < delivery.recipients.len() {
             match (delivery.direction, delivery.auth_user.as_deref()) {
                 (Direction::Outgoing, Some(sender)) => {
-                    self.report_failures(sender, &message, &failed).await;
+                    self.report_failures(sender, &delivery.message, &failed)
+                        .await;
                 }
                 _ => tracing::info!(
                     failed = failed.len(),
@@ -123,7 +124,7 @@ impl Relay {
     /// Appends a delivery status notification (RFC 3464) about `failed` to the INBOX of
     /// the authenticated `sender`, if that account (still) exists: a report never
     /// creates an account.
-    async fn report_failures(&self, sender: &str, message: &[u8], failed: &[(&String, &Reply)]) {
+    async fn report_failures(&self, sender: &str, message: &[u8], failed: &[(&String, Reply)]) {
         let Ok(sender) = Address::parse(sender) else {
             return;
         };
@@ -176,7 +177,7 @@ fn delivery_status_notification(
     sender: &Address,
     boundary: &str,
     message: &[u8],
-    failed: &[(&String, &Reply)],
+    failed: &[(&String, Reply)],
 ) -> String {
     let mut human = String::new();
     let mut machine = String::new();

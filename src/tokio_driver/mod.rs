@@ -29,7 +29,7 @@
 mod https;
 mod imap;
 pub mod limits;
-mod smtp;
+mod pump;
 mod stream;
 pub mod tls;
 
@@ -37,14 +37,14 @@ use crate::credentials::Endpoints;
 use crate::web::Site;
 use crate::Relay;
 use chatmail_core::account::BlockingExecutor;
-use chatmail_smtp::server::Role;
+use chatmail_smtp::server::{Role, ServerSession, Transport};
 use limits::ConnectionLimit;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use stream::Connection;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -280,15 +280,17 @@ impl Server {
                             let Some(conn) = Connection::open(tcp, implicit, timeouts).await else {
                                 return;
                             };
-                            smtp::serve_connection(
-                                relay,
-                                peer.ip(),
+                            let transport = match conn {
+                                Connection::Tls(_) => Transport::Tls,
+                                _ => Transport::Cleartext,
+                            };
+                            let session = ServerSession::new(
                                 smtp_config,
-                                conn,
-                                Some(acceptor),
-                                stop,
-                            )
-                            .await
+                                relay.policy().clone(),
+                                transport,
+                                Instant::now(),
+                            );
+                            pump::serve(relay, peer.ip(), session, conn, Some(acceptor), stop).await
                         }
                     }))
                 }

@@ -16,7 +16,11 @@
 //!   [`ClientSession::is_closed`].
 
 use std::collections::VecDeque;
+use std::convert::Infallible;
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chatmail_core::engine::{self, AnswerError, Engine, RequestId};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -241,19 +245,9 @@ pub enum ClientEvent {
     Failed(ClientError),
 }
 
-/// What the driver does next; drain with [`ClientSession::poll`] after every input.
-#[derive(Debug)]
-pub enum ClientOutput {
-    /// Write these bytes to the server.
-    Send(Vec<u8>),
-    /// Upgrade the transport to TLS (verify the certificate), then call
-    /// [`ClientSession::tls_started`].
-    StartTls,
-    /// Something for the embedder.
-    Event(ClientEvent),
-    /// Close the connection after writing everything sent before.
-    Close,
-}
+/// What the driver does next: the engine contract's output with no requests (a client
+/// asks nothing of the embedder) and [`ClientEvent`]s.
+pub type ClientOutput = engine::Output<Infallible, ClientEvent>;
 
 /// What a pending reply answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -294,6 +288,8 @@ pub struct ClientSession {
     extensions: Extensions,
     reader: ReplyReader,
     input: Vec<u8>,
+    /// Commands not yet handed out.
+    out: Vec<u8>,
     expected: VecDeque<Expect>,
     outputs: VecDeque<ClientOutput>,
     transaction: Option<Transaction>,
@@ -316,6 +312,7 @@ impl ClientSession {
             extensions: Extensions::default(),
             reader,
             input: Vec::new(),
+            out: Vec::new(),
             expected: VecDeque::new(),
             outputs: VecDeque::new(),
             transaction: None,
@@ -331,38 +328,6 @@ impl ClientSession {
     }
 
     // ----- inputs -----
-
-    /// Input: bytes from the server, in any chunking.
-    pub fn feed(&mut self, bytes: &[u8], now: Instant) {
-        if self.closed || self.waiting_for_tls {
-            return;
-        }
-        self.input.extend_from_slice(bytes);
-        loop {
-            if self.closed || self.waiting_for_tls {
-                // Bytes after the 220 to STARTTLS are not trusted (RFC 3207 5).
-                self.input.clear();
-                return;
-            }
-            match self.reader.next(&mut self.input) {
-                Ok(Some(reply)) => self.on_reply(reply, now),
-                Ok(None) => return,
-                Err(_) => return self.fail(ClientError::MalformedReply("not an SMTP reply")),
-            }
-        }
-    }
-
-    /// Input: the TLS handshake asked for by [`ClientOutput::StartTls`] completed.
-    pub fn tls_started(&mut self, now: Instant) {
-        if !self.waiting_for_tls {
-            return;
-        }
-        self.waiting_for_tls = false;
-        self.tls = true;
-        self.extensions = Extensions::default();
-        self.send_command(format!("EHLO {}\r\n", self.config.hello_name).into_bytes());
-        self.expect(Expect::Ehlo, now);
-    }
 
     /// Input: send one message. Only when [`ClientSession::is_ready`]; the outcome comes
     /// as [`ClientEvent::Sent`]. `message` is CRLF text; it is dot-stuffed here.
@@ -446,42 +411,11 @@ impl ClientSession {
         }
     }
 
-    /// Input: the clock reached [`ClientSession::poll_timeout`].
-    pub fn handle_timeout(&mut self, now: Instant) {
-        if let Some(deadline) = self.deadline {
-            if now >= deadline && !self.closed {
-                self.fail(ClientError::Timeout);
-            }
-        }
-    }
-
-    // ----- outputs -----
-
-    /// Output: the next thing for the driver to do.
-    pub fn poll(&mut self) -> Option<ClientOutput> {
-        self.outputs.pop_front()
-    }
-
-    /// Output: when to call [`ClientSession::handle_timeout`]; `None` while idle
-    /// (the embedder decides how long to keep an idle connection) or closed.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.closed {
-            None
-        } else {
-            self.deadline
-        }
-    }
-
     // ----- getters -----
 
     /// Whether a message can be sent now.
     pub fn is_ready(&self) -> bool {
         self.ready && !self.closed
-    }
-
-    /// Whether the session has emitted [`ClientOutput::Close`].
-    pub fn is_closed(&self) -> bool {
-        self.closed
     }
 
     /// The extensions of the last EHLO reply.
@@ -506,16 +440,26 @@ impl ClientSession {
         }
     }
 
+    /// Queues command bytes; consecutive commands leave as one `Output::Send`.
     fn send_command(&mut self, bytes: Vec<u8>) {
-        if let Some(ClientOutput::Send(pending)) = self.outputs.back_mut() {
-            pending.extend_from_slice(&bytes);
-        } else {
+        self.out.extend_from_slice(&bytes);
+    }
+
+    /// Queues a non-`Send` output after the commands queued before it.
+    fn push_output(&mut self, output: ClientOutput) {
+        self.flush_commands();
+        self.outputs.push_back(output);
+    }
+
+    fn flush_commands(&mut self) {
+        if !self.out.is_empty() {
+            let bytes = Bytes::from(std::mem::take(&mut self.out));
             self.outputs.push_back(ClientOutput::Send(bytes));
         }
     }
 
     fn event(&mut self, event: ClientEvent) {
-        self.outputs.push_back(ClientOutput::Event(event));
+        self.push_output(ClientOutput::Event(event));
     }
 
     fn fail(&mut self, error: ClientError) {
@@ -540,7 +484,7 @@ impl ClientSession {
         self.input = Vec::new();
         self.expected.clear();
         self.transaction = None;
-        self.outputs.push_back(ClientOutput::Close);
+        self.push_output(ClientOutput::Close);
     }
 
     fn send_quit(&mut self, now: Instant) {
@@ -591,7 +535,7 @@ impl ClientSession {
                     return self.fail(ClientError::StartTls(raw.to_reply()));
                 }
                 self.waiting_for_tls = true;
-                self.outputs.push_back(ClientOutput::StartTls);
+                self.push_output(ClientOutput::StartTls);
             }
             Expect::AuthLoginPassword => {
                 if raw.code != 334 {
@@ -786,6 +730,99 @@ fn dot_stuff(message: &[u8]) -> Vec<u8> {
         out.extend_from_slice(b"\r\n");
     }
     out
+}
+
+impl Engine for ClientSession {
+    type Request = Infallible;
+    type Answer = Infallible;
+    type Event = ClientEvent;
+
+    /// Input: bytes from the server, in any chunking.
+    fn feed(&mut self, bytes: &[u8], now: Instant) {
+        if self.closed || self.waiting_for_tls {
+            return;
+        }
+        self.input.extend_from_slice(bytes);
+        loop {
+            if self.closed || self.waiting_for_tls {
+                // Bytes after the 220 to STARTTLS are not trusted (RFC 3207 5).
+                self.input.clear();
+                return;
+            }
+            match self.reader.next(&mut self.input) {
+                Ok(Some(reply)) => self.on_reply(reply, now),
+                Ok(None) => return,
+                Err(_) => return self.fail(ClientError::MalformedReply("not an SMTP reply")),
+            }
+        }
+    }
+
+    /// Input: the TLS handshake asked for by `Output::StartTls` completed.
+    fn tls_started(&mut self, now: Instant) {
+        if !self.waiting_for_tls {
+            return;
+        }
+        self.waiting_for_tls = false;
+        self.tls = true;
+        self.extensions = Extensions::default();
+        self.send_command(format!("EHLO {}\r\n", self.config.hello_name).into_bytes());
+        self.expect(Expect::Ehlo, now);
+    }
+
+    /// Input: the clock reached `poll_timeout`.
+    fn handle_timeout(&mut self, now: Instant) {
+        if let Some(deadline) = self.deadline {
+            if now >= deadline && !self.closed {
+                self.fail(ClientError::Timeout);
+            }
+        }
+    }
+
+    /// Output: the next thing for the driver to do.
+    fn poll(&mut self) -> Option<ClientOutput> {
+        self.flush_commands();
+        self.outputs.pop_front()
+    }
+
+    /// Output: when to call [`ClientSession::handle_timeout`]; `None` while idle
+    /// (the embedder decides how long to keep an idle connection) or closed.
+    fn poll_timeout(&self) -> Option<Instant> {
+        if self.closed {
+            None
+        } else {
+            self.deadline
+        }
+    }
+
+    /// Whether the session has emitted [`ClientOutput::Close`].
+    fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// A client asks nothing, so there is nothing to answer.
+    fn answer(
+        &mut self,
+        id: RequestId,
+        answer: Infallible,
+        _now: Instant,
+    ) -> Result<(), AnswerError> {
+        let _ = id;
+        match answer {}
+    }
+
+    /// Input: the process is shutting down: `QUIT` now if idle, else after the current
+    /// message (a transaction under way is not cut off).
+    fn shutdown(&mut self, now: Instant) {
+        self.quit(now);
+    }
+
+    fn wants_input(&self) -> bool {
+        !self.closed && !self.waiting_for_tls
+    }
+
+    fn send_deadline(&self) -> Option<Instant> {
+        self.poll_timeout()
+    }
 }
 
 #[cfg(test)]

@@ -102,19 +102,11 @@ impl ServerSession {
     }
 
     fn authenticate(&mut self, login: String, password: String) {
-        let id = self.new_request_id();
-        self.request(
-            Request::Authenticate {
-                id,
-                login,
-                password,
-            },
-            Awaited::Auth,
-        );
+        self.request(Request::Authenticate { login, password }, Awaited::Auth);
     }
 
-    /// Input: the embedder's answer to [`Request::Authenticate`].
-    pub fn answer_auth(
+    /// The embedder's answer to [`Request::Authenticate`].
+    pub(super) fn on_auth_answer(
         &mut self,
         id: RequestId,
         answer: AuthAnswer,

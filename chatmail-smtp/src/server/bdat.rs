@@ -99,6 +99,8 @@ impl ServerSession {
         };
         if refusal.is_none() {
             self.txn.bdat_started = true;
+            let total = self.txn.message.bytes.len() as u64 + size;
+            self.txn.message.expect(total.max(self.txn.declared_size));
         }
         let chunk = BdatChunk {
             remaining: size,

@@ -43,6 +43,18 @@ impl MessageSink {
         }
     }
 
+    /// Sets room aside for a message of `size` bytes the client announced (`SIZE=` on
+    /// MAIL, a BDAT chunk's size), so that it is received without the buffer growing
+    /// (each growth copies it). Address space only: pages are taken as bytes arrive,
+    /// and so is the memory budget ([`MessageSink::store`]); a size past the bound, or
+    /// room the allocator refuses, is simply not set aside.
+    pub(super) fn expect(&mut self, size: u64) {
+        if size <= self.max_size {
+            let more = (size as usize).saturating_sub(self.bytes.len());
+            let _ = self.bytes.try_reserve_exact(more);
+        }
+    }
+
     /// Appends `data` unless that crosses the size bound or the memory budget (then only
     /// notes it and lets go of what it holds).
     pub(super) fn store(&mut self, data: &[u8]) {
@@ -203,6 +215,8 @@ impl ServerSession {
             return self.send_error(554, "5.5.1 Error: no valid recipients");
         }
         self.send_reply(354, "End data with <CR><LF>.<CR><LF>");
+        let declared = self.txn.declared_size;
+        self.txn.message.expect(declared);
         self.phase = Phase::Data(DataReader::new());
     }
 }

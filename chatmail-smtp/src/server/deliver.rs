@@ -7,6 +7,8 @@
 
 use std::time::Instant;
 
+use bytes::Bytes;
+
 use super::{AnswerError, Awaited, Request, RequestId, Role, ServerSession, Wait};
 use crate::policy::{Direction, Envelope, Reply, Verdict};
 use crate::reply::reply;
@@ -23,8 +25,59 @@ pub struct Delivery {
     pub mail_from: String,
     /// The recipients in RCPT order.
     pub recipients: Vec<String>,
-    /// The message after the policy's rewrite (spec 4.4 on submission).
-    pub message: Vec<u8>,
+    /// One per recipient: whether the embedder confirmed that mailbox at RCPT
+    /// ([`RecipientAnswer::Accept`](super::RecipientAnswer::Accept), MX and LMTP), so the
+    /// delivery need not look it up again. Submission asks nothing at RCPT: all `false`.
+    pub confirmed: Vec<bool>,
+    /// The message after the policy's rewrite (spec 4.4 on submission). It shares the
+    /// buffer the session received it into: no copy was made.
+    pub message: Bytes,
+}
+
+/// Why a message (or a recipient at RCPT) was not taken, as the embedder reports it.
+/// The session words the reply ([`DeliveryFailure::reply`]): all SMTP reply text lives
+/// in this crate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeliveryFailure {
+    /// No such mailbox: `550 5.1.1`.
+    UnknownRecipient,
+    /// The mailbox is over its quota: `552 5.2.2`.
+    QuotaExceeded,
+    /// The store does not take messages this large: `552 5.3.4`.
+    MessageTooLarge,
+    /// Storage or the account service failed: `451 4.3.0`, the sender retries.
+    LocalError,
+    /// A remote recipient, and this relay delivers to no other server: `451 4.4.0`, so
+    /// the client keeps the message (never a silent drop).
+    OutboundDisabled,
+    /// Refused further on (the outbound queue, another server) with this reply.
+    Refused(Reply),
+}
+
+impl DeliveryFailure {
+    /// The reply for `recipient`, as every role of the session says it.
+    pub fn reply(&self, recipient: &str) -> Reply {
+        match self {
+            DeliveryFailure::UnknownRecipient => reply(
+                550,
+                format!("5.1.1 <{recipient}>: Recipient address rejected: User unknown"),
+            ),
+            DeliveryFailure::QuotaExceeded => reply(
+                552,
+                format!("5.2.2 <{recipient}>: Quota exceeded (mailbox for user is full)"),
+            ),
+            DeliveryFailure::MessageTooLarge => reply(552, "5.3.4 Message exceeds maximum size"),
+            DeliveryFailure::LocalError => reply(451, "4.3.0 Local error in processing"),
+            DeliveryFailure::OutboundDisabled => reply(
+                451,
+                format!(
+                    "4.4.0 <{recipient}>: delivery to other servers is not enabled on this relay"
+                ),
+            ),
+            DeliveryFailure::Refused(reply) => reply.clone(),
+        }
+    }
 }
 
 /// The embedder's answer to [`Request::Deliver`].
@@ -32,14 +85,14 @@ pub struct Delivery {
 pub enum DeliveryAnswer {
     /// Durable for every recipient: `250`.
     Durable,
-    /// Not stored at all: this reply (e.g. `451 4.3.0`), for every recipient on LMTP.
-    Failed(Reply),
+    /// Not stored at all, for this reason (every recipient's reply on LMTP).
+    Failed(DeliveryFailure),
     /// One outcome per recipient, in [`Delivery::recipients`] order. LMTP replies each;
     /// SMTP has one reply per message: the first failure when all failed. When some
     /// failed, submission says `250` (the embedder then owns the report to its
     /// authenticated sender) and MX says the failure (a temporary one if any): mail from
     /// other servers is refused in the dialogue, never bounced.
-    PerRecipient(Vec<Result<(), Reply>>),
+    PerRecipient(Vec<Result<(), DeliveryFailure>>),
 }
 
 impl ServerSession {
@@ -78,28 +131,40 @@ impl ServerSession {
         match verdict {
             Verdict::Reject(refusal) => self.reply_per_recipient(&recipients, &refusal),
             Verdict::Accept(accepted) => {
-                let mut message = Vec::with_capacity(sink.bytes.len() + 64);
-                accepted.write_rewritten(&sink.bytes, &mut message);
+                let edit = accepted.header_edit(&sink.bytes);
+                let mut bytes = std::mem::take(&mut sink.bytes);
+                // The rewrite touches header fields only: done inside the received
+                // buffer, the body is never copied (when the new fields are longer,
+                // rare, the message is written out once).
+                let message = match edit {
+                    None => Bytes::from(bytes),
+                    Some(edit) => match edit.apply_in_place(&mut bytes) {
+                        Some(start) => Bytes::from(bytes).slice(start..),
+                        None => {
+                            let mut out = Vec::with_capacity(bytes.len() + edit.fields.len());
+                            edit.write(&bytes, &mut out);
+                            Bytes::from(out)
+                        }
+                    },
+                };
                 let mail_from = if accepted.reset_envelope_sender() {
                     String::new()
                 } else {
                     mail_from
                 };
-                // The received bytes go now; their share of the budget stays taken
-                // by the rewritten copy until the embedder answers.
+                // The message's share of the budget stays taken until the embedder
+                // answers.
                 self.held = std::mem::take(&mut sink.reservation);
-                let id = self.new_request_id();
+                let confirmed = txn.recipients.iter().map(|r| r.confirmed).collect();
                 let delivery = Delivery {
                     direction,
                     auth_user: self.auth_user.clone(),
                     mail_from,
                     recipients: recipients.clone(),
+                    confirmed,
                     message,
                 };
-                self.request(
-                    Request::Deliver { id, delivery },
-                    Awaited::Delivery(recipients),
-                );
+                self.request(Request::Deliver(delivery), Awaited::Delivery(recipients));
             }
         }
     }
@@ -115,9 +180,9 @@ impl ServerSession {
         }
     }
 
-    /// Input: the embedder's answer to [`Request::Deliver`]. Sends the `250` (or the
-    /// failures) and resumes reading pipelined commands.
-    pub fn answer_delivery(
+    /// The embedder's answer to [`Request::Deliver`]: sends the `250` (or the failures)
+    /// and resumes reading pipelined commands.
+    pub(super) fn on_delivery_answer(
         &mut self,
         id: RequestId,
         answer: DeliveryAnswer,
@@ -129,12 +194,13 @@ impl ServerSession {
         })?;
         if let DeliveryAnswer::PerRecipient(outcomes) = &answer {
             if outcomes.len() != recipients.len() {
-                let expected = recipients.len();
+                let reason = format!(
+                    "expected {} per-recipient outcomes, got {}",
+                    recipients.len(),
+                    outcomes.len()
+                );
                 self.wait = Wait::Answer(id, Awaited::Delivery(recipients));
-                return Err(AnswerError::RecipientCount {
-                    expected,
-                    got: outcomes.len(),
-                });
+                return Err(AnswerError::Malformed { id, reason });
             }
         }
         self.held.release();
@@ -149,16 +215,25 @@ impl ServerSession {
                     self.send_reply(250, "2.0.0 Ok: message accepted for delivery");
                 }
             }
-            DeliveryAnswer::Failed(failure) => self.reply_per_recipient(&recipients, &failure),
+            DeliveryAnswer::Failed(failure) => {
+                if lmtp {
+                    for recipient in &recipients {
+                        self.send(&failure.reply(recipient));
+                    }
+                } else {
+                    let first = recipients.first().map_or("", String::as_str);
+                    self.send(&failure.reply(first));
+                }
+            }
             DeliveryAnswer::PerRecipient(outcomes) => {
                 if lmtp {
                     for (recipient, outcome) in recipients.iter().zip(outcomes) {
                         match outcome {
                             Ok(()) => self.send_reply(250, &format!("2.0.0 <{recipient}> Ok")),
-                            Err(failure) => self.send(&failure),
+                            Err(failure) => self.send(&failure.reply(recipient)),
                         }
                     }
-                } else if let Some(Err(first)) = outcomes.iter().find(|o| o.is_err()).cloned() {
+                } else if let Some(first) = first_failure(&recipients, &outcomes) {
                     if outcomes.iter().all(Result::is_err) {
                         self.send(&first);
                     } else if self.config.role == Role::Mx {
@@ -167,9 +242,9 @@ impl ServerSession {
                         // temporary failure first so that the sender retries. The
                         // recipients served may see the message twice; RFC 5321 6.1
                         // prefers that to a loss, and Delta Chat drops it by Message-ID.
-                        let temporary = outcomes.iter().find_map(|o| match o {
-                            Err(r) if r.code < 500 => Some(r.clone()),
-                            _ => None,
+                        let temporary = recipients.iter().zip(&outcomes).find_map(|(r, o)| {
+                            let reply = o.as_ref().err()?.reply(r);
+                            (reply.code < 500).then_some(reply)
                         });
                         self.send(&temporary.unwrap_or(first));
                     } else {
@@ -183,4 +258,12 @@ impl ServerSession {
         self.process(now);
         Ok(())
     }
+}
+
+/// The reply of the first failed recipient, if any failed.
+fn first_failure(recipients: &[String], outcomes: &[Result<(), DeliveryFailure>]) -> Option<Reply> {
+    recipients
+        .iter()
+        .zip(outcomes)
+        .find_map(|(r, o)| o.as_ref().err().map(|failure| failure.reply(r)))
 }

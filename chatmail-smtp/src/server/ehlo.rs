@@ -57,6 +57,6 @@ impl ServerSession {
         for (i, line) in lines.iter().enumerate() {
             write_line(&mut out, 250, i < last, line);
         }
-        self.push_bytes(&out);
+        self.out.extend_from_slice(&out);
     }
 }

@@ -41,6 +41,7 @@ impl ServerSession {
             self.txn.sender_failure = self.policy.check_sender(user, &address, now).err();
         }
         self.txn.mail_from = Some(address);
+        self.txn.declared_size = from.size as u64;
         self.send_reply(250, "2.1.0 Ok");
     }
 }

@@ -2,17 +2,12 @@
 //!
 //! # Method kinds
 //!
-//! * **Inputs**: [`ServerSession::feed`] (bytes from the peer, any chunking),
-//!   [`ServerSession::tls_started`] (the driver finished the handshake asked for by
-//!   [`Output::StartTls`]), the answers to [`Request`]s
-//!   ([`ServerSession::answer_auth`], [`ServerSession::answer_recipient`],
-//!   [`ServerSession::answer_delivery`]) and [`ServerSession::handle_timeout`]. Every
-//!   input takes `now`: the session never reads a clock.
-//! * **Outputs**: [`ServerSession::poll`] (drain after every input) and
-//!   [`ServerSession::poll_timeout`] (when to call `handle_timeout` next).
-//! * **Getters**: [`ServerSession::wants_input`], [`ServerSession::is_closed`],
-//!   [`ServerSession::auth_user`], [`ServerSession::is_tls`],
-//!   [`ServerSession::buffered_len`].
+//! [`ServerSession`] keeps the one contract of every engine,
+//! [`chatmail_core::engine::Engine`]: inputs `feed`, `answer` (one [`Answer`] per
+//! [`Request`]), `tls_started`, `handle_timeout`, `shutdown` (the session says its own
+//! `421`); outputs `poll` and `poll_timeout`. Every input takes `now`: the session never
+//! reads a clock. Getters of its own: [`ServerSession::auth_user`],
+//! [`ServerSession::is_tls`], [`ServerSession::buffered_len`].
 //!
 //! One file per command sits next to this one (`ehlo.rs`, `auth.rs`, `mail.rs`,
 //! `rcpt.rs`, `data.rs`, `bdat.rs`, ...); `deliver.rs` is the end of a message: size,
@@ -23,8 +18,11 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use chatmail_core::budget::{MemoryBudget, Reservation};
 use chatmail_core::config::{transfer_time, Timeouts};
+use chatmail_core::engine;
+pub use chatmail_core::engine::{AnswerError, Engine, RequestId};
 
 use crate::policy::{Direction, Policy, Reply};
 use crate::reply::{reply, write_line};
@@ -44,7 +42,7 @@ mod rset;
 mod starttls;
 mod vrfy;
 
-pub use deliver::{Delivery, DeliveryAnswer};
+pub use deliver::{Delivery, DeliveryAnswer, DeliveryFailure};
 
 /// Which service a session provides; decides the extensions offered, whether AUTH is
 /// required, which recipients are acceptable and which policy direction applies.
@@ -168,58 +166,44 @@ pub enum Transport {
     Tls,
 }
 
-/// Identifies one [`Request`]; hand it back with the answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct RequestId(u64);
-
-/// A decision the session needs from the embedder. The session processes no further
-/// input until the matching answer arrives.
+/// A decision the session needs from the embedder, emitted as
+/// [`Output::Request`](engine::Output::Request) with its id. The session processes no
+/// further input until the matching [`Answer`] arrives.
 #[derive(Debug)]
 pub enum Request {
     /// Check a login, creating the account on first login (spec 2.2). Answer with
-    /// [`ServerSession::answer_auth`].
+    /// [`Answer::Auth`].
     Authenticate {
-        /// Pass back with the answer.
-        id: RequestId,
         /// The SASL authentication identity as sent.
         login: String,
         /// The cleartext password (the transport is TLS).
         password: String,
     },
     /// May this local recipient receive mail (MX and LMTP), and does it accept cleartext
-    /// (no `enforceE2EEincoming` marker)? Answer with
-    /// [`ServerSession::answer_recipient`].
+    /// (no `enforceE2EEincoming` marker)? Answer with [`Answer::Recipient`].
     Recipient {
-        /// Pass back with the answer.
-        id: RequestId,
         /// The recipient address, already known to be in the relay's domain.
         address: String,
     },
     /// The policy accepted a message: make it durable for every recipient (local
-    /// mailboxes, outbound queue), then answer with [`ServerSession::answer_delivery`].
-    /// The `250` goes out only then.
-    Deliver {
-        /// Pass back with the answer.
-        id: RequestId,
-        /// Envelope and rewritten message.
-        delivery: Delivery,
-    },
+    /// mailboxes, outbound queue), then answer with [`Answer::Delivery`]. The `250` goes
+    /// out only then.
+    Deliver(Delivery),
 }
 
-/// What the driver does next; drain with [`ServerSession::poll`] after every input.
-#[derive(Debug)]
-pub enum Output {
-    /// Write these bytes to the peer (replies, coalesced).
-    Send(Vec<u8>),
-    /// Ask the embedder; answer with the method the variant names.
-    Request(Request),
-    /// Upgrade the transport to TLS, then call [`ServerSession::tls_started`]. All bytes
-    /// before this output have been sent in cleartext; input still buffered from before
-    /// the upgrade is dropped (no cleartext command injection).
-    StartTls,
-    /// Close the connection after writing everything sent before.
-    Close,
+/// The embedder's answer to a [`Request`], handed to `answer` with the request's id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// To [`Request::Authenticate`].
+    Auth(AuthAnswer),
+    /// To [`Request::Recipient`].
+    Recipient(RecipientAnswer),
+    /// To [`Request::Deliver`].
+    Delivery(DeliveryAnswer),
 }
+
+/// What the driver does next: the engine contract's output with this engine's requests.
+pub type Output = engine::Output<Request>;
 
 /// The embedder's answer to [`Request::Authenticate`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,7 +217,7 @@ pub enum AuthAnswer {
     Invalid,
     /// Like [`AuthAnswer::Invalid`], and the embedder's failed-login limits (shared by
     /// all sessions) ask that the `535` not go out before this instant. The session holds
-    /// it with its timer ([`ServerSession::poll_timeout`]); nothing blocks meanwhile.
+    /// it with its timer (`poll_timeout`); nothing blocks meanwhile.
     InvalidUntil(Instant),
     /// The account store is unavailable: `454 4.7.0`, not counted as a failure.
     TemporaryFailure,
@@ -248,25 +232,8 @@ pub enum RecipientAnswer {
         /// may be delivered to it (spec 3.3, rule 5).
         accepts_cleartext: bool,
     },
-    /// Refuse this recipient with this reply (e.g. `550 5.1.1` unknown, `452` quota).
-    Refuse(Reply),
-}
-
-/// A misused answer method: a programming error of the embedder, not of the peer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum AnswerError {
-    /// The session is not waiting for this request id (or for this kind of answer).
-    #[error("the session is not waiting for an answer to this request")]
-    NotWaiting,
-    /// A per-recipient delivery answer does not have one entry per recipient.
-    #[error("expected {expected} per-recipient outcomes, got {got}")]
-    RecipientCount {
-        /// Recipients of the message.
-        expected: usize,
-        /// Outcomes given.
-        got: usize,
-    },
+    /// Refuse this recipient for this reason (the session words the reply).
+    Refuse(DeliveryFailure),
 }
 
 /// Which greeting command the client used.
@@ -323,6 +290,8 @@ enum Awaited {
 struct Recipient {
     address: String,
     accepts_cleartext: bool,
+    /// The embedder confirmed the mailbox at RCPT (MX, LMTP).
+    confirmed: bool,
 }
 
 /// The mail transaction between MAIL and the end of the message (or RSET).
@@ -330,6 +299,8 @@ struct Recipient {
 struct Transaction {
     /// The reverse path after a successful MAIL (`""` for `<>`).
     mail_from: Option<String>,
+    /// The message size MAIL announced (`SIZE=`), 0 if none.
+    declared_size: u64,
     /// Submission: why the sender may not send (identity or rate); every RCPT gets it.
     sender_failure: Option<Reply>,
     recipients: Vec<Recipient>,
@@ -360,6 +331,8 @@ pub struct ServerSession {
     wait: Wait,
     /// Bytes fed but not yet processed.
     input: Vec<u8>,
+    /// Replies not yet handed out: consecutive replies leave as one `Output::Send`.
+    out: Vec<u8>,
     outputs: VecDeque<Output>,
     next_request: u64,
     /// When the session last became ready for a command (greeting, a reply, the end of
@@ -412,6 +385,7 @@ impl ServerSession {
             phase: Phase::Command,
             wait: Wait::Nothing,
             input: Vec::new(),
+            out: Vec::new(),
             outputs: VecDeque::new(),
             next_request: 0,
             ready_since: now,
@@ -434,113 +408,7 @@ impl ServerSession {
         session
     }
 
-    // ----- inputs -----
-
-    /// Input: bytes received from the peer, in any chunking.
-    ///
-    /// Processes as much as possible; while the session waits for an answer, the clock
-    /// or the TLS handshake, bytes are only buffered (bounded by
-    /// [`ServerConfig::max_pending_input`], beyond which the session says `421`).
-    pub fn feed(&mut self, bytes: &[u8], now: Instant) {
-        if matches!(self.phase, Phase::Closed) {
-            return;
-        }
-        // No deadline moves here: a byte buys no time (only a complete line or the
-        // bytes of a transfer do, in `process`).
-        match self.wait {
-            // Cleartext bytes after STARTTLS are an injection attempt or a broken
-            // client; they must never be read as commands of the TLS session.
-            Wait::Tls => return,
-            Wait::Nothing => {}
-            Wait::Answer(..) | Wait::Delay { .. } => {
-                if self.input.len() + bytes.len() > self.config.max_pending_input {
-                    self.goodbye("4.7.0", "Error: too much pipelined input");
-                    return;
-                }
-            }
-        }
-        self.input.extend_from_slice(bytes);
-        self.process(now);
-    }
-
-    /// Input: the TLS handshake asked for by [`Output::StartTls`] completed. The session
-    /// starts over (RFC 3207): the client must send EHLO again.
-    pub fn tls_started(&mut self, now: Instant) {
-        if !matches!(self.wait, Wait::Tls) {
-            return;
-        }
-        self.wait = Wait::Nothing;
-        self.tls = true;
-        self.hello = None;
-        self.reset_transaction();
-        self.ready_since = now;
-    }
-
-    /// Input: the clock reached [`ServerSession::poll_timeout`]. Releases a delayed
-    /// reply, or closes with `421 4.4.2` a session past a deadline: the command timeout
-    /// (a command line must be complete within it of the previous reply), the login
-    /// timeout (submission, from the greeting), the session timeout (MX, between
-    /// transfers), or a transfer's time (the head start plus its bytes at the minimum
-    /// rate).
-    pub fn handle_timeout(&mut self, now: Instant) {
-        match self.wait {
-            Wait::Delay { until, .. } if now >= until => {
-                let Wait::Delay {
-                    reply, then_close, ..
-                } = std::mem::replace(&mut self.wait, Wait::Nothing)
-                else {
-                    return;
-                };
-                self.send(&reply);
-                if then_close {
-                    self.goodbye("4.7.0", "Error: too many failed authentication attempts");
-                    return;
-                }
-                // The peer was not silent; it was us who waited.
-                self.ready_since = now;
-                self.process(now);
-            }
-            Wait::Nothing | Wait::Tls
-                if now >= self.deadline() && !matches!(self.phase, Phase::Closed) =>
-            {
-                self.goodbye("4.4.2", "Error: timeout exceeded");
-            }
-            _ => {}
-        }
-    }
-
-    // ----- outputs -----
-
-    /// Output: the next thing for the driver to do, `None` when there is nothing now.
-    pub fn poll(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
-    }
-
-    /// Output: when [`ServerSession::handle_timeout`] must be called next; `None` while
-    /// waiting for the embedder (not the peer's time) or after close.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        if matches!(self.phase, Phase::Closed) {
-            return None;
-        }
-        match self.wait {
-            Wait::Delay { until, .. } => Some(until),
-            Wait::Answer(..) => None,
-            Wait::Nothing | Wait::Tls => Some(self.deadline()),
-        }
-    }
-
     // ----- getters -----
-
-    /// Whether the driver should read more from the peer now. False while the session
-    /// waits (answer, delay, handshake) or after close: reading on would only buffer.
-    pub fn wants_input(&self) -> bool {
-        matches!(self.wait, Wait::Nothing) && !matches!(self.phase, Phase::Closed)
-    }
-
-    /// Whether the session has emitted [`Output::Close`].
-    pub fn is_closed(&self) -> bool {
-        matches!(self.phase, Phase::Closed)
-    }
 
     /// Bytes fed but not processed yet: never more than a line while the session reads
     /// commands, at most [`ServerConfig::max_pending_input`] while it waits.
@@ -585,13 +453,23 @@ impl ServerSession {
 
     /// Emits a request and blocks input processing until its answer.
     fn request(&mut self, request: Request, awaited: Awaited) {
-        let id = match &request {
-            Request::Authenticate { id, .. }
-            | Request::Recipient { id, .. }
-            | Request::Deliver { id, .. } => *id,
-        };
+        let id = self.new_request_id();
         self.wait = Wait::Answer(id, awaited);
-        self.outputs.push_back(Output::Request(request));
+        self.push_output(Output::Request(id, request));
+    }
+
+    /// Queues a non-`Send` output after the replies queued before it.
+    fn push_output(&mut self, output: Output) {
+        self.flush_replies();
+        self.outputs.push_back(output);
+    }
+
+    /// Hands the coalesced replies out as one `Send`.
+    fn flush_replies(&mut self) {
+        if !self.out.is_empty() {
+            let bytes = Bytes::from(std::mem::take(&mut self.out));
+            self.outputs.push_back(Output::Send(bytes));
+        }
     }
 
     /// Ends the wait for request `id` if `extract` recognises the awaited kind (it
@@ -609,29 +487,19 @@ impl ServerSession {
                 }
                 Err(awaited) => {
                     self.wait = Wait::Answer(waiting, awaited);
-                    Err(AnswerError::NotWaiting)
+                    Err(AnswerError::WrongKind(id))
                 }
             },
             other => {
                 self.wait = other;
-                Err(AnswerError::NotWaiting)
+                Err(AnswerError::NotWaiting(id))
             }
-        }
-    }
-
-    fn push_bytes(&mut self, bytes: &[u8]) {
-        if let Some(Output::Send(pending)) = self.outputs.back_mut() {
-            pending.extend_from_slice(bytes);
-        } else {
-            self.outputs.push_back(Output::Send(bytes.to_vec()));
         }
     }
 
     /// Queues one single-line reply.
     fn send_reply(&mut self, code: u16, text: &str) {
-        let mut line = Vec::with_capacity(text.len() + 6);
-        write_line(&mut line, code, false, text);
-        self.push_bytes(&line);
+        write_line(&mut self.out, code, false, text);
     }
 
     fn send(&mut self, reply: &Reply) {
@@ -661,7 +529,7 @@ impl ServerSession {
         self.input = Vec::new();
         self.txn = Transaction::default();
         self.held.release();
-        self.outputs.push_back(Output::Close);
+        self.push_output(Output::Close);
     }
 
     fn reset_transaction(&mut self) {
@@ -676,10 +544,31 @@ impl ServerSession {
     /// Runs buffered input through the current phase until it is used up, the session
     /// blocks, or it closes.
     fn process(&mut self, now: Instant) {
+        let mut input = std::mem::take(&mut self.input);
+        let used = self.consume(&input, now);
+        if !self.reads_on() {
+            return;
+        }
+        input.drain(..used);
+        // Keep the allocation, but not a huge one left by a burst of pipelining.
+        if input.capacity() > 4 * self.config.max_line_length.max(4096) && input.is_empty() {
+            input = Vec::new();
+        }
+        self.input = input;
+    }
+
+    /// Whether input after what was consumed is still to be read: not after QUIT/421,
+    /// nor cleartext after STARTTLS.
+    fn reads_on(&self) -> bool {
+        !matches!(self.phase, Phase::Closed) && !matches!(self.wait, Wait::Tls)
+    }
+
+    /// Runs `input` through the current phase until it is used up, the session blocks,
+    /// or it closes; returns how many bytes were used.
+    fn consume(&mut self, input: &[u8], now: Instant) -> usize {
         if std::mem::take(&mut self.resumed) {
             self.ready_since = now;
         }
-        let mut input = std::mem::take(&mut self.input);
         let mut pos = 0;
         while pos < input.len() && matches!(self.wait, Wait::Nothing) {
             let rest = &input[pos..];
@@ -752,16 +641,7 @@ impl ServerSession {
                 }
             }
         }
-        if matches!(self.phase, Phase::Closed) || matches!(self.wait, Wait::Tls) {
-            // Nothing after QUIT/421 is read, nor cleartext after STARTTLS.
-            return;
-        }
-        input.drain(..pos);
-        // Keep the allocation, but not a huge one left by a burst of pipelining.
-        if input.capacity() > 4 * self.config.max_line_length.max(4096) && input.is_empty() {
-            input = Vec::new();
-        }
-        self.input = input;
+        pos
     }
 
     /// A command just moved the session into DATA or BDAT: the transfer's clock starts.
@@ -879,6 +759,145 @@ impl ServerSession {
             }
             Err(_) => self.send_error(500, "5.5.2 Error: syntax error"),
         }
+    }
+}
+
+impl Engine for ServerSession {
+    type Request = Request;
+    type Answer = Answer;
+    type Event = std::convert::Infallible;
+
+    /// Input: bytes received from the peer, in any chunking.
+    ///
+    /// Processes as much as possible; while the session waits for an answer, the clock
+    /// or the TLS handshake, bytes are only buffered (bounded by
+    /// [`ServerConfig::max_pending_input`], beyond which the session says `421`).
+    fn feed(&mut self, bytes: &[u8], now: Instant) {
+        if matches!(self.phase, Phase::Closed) {
+            return;
+        }
+        // No deadline moves here: a byte buys no time (only a complete line or the
+        // bytes of a transfer do, in `process`).
+        match self.wait {
+            // Cleartext bytes after STARTTLS are an injection attempt or a broken
+            // client; they must never be read as commands of the TLS session.
+            Wait::Tls => return,
+            Wait::Nothing => {}
+            Wait::Answer(..) | Wait::Delay { .. } => {
+                if self.input.len() + bytes.len() > self.config.max_pending_input {
+                    self.goodbye("4.7.0", "Error: too much pipelined input");
+                    return;
+                }
+            }
+        }
+        if self.input.is_empty() && matches!(self.wait, Wait::Nothing) {
+            // Nothing older waits: the bytes are read where they are, and only an
+            // incomplete line is kept. A message's bytes thus go from the driver's read
+            // buffer straight into the message (one copy, not two).
+            let used = self.consume(bytes, now);
+            if self.reads_on() {
+                self.input.extend_from_slice(&bytes[used..]);
+            }
+            return;
+        }
+        self.input.extend_from_slice(bytes);
+        self.process(now);
+    }
+
+    fn answer(&mut self, id: RequestId, answer: Answer, now: Instant) -> Result<(), AnswerError> {
+        match answer {
+            Answer::Auth(answer) => self.on_auth_answer(id, answer, now),
+            Answer::Recipient(answer) => self.on_recipient_answer(id, answer, now),
+            Answer::Delivery(answer) => self.on_delivery_answer(id, answer, now),
+        }
+    }
+
+    /// Input: the TLS handshake asked for by `Output::StartTls` completed. The session
+    /// starts over (RFC 3207): the client must send EHLO again.
+    fn tls_started(&mut self, now: Instant) {
+        if !matches!(self.wait, Wait::Tls) {
+            return;
+        }
+        self.wait = Wait::Nothing;
+        self.tls = true;
+        self.hello = None;
+        self.reset_transaction();
+        self.ready_since = now;
+    }
+
+    /// Input: the clock reached [`ServerSession::poll_timeout`]. Releases a delayed
+    /// reply, or closes with `421 4.4.2` a session past a deadline: the command timeout
+    /// (a command line must be complete within it of the previous reply), the login
+    /// timeout (submission, from the greeting), the session timeout (MX, between
+    /// transfers), or a transfer's time (the head start plus its bytes at the minimum
+    /// rate).
+    fn handle_timeout(&mut self, now: Instant) {
+        match self.wait {
+            Wait::Delay { until, .. } if now >= until => {
+                let Wait::Delay {
+                    reply, then_close, ..
+                } = std::mem::replace(&mut self.wait, Wait::Nothing)
+                else {
+                    return;
+                };
+                self.send(&reply);
+                if then_close {
+                    self.goodbye("4.7.0", "Error: too many failed authentication attempts");
+                    return;
+                }
+                // The peer was not silent; it was us who waited.
+                self.ready_since = now;
+                self.process(now);
+            }
+            Wait::Nothing | Wait::Tls
+                if now >= self.deadline() && !matches!(self.phase, Phase::Closed) =>
+            {
+                self.goodbye("4.4.2", "Error: timeout exceeded");
+            }
+            _ => {}
+        }
+    }
+
+    /// Output: the next thing for the driver to do, `None` when there is nothing now.
+    /// Input: the process is shutting down: `421 4.3.2`, then close.
+    fn shutdown(&mut self, _now: Instant) {
+        if !matches!(self.phase, Phase::Closed) {
+            self.goodbye("4.3.2", "Service shutting down");
+        }
+    }
+
+    fn poll(&mut self) -> Option<Output> {
+        self.flush_replies();
+        self.outputs.pop_front()
+    }
+
+    /// Output: when [`ServerSession::handle_timeout`] must be called next; `None` while
+    /// waiting for the embedder (not the peer's time) or after close.
+    fn poll_timeout(&self) -> Option<Instant> {
+        if matches!(self.phase, Phase::Closed) {
+            return None;
+        }
+        match self.wait {
+            Wait::Delay { until, .. } => Some(until),
+            Wait::Answer(..) => None,
+            Wait::Nothing | Wait::Tls => Some(self.deadline()),
+        }
+    }
+
+    /// Whether the driver should read more from the peer now. False while the session
+    /// waits (answer, delay, handshake) or after close: reading on would only buffer.
+    fn wants_input(&self) -> bool {
+        matches!(self.wait, Wait::Nothing) && !matches!(self.phase, Phase::Closed)
+    }
+
+    /// Whether the session has emitted [`Output::Close`].
+    fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed)
+    }
+
+    /// Replies are small: a peer that does not take them is past its deadline, not slow.
+    fn send_deadline(&self) -> Option<Instant> {
+        self.poll_timeout()
     }
 }
 

@@ -51,7 +51,7 @@ impl ServerSession {
         }
         match self.config.role {
             Role::Submission => {
-                self.add_recipient(address, false);
+                self.add_recipient(address, false, false);
                 self.send_reply(250, "2.1.5 Ok");
             }
             Role::Mx | Role::Lmtp => {
@@ -63,10 +63,8 @@ impl ServerSession {
                 if address.contains('/') || address.contains('\\') {
                     return self.send_error(550, "5.1.3 Bad recipient address syntax");
                 }
-                let id = self.new_request_id();
                 self.request(
                     Request::Recipient {
-                        id,
                         address: address.clone(),
                     },
                     Awaited::Recipient(address),
@@ -75,12 +73,14 @@ impl ServerSession {
         }
     }
 
-    fn add_recipient(&mut self, address: String, accepts_cleartext: bool) {
+    /// `confirmed`: the embedder confirmed the mailbox (MX, LMTP).
+    fn add_recipient(&mut self, address: String, accepts_cleartext: bool, confirmed: bool) {
         let key = self.recipient_key(&address);
         self.txn.recipient_keys.insert(key);
         self.txn.recipients.push(Recipient {
             address,
             accepts_cleartext,
+            confirmed,
         });
     }
 
@@ -109,8 +109,8 @@ impl ServerSession {
             .is_some_and(|literal| literal == ours)
     }
 
-    /// Input: the embedder's answer to [`Request::Recipient`].
-    pub fn answer_recipient(
+    /// The embedder's answer to [`Request::Recipient`].
+    pub(super) fn on_recipient_answer(
         &mut self,
         id: RequestId,
         answer: RecipientAnswer,
@@ -122,10 +122,10 @@ impl ServerSession {
         })?;
         match answer {
             RecipientAnswer::Accept { accepts_cleartext } => {
-                self.add_recipient(address, accepts_cleartext);
+                self.add_recipient(address, accepts_cleartext, true);
                 self.send_reply(250, "2.1.5 Ok");
             }
-            RecipientAnswer::Refuse(reply) => self.send(&reply),
+            RecipientAnswer::Refuse(failure) => self.send(&failure.reply(&address)),
         }
         self.process(now);
         Ok(())

@@ -16,7 +16,7 @@ impl ServerSession {
             return self.send_reply(454, "4.7.0 TLS not available");
         }
         self.send_reply(220, "2.0.0 Ready to start TLS");
-        self.outputs.push_back(Output::StartTls);
+        self.push_output(Output::StartTls);
         self.wait = Wait::Tls;
     }
 }

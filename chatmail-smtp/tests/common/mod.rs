@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chatmail_smtp::policy::{Policy, PolicyConfig, Reply};
+use chatmail_smtp::policy::{Policy, PolicyConfig};
 use chatmail_smtp::server::{
-    AuthAnswer, Delivery, DeliveryAnswer, Output, RecipientAnswer, Request, Role, ServerConfig,
-    ServerSession, Transport,
+    Answer, AuthAnswer, Delivery, DeliveryAnswer, DeliveryFailure, Engine, Output, RecipientAnswer,
+    Request, Role, ServerConfig, ServerSession, Transport,
 };
 use rand::{Rng, SeedableRng};
 
@@ -216,11 +216,8 @@ impl Driver {
                 self.transcript.events.push("close".into());
                 self.transcript.closed = true;
             }
-            Output::Request(Request::Authenticate {
-                id,
-                login,
-                password,
-            }) => {
+            Output::Subscribe(_) | Output::Event(_) => unreachable!("not an SMTP server output"),
+            Output::Request(id, Request::Authenticate { login, password }) => {
                 self.transcript.events.push(format!("auth {login}"));
                 let answer = if password == PASSWORD && login.ends_with(&format!("@{DOMAIN}")) {
                     AuthAnswer::Success {
@@ -232,26 +229,23 @@ impl Driver {
                     AuthAnswer::Invalid
                 };
                 self.session
-                    .answer_auth(id, answer, now)
+                    .answer(id, Answer::Auth(answer), now)
                     .expect("auth answer");
             }
-            Output::Request(Request::Recipient { id, address }) => {
+            Output::Request(id, Request::Recipient { address }) => {
                 self.transcript.events.push(format!("rcpt {address}"));
                 let answer = if address.starts_with("unknown@") {
-                    RecipientAnswer::Refuse(Reply {
-                        code: 550,
-                        text: "5.1.1 User unknown".into(),
-                    })
+                    RecipientAnswer::Refuse(DeliveryFailure::UnknownRecipient)
                 } else {
                     RecipientAnswer::Accept {
                         accepts_cleartext: address.starts_with("cleartext"),
                     }
                 };
                 self.session
-                    .answer_recipient(id, answer, now)
+                    .answer(id, Answer::Recipient(answer), now)
                     .expect("rcpt answer");
             }
-            Output::Request(Request::Deliver { id, delivery }) => {
+            Output::Request(id, Request::Deliver(delivery)) => {
                 self.transcript.events.push(format!(
                     "deliver {} -> {}",
                     delivery.mail_from,
@@ -260,7 +254,7 @@ impl Driver {
                 self.transcript.deliveries.push(delivery);
                 let answer = self.embedder.delivery.clone();
                 self.session
-                    .answer_delivery(id, answer, now)
+                    .answer(id, Answer::Delivery(answer), now)
                     .expect("delivery answer");
             }
         }

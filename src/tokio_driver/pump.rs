@@ -1,0 +1,113 @@
+//! The one tokio pump that drives any engine of the workspace (SMTP, IMAP, the engines to
+//! come) over one connection: the drive loop of [`chatmail_core::engine`], with socket
+//! reads, the account's change feed, the engine's timer and the process's shutdown as
+//! its four wake-ups. It writes only what the engine gives it: the goodbye on shutdown
+//! is the engine's own (`421`, `* BYE`).
+
+use super::stream::Connection;
+use super::ShutdownSignal;
+use crate::{Relay, RequestHandler};
+use chatmail_core::engine::{Engine, Output};
+use chatmail_core::store::{ChangeSubscription, Lagged};
+use chatmail_core::Change;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
+use tokio_rustls::TlsAcceptor;
+
+/// Most bytes read from the socket at a time.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Guard for an engine without a deadline of its own (waiting for nothing at all).
+const MAX_WAIT: Duration = Duration::from_secs(600);
+
+/// Serves one connection from `peer` with `engine` until the engine closes, the peer
+/// goes away or its writes time out. Requests are answered by the [`Relay`] in place
+/// (the engine reads nothing that depends on them meanwhile). The driver bounds what
+/// the engine does not see: the STARTTLS handshake and each write (by the engine's
+/// [`Engine::send_deadline`] and the minimum transfer rate). The IP only feeds the
+/// failed-login limits.
+pub(crate) async fn serve<E>(
+    relay: Arc<Relay>,
+    peer: IpAddr,
+    mut engine: E,
+    mut conn: Connection,
+    acceptor: Option<TlsAcceptor>,
+    mut shutdown: ShutdownSignal,
+) where
+    E: Engine + Send,
+    E::Request: Send,
+    E::Event: std::fmt::Debug,
+    Relay: RequestHandler<E>,
+{
+    let timeouts = &relay.config().timeouts;
+    let mut feed: Option<ChangeSubscription> = None;
+    let mut shutting_down = false;
+    // Small to start with: most connections (an idling IMAP client) never read more
+    // than a few lines; it grows on the first full read.
+    let mut buf = vec![0u8; 1024];
+    loop {
+        while let Some(output) = engine.poll() {
+            match output {
+                Output::Send(bytes) => {
+                    let deadline = engine.send_deadline();
+                    if conn.send(&bytes, timeouts, deadline).await.is_err() {
+                        return;
+                    }
+                }
+                Output::Request(id, request) => {
+                    let answer = relay.handle(request, Some(peer)).await;
+                    if let Err(e) = engine.answer(id, answer, Instant::now()) {
+                        // A mismatch between the relay and the engine: a bug, not the peer's.
+                        tracing::error!(error = %e, "answer rejected by the engine");
+                    }
+                }
+                Output::StartTls => {
+                    let Some(acceptor) = &acceptor else { return };
+                    if conn.upgrade(acceptor, timeouts).await.is_err() {
+                        return;
+                    }
+                    engine.tls_started(Instant::now());
+                }
+                // From the login on, before any mailbox is listed: no change falls
+                // between listing and listening.
+                Output::Subscribe(account) => feed = Some(relay.subscribe(&account)),
+                Output::Event(event) => tracing::debug!(?event, "engine event"),
+                Output::Close => {
+                    conn.close(&[], timeouts).await;
+                    return;
+                }
+            }
+        }
+        let deadline = engine
+            .poll_timeout()
+            .unwrap_or_else(|| Instant::now() + MAX_WAIT);
+        let wants_input = engine.wants_input();
+        tokio::select! {
+            read = conn.read(&mut buf), if wants_input => match read {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    engine.feed(&buf[..n], Instant::now());
+                    if n == buf.len() && buf.len() < READ_CHUNK {
+                        buf.resize(READ_CHUNK, 0);
+                    }
+                }
+            },
+            change = next_change(&mut feed) => engine.handle_change(change, Instant::now()),
+            _ = tokio::time::sleep_until(deadline.into()) => engine.handle_timeout(Instant::now()),
+            _ = shutdown.wait(), if !shutting_down => {
+                shutting_down = true;
+                engine.shutdown(Instant::now());
+            }
+        }
+    }
+}
+
+/// The next item of the subscribed change feed; pends forever without a subscription.
+async fn next_change(feed: &mut Option<ChangeSubscription>) -> Result<Change, Lagged> {
+    match feed {
+        Some(subscription) => subscription.next().await,
+        None => std::future::pending().await,
+    }
+}

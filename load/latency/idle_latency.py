@@ -23,7 +23,7 @@ Bounded: --count messages, --timeout per message, --max-seconds overall; loopbac
 (hosts must resolve to a loopback address). Standard library only.
 
 Example (Postfix+Dovecot from postfix_dovecot.sh):
-  python3 bench/latency/idle_latency.py --imap-host 127.0.0.1 --imap-port 3993 \\
+  python3 load/latency/idle_latency.py --imap-host 127.0.0.1 --imap-port 3993 \\
       --smtp-host 127.0.0.1 --smtp-port 3465 --domain bench.localhost \\
       --password benchpassword --count 1000
 """

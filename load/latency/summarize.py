@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Print the Markdown table of a bench/latency/run.sh result directory.
+"""Print the Markdown table of a load/latency/run.sh result directory.
 
-python3 bench/latency/summarize.py /tmp/latency-results/<timestamp>
+python3 load/latency/summarize.py /tmp/latency-results/<timestamp>
 """
 
 import json

@@ -16,7 +16,7 @@ Bounded: --count messages, --timeout seconds per message, --max-seconds overall;
 only. Needs deltachat-rpc-client and deltachat-rpc-server (e.g. /work/main/.venv).
 
 Example (Postfix+Dovecot from postfix_dovecot.sh):
-  .venv/bin/python bench/latency/dc_latency.py --imap-port 3993 --smtp-port 3465 \\
+  .venv/bin/python load/latency/dc_latency.py --imap-port 3993 --smtp-port 3465 \\
       --domain bench.localhost --password benchpassword --count 50
 """
 

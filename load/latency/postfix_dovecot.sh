@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Reference mail server for the latency benchmarks: Debian's Postfix + Dovecot on 127.0.0.1.
 #
-#   bench/latency/postfix_dovecot.sh install   # apt-get install postfix dovecot-imapd dovecot-lmtpd
-#   bench/latency/postfix_dovecot.sh start     # configure into $BENCH_PD_DIR and start both
-#   bench/latency/postfix_dovecot.sh status
-#   bench/latency/postfix_dovecot.sh stop      # stop both (the state directory stays)
+#   load/latency/postfix_dovecot.sh install   # apt-get install postfix dovecot-imapd dovecot-lmtpd
+#   load/latency/postfix_dovecot.sh start     # configure into $BENCH_PD_DIR and start both
+#   load/latency/postfix_dovecot.sh status
+#   load/latency/postfix_dovecot.sh stop      # stop both (the state directory stays)
 #
 # Layout (everything under $BENCH_PD_DIR, default /tmp/bench-postfix-dovecot):
 #   Postfix  submissions (implicit TLS, Dovecot SASL)  127.0.0.1:$BENCH_PD_SUBMISSIONS_PORT (3465)
@@ -62,7 +62,7 @@ write_config() {
     fi
 
     cat >"$PF_ETC/main.cf" <<EOF
-# Written by bench/latency/postfix_dovecot.sh: a loopback-only Postfix for benchmarks.
+# Written by load/latency/postfix_dovecot.sh: a loopback-only Postfix for benchmarks.
 compatibility_level = 3.6
 queue_directory = $PF_SPOOL
 data_directory = $DIR/postfix/data
@@ -134,7 +134,7 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 EOF
 
     cat >"$DC_CONF" <<EOF
-# Written by bench/latency/postfix_dovecot.sh: a loopback-only Dovecot for benchmarks.
+# Written by load/latency/postfix_dovecot.sh: a loopback-only Dovecot for benchmarks.
 instance_name = bench-dovecot
 base_dir = $DIR/dovecot/run
 state_dir = $DIR/dovecot/state

@@ -2,9 +2,9 @@
 # Runs both latency benchmarks against Postfix+Dovecot and then against our relay, back to
 # back on this machine ("in the same run"), and leaves the raw JSON in $OUT.
 #
-#   bench/latency/run.sh                 # both systems
-#   SYSTEMS=postfix-dovecot bench/latency/run.sh
-#   SYSTEMS=relay bench/latency/run.sh
+#   load/latency/run.sh                 # both systems
+#   SYSTEMS=postfix-dovecot load/latency/run.sh
+#   SYSTEMS=relay load/latency/run.sh
 #
 # Environment: OUT (default /tmp/latency-results/<timestamp>), IDLE_COUNT (1000),
 # DC_COUNT (50), DC_BACK_TO_BACK (1: also a Delta Chat run without pauses), PYTHON (a python with deltachat-rpc-client; default /work/main/.venv),

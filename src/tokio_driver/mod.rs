@@ -358,8 +358,9 @@ impl Server {
     }
 }
 
-/// The reference's expiry timer: daily at 00:02 UTC (spec 6.1), plus once a minute
-/// after start so that a relay restarted often still cleans up.
+/// The reference's expiry timer, daily at 00:02 (spec 6.1: systemd's `OnCalendar`, the
+/// server's local time; here UTC, what the reference's servers mostly run on), plus once
+/// a minute after start so that a relay restarted often still cleans up.
 async fn expire_daily(relay: Arc<Relay>) {
     const DAY: u64 = 86_400;
     const AT: u64 = 2 * 60;

@@ -21,7 +21,7 @@ pub struct Delivery {
     /// The authenticated user (submission).
     pub auth_user: Option<String>,
     /// The envelope sender; `""` for `<>`, and also when the policy resets it (incoming
-    /// mail whose From differs from MAIL FROM, spec 3.3 rule 4).
+    /// mail whose From differs from MAIL FROM, spec 3.3 step 4).
     pub mail_from: String,
     /// The recipients in RCPT order.
     pub recipients: Vec<String>,

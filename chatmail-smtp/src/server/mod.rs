@@ -229,7 +229,7 @@ pub enum RecipientAnswer {
     /// Take mail for this recipient.
     Accept {
         /// The recipient lacks the `enforceE2EEincoming` marker, so incoming cleartext
-        /// may be delivered to it (spec 3.3, rule 5).
+        /// may be delivered to it (spec 3.3, step 5).
         accepts_cleartext: bool,
     },
     /// Refuse this recipient for this reason (the session words the reply).

@@ -7,7 +7,7 @@ use std::time::Instant;
 use chatmail_core::{
     config::Config, Address, Flags, MailboxStatus, MessageMeta, ModSeq, Uid, UidValidity,
 };
-use chatmail_imap::{Answer, Bytes, Output, Request, Session, SessionConfig};
+use chatmail_imap::{Answer, Bytes, Engine, Output, Request, Session, SessionConfig};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 const MESSAGES: u32 = 1000;
@@ -62,9 +62,10 @@ fn drive(session: &mut Session, body: &Bytes, metas: &[MessageMeta]) -> usize {
                     Request::FetchMessage { .. } => Answer::Message(body.clone()),
                     other => panic!("unexpected {other:?}"),
                 };
-                session.answer(id, answer).expect("answer");
+                session.answer(id, answer, Instant::now()).expect("answer");
             }
-            Output::StartTls | Output::Close => {}
+            Output::StartTls | Output::Subscribe(_) | Output::Close => {}
+            Output::Event(never) => match never {},
         }
     }
     sent

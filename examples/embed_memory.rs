@@ -1,11 +1,13 @@
 //! The starting point for embedders (`cargo run --example embed_memory`): a relay with
 //! the `memory` backend whose SMTP and IMAP engines are driven by hand, without sockets
-//! or a runtime. Alice submits the encrypted fixture to Bob; Bob reads it over IMAP.
+//! or a runtime. Bob idles over IMAP; Alice submits the encrypted fixture to him; the
+//! delivery reaches Bob's session through the change feed as `* 1 EXISTS`; Bob reads it.
 //! Swap the strings for your transport and `block_on` for your runtime: that is a server.
 
 use chatmail::core::config::Config;
-use chatmail::imap::{Output as ImapOut, Session, SessionConfig};
-use chatmail::smtp::server::{Engine as _, Output, Role, ServerConfig, ServerSession, Transport};
+use chatmail::core::store::ChangeSubscription;
+use chatmail::imap::{Engine, Output as ImapOut, Session, SessionConfig};
+use chatmail::smtp::server::{Output, Role, ServerConfig, ServerSession, Transport};
 use chatmail::Relay;
 use futures::executor::block_on;
 use std::sync::Arc;
@@ -33,18 +35,42 @@ fn smtp(relay: &Relay, session: &mut ServerSession, input: &str) -> String {
     replies
 }
 
-/// Feeds `input` to an IMAP session and answers its requests with the relay.
-fn imap(relay: &Relay, session: &mut Session, input: &str) -> String {
+/// Feeds `input` to an IMAP session, answers its requests with the relay and keeps the
+/// change feed it asks for at login.
+fn imap(
+    relay: &Relay,
+    session: &mut Session,
+    feed: &mut Option<ChangeSubscription>,
+    input: &str,
+) -> String {
     session.feed(input.as_bytes(), Instant::now());
+    drain(relay, session, feed)
+}
+
+/// Passes the changes waiting on the feed to the session (an async driver awaits
+/// `ChangeSubscription::next` instead), then drains it.
+fn changes(relay: &Relay, session: &mut Session, feed: &mut Option<ChangeSubscription>) -> String {
+    while let Some(change) = feed.as_mut().and_then(ChangeSubscription::try_next) {
+        session.handle_change(change, Instant::now());
+    }
+    drain(relay, session, feed)
+}
+
+/// Drains an IMAP session's outputs: bytes for the client, requests to the relay.
+fn drain(relay: &Relay, session: &mut Session, feed: &mut Option<ChangeSubscription>) -> String {
     let mut responses = String::new();
     while let Some(out) = session.poll() {
         match out {
             ImapOut::Send(bytes) => responses.push_str(&String::from_utf8_lossy(&bytes)),
             ImapOut::Request(id, request) => {
                 let answer = block_on(relay.answer_imap(request, None));
-                session.answer(id, answer).expect("answers match requests");
+                session
+                    .answer(id, answer, Instant::now())
+                    .expect("answers match requests");
             }
+            ImapOut::Subscribe(account) => *feed = Some(relay.subscribe(&account)),
             ImapOut::StartTls | ImapOut::Close => {}
+            ImapOut::Event(never) => match never {},
         }
     }
     responses
@@ -65,15 +91,14 @@ fn main() {
         .replace("{to_addr}", BOB)
         .replace("{subject}", "[...]");
 
-    // Bob logs in over IMAP (as on port 993), which creates his account.
+    // Bob logs in over IMAP (as on port 993), which creates his account, and idles.
     let mut bob = Session::new(
         Arc::new(SessionConfig::from_config(&config, true)),
         Instant::now(),
     );
-    print!(
-        "{}",
-        imap(&relay, &mut bob, &format!("a LOGIN {BOB} bob-password\r\n"))
-    );
+    let mut bob_feed = None;
+    let login = format!("a LOGIN {BOB} bob-password\r\nb SELECT INBOX\r\nc IDLE\r\n");
+    print!("{}", imap(&relay, &mut bob, &mut bob_feed, &login));
 
     // Alice submits over SMTP (the transport counts as TLS, as on port 465).
     let smtp_config = Arc::new(ServerConfig::new(Role::Submission, "chat.example.org"));
@@ -95,6 +120,20 @@ fn main() {
         print!("{}", smtp(&relay, &mut alice, &line));
     }
 
+    // The delivery reaches Bob's idling session through the change feed.
+    let news = changes(&relay, &mut bob, &mut bob_feed);
+    print!("{news}");
+    assert_eq!(news, "* 1 EXISTS\r\n");
+
     // Bob reads it.
-    print!("{}", imap(&relay, &mut bob, "b SELECT INBOX\r\nc UID FETCH 1:* (FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)])\r\nd LOGOUT\r\n"));
+    print!("{}", imap(&relay, &mut bob, &mut bob_feed, "DONE\r\nd UID FETCH 1:* (FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)])\r\ne LOGOUT\r\n"));
+}
+
+#[cfg(test)]
+mod tests {
+    /// The walk-through is the test: its assertions fail the run.
+    #[test]
+    fn a_submission_reaches_an_idling_session_without_sockets() {
+        super::main();
+    }
 }

@@ -4,8 +4,8 @@
 
 use chatmail::core::account::{FixedSystemLimits, HashingPool, MAX_PASSWORD_LEN};
 use chatmail::core::config::Config;
-use chatmail::imap::{Output as ImapOut, Session, SessionConfig};
-use chatmail::smtp::server::{Engine as _, Output, Role, ServerConfig, ServerSession, Transport};
+use chatmail::imap::{Engine, Output as ImapOut, Session, SessionConfig};
+use chatmail::smtp::server::{Output, Role, ServerConfig, ServerSession, Transport};
 use chatmail::{LoginVerdict, Relay};
 use futures::executor::block_on;
 use std::net::IpAddr;
@@ -146,9 +146,10 @@ impl<'a> Imap<'a> {
                 ImapOut::Send(bytes) => responses.push_str(&String::from_utf8_lossy(&bytes)),
                 ImapOut::Request(id, request) => {
                     let answer = block_on(self.relay.answer_imap(request, self.peer));
-                    self.session.answer(id, answer).unwrap();
+                    self.session.answer(id, answer, Instant::now()).unwrap();
                 }
-                ImapOut::StartTls | ImapOut::Close => {}
+                ImapOut::StartTls | ImapOut::Subscribe(_) | ImapOut::Close => {}
+                ImapOut::Event(never) => match never {},
             }
         }
         responses

@@ -3,7 +3,7 @@
 
 use chatmail::core::account::{BlockingExecutor, FixedSystemLimits};
 use chatmail::core::config::Config;
-use chatmail::imap::{Output, Session, SessionConfig};
+use chatmail::imap::{Engine, Output, Session, SessionConfig};
 use chatmail::Relay;
 use futures::executor::block_on;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,9 +29,12 @@ fn imap(relay: &Relay, session: &mut Session, input: &str) -> String {
             Output::Send(bytes) => responses.push_str(&String::from_utf8_lossy(&bytes)),
             Output::Request(id, request) => {
                 let answer = block_on(relay.answer_imap(request, None));
-                session.answer(id, answer).expect("answers match requests");
+                session
+                    .answer(id, answer, Instant::now())
+                    .expect("answers match requests");
             }
-            Output::StartTls | Output::Close => {}
+            Output::StartTls | Output::Subscribe(_) | Output::Close => {}
+            Output::Event(never) => match never {},
         }
     }
     responses

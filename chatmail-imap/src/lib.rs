@@ -2,21 +2,26 @@
 //! exactly (instant IDLE, METADATA push tokens, CONDSTORE), and what standard clients
 //! need, done correctly.
 //!
-//! A [`Session`] owns no socket, file, clock or thread. The driver feeds it the
-//! client's bytes and drains [`Output`]s; every storage or account operation leaves as
-//! a typed [`Request`] that the embedder answers with an [`Answer`]; time comes in
-//! through [`Session::handle_timeout`]; mailbox changes from anywhere (SMTP delivery,
-//! other sessions) come in through [`Session::handle_change`] and reach an idling
-//! client as untagged responses in the same round.
+//! A [`Session`] owns no socket, file, clock or thread. It keeps the one contract of
+//! every engine of the relay, [`Engine`] (`chatmail_core::engine`): the driver feeds it
+//! the client's bytes and drains [`Output`]s; every storage or account operation leaves
+//! as a typed [`Request`] that the embedder answers with an [`Answer`]; time comes in
+//! with every input and through [`Engine::handle_timeout`]; after login the session
+//! asks for its account's change feed ([`chatmail_core::engine::Output::Subscribe`]),
+//! and mailbox changes from anywhere (SMTP delivery, other sessions, expiry) come in
+//! through [`Engine::handle_change`] and reach an idling client as untagged responses
+//! in the same round. On [`Engine::shutdown`] the session itself says
+//! `* BYE Server shutting down`.
 //!
 //! # Method kinds
 //!
-//! * inputs: [`Session::feed`], [`Session::answer`], [`Session::handle_change`],
-//!   [`Session::tls_started`], [`Session::handle_timeout`];
-//! * outputs: [`Session::poll`] (bytes, requests, STARTTLS, close),
-//!   [`Session::poll_timeout`], [`Session::wants_input`];
-//! * getters: [`Session::state`], [`Session::account`], [`Session::selected_mailbox`],
-//!   [`Session::is_idle`], [`Session::memory_footprint`].
+//! * inputs: [`Engine::feed`], [`Engine::answer`], [`Engine::handle_change`],
+//!   [`Engine::tls_started`], [`Engine::handle_timeout`], [`Engine::shutdown`];
+//! * outputs: [`Engine::poll`] (bytes, requests, STARTTLS, subscribe, close),
+//!   [`Engine::poll_timeout`];
+//! * getters: [`Engine::wants_input`], [`Engine::is_closed`], [`Engine::send_deadline`],
+//!   and of the session itself [`Session::state`], [`Session::account`],
+//!   [`Session::selected_mailbox`], [`Session::is_idle`], [`Session::memory_footprint`].
 //!
 //! # Drive loop
 //!
@@ -24,12 +29,13 @@
 //! use std::sync::Arc;
 //! use std::time::Instant;
 //! use chatmail_core::{config::Config, Address};
-//! use chatmail_imap::{Answer, Output, Refusal, Request, Session, SessionConfig};
+//! use chatmail_imap::{Answer, Engine, Output, Refusal, Request, Session, SessionConfig};
 //!
 //! let mut config = SessionConfig::from_config(&Config::with_domain("example.org"), true);
 //! config.max_bad_commands = 5;
 //! let mut session = Session::new(Arc::new(config), Instant::now());
 //! let mut to_client = Vec::new();
+//! let mut subscribed = None;
 //! session.feed(b"a LOGIN alice@example.org secret-password\r\n", Instant::now());
 //! while let Some(out) = session.poll() {
 //!     match out {
@@ -37,16 +43,23 @@
 //!         Output::Request(id, Request::Authenticate { login, .. }) => {
 //!             // The embedder checks the password (spec 2.2) and answers.
 //!             let account = Address::parse(&login).unwrap();
-//!             session.answer(id, Answer::Authenticated(account)).unwrap();
+//!             session.answer(id, Answer::Authenticated(account), Instant::now()).unwrap();
 //!         }
-//!         Output::Request(id, _) => session.answer(id, Answer::Refused(Refusal::Unavailable)).unwrap(),
-//!         Output::StartTls => { /* upgrade, then session.tls_started() */ }
+//!         Output::Request(id, _) => {
+//!             let refused = Answer::Refused(Refusal::Unavailable);
+//!             session.answer(id, refused, Instant::now()).unwrap();
+//!         }
+//!         Output::StartTls => { /* upgrade, then session.tls_started(now) */ }
+//!         // Pass this account's changes to session.handle_change(change, now) from now on.
+//!         Output::Subscribe(account) => subscribed = Some(account),
+//!         Output::Event(never) => match never {},
 //!         Output::Close => break,
 //!     }
 //! }
 //! let text = String::from_utf8(to_client).unwrap();
 //! assert!(text.contains("a OK [CAPABILITY IMAP4rev1"));
 //! assert!(text.contains("XCHATMAIL XDELTAPUSH"));
+//! assert_eq!(subscribed.unwrap().as_str(), "alice@example.org");
 //! ```
 //!
 //! # Not offered
@@ -74,7 +87,8 @@ mod wire;
 
 /// The shared byte buffer of [`Answer::Message`] and [`Output::Send`].
 pub use bytes::Bytes;
+pub use chatmail_core::engine::{AnswerError, Engine, RequestId};
 pub use command::metadata::DEVICE_TOKEN_ENTRY;
 pub use command::search::ContentSearch;
-pub use request::{Answer, Refusal, Request, RequestId};
-pub use session::{Output, Session, SessionConfig, State, UnknownRequest};
+pub use request::{Answer, Refusal, Request};
+pub use session::{Output, Session, SessionConfig, State};

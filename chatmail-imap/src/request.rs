@@ -1,9 +1,9 @@
 //! What the session asks of the embedder, and what the embedder answers.
 //!
 //! Every storage access of an IMAP session leaves the engine as one [`Request`] inside
-//! [`crate::Output::Request`], tagged with a [`RequestId`]. The embedder performs it
+//! [`crate::Output::Request`], tagged with a [`RequestId`](chatmail_core::engine::RequestId). The embedder performs it
 //! (usually on a `chatmail_core` store) and hands the result back with
-//! [`crate::Session::answer`]. A session has at most one request outstanding.
+//! [`Engine::answer`](chatmail_core::engine::Engine::answer). A session has at most one request outstanding.
 //!
 //! Each request names the account it acts for, so the embedder needs no per-session
 //! state. Unless a request says otherwise, [`Answer::Refused`] is always a valid answer:
@@ -18,10 +18,6 @@ use chatmail_core::{
     Address, FlagOp, Flags, MailboxInfo, MailboxName, MailboxStatus, MessageMeta, ModSeq, Uid,
     UidValidity,
 };
-
-/// Identifies one request of one session; echo it in [`crate::Session::answer`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RequestId(pub u64);
 
 /// A storage or account operation the session needs (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,8 +82,9 @@ pub enum Request {
     },
     /// Open a mailbox (SELECT/EXAMINE): its counters and every message's metadata in
     /// ascending UID order. Answer [`Answer::Selected`] or [`Refusal::NonExistent`].
-    /// From now on the embedder should pass this account's [`chatmail_core::Change`]s
-    /// to [`crate::Session::handle_change`].
+    /// Changes the embedder passes in after this request and before the answer (the
+    /// account's feed, asked for at login by `Output::Subscribe`) are kept and applied
+    /// once the mailbox is open.
     Select {
         /// The account.
         account: Address,
@@ -225,7 +222,7 @@ pub enum Answer {
     Refused(Refusal),
     /// Like [`Answer::Refused`], but the tagged `NO` waits until `until` (a failed-login
     /// penalty of the embedder). The session holds it on its own timer
-    /// ([`crate::Session::poll_timeout`]) and reads no further command meanwhile; nothing
+    /// ([`Engine::poll_timeout`](chatmail_core::engine::Engine::poll_timeout)) and reads no further command meanwhile; nothing
     /// blocks.
     RefusedUntil {
         /// The reason.

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use chatmail_core::budget::{MemoryBudget, Reservation};
 use chatmail_core::config::transfer_time;
+use chatmail_core::engine::{AnswerError, Engine, RequestId};
+use chatmail_core::store::Lagged;
 use chatmail_core::{Address, Change, Flags, ModSeq, Uid};
 use imap_codec::decode::{CommandDecodeError, Decoder};
 use imap_codec::imap_types::command::{Command, CommandBody};
@@ -20,7 +22,7 @@ use imap_codec::CommandCodec;
 
 use crate::command;
 use crate::framing::{Frame, Framer};
-use crate::request::{Answer, Request, RequestId};
+use crate::request::{Answer, Request};
 use crate::uidmap::UidMap;
 use crate::wire;
 
@@ -71,7 +73,7 @@ pub struct SessionConfig {
     /// Unannounced mailbox changes a non-idling session may queue before it is closed
     /// so that the client resynchronises.
     pub max_queued_changes: usize,
-    /// Unprocessed input beyond which [`Session::wants_input`] asks the driver to pause.
+    /// Unprocessed input beyond which [`Engine::wants_input`] asks the driver to pause.
     pub input_pause_bytes: usize,
     /// Most message bytes one SEARCH may scan (each message's size once, and once more
     /// per BODY/TEXT key); a search that would scan more gets `NO [LIMIT]` before any
@@ -106,24 +108,12 @@ impl SessionConfig {
     }
 }
 
-/// Something the session wants done; drain with [`Session::poll`] after every input.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
-    /// Bytes for the client, in order.
-    Send(Bytes),
-    /// A storage or account operation; answer it with [`Session::answer`].
-    Request(RequestId, Request),
-    /// Upgrade the transport to TLS now (everything before was sent), then call
-    /// [`Session::tls_started`].
-    StartTls,
-    /// Close the connection after sending everything before this output.
-    Close,
-}
+/// Something the session wants done: the contract's [`chatmail_core::engine::Output`]
+/// with this crate's [`Request`] and no events.
+pub type Output = chatmail_core::engine::Output<Request>;
 
-/// `answer` was called with an id the session is not waiting for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("no outstanding request {0:?}")]
-pub struct UnknownRequest(pub RequestId);
+/// The BYE text on [`Engine::shutdown`] (clients and tests look for it).
+const SHUTDOWN_TEXT: &str = "Server shutting down";
 
 /// The RFC 3501 session states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,6 +216,173 @@ pub struct Session {
     clock: Instant,
     /// The budget share of an APPEND message handed to the embedder, until it answers.
     held: Reservation,
+    /// [`Engine::shutdown`] came while a command waited for its answer: BYE after it.
+    shutting_down: bool,
+}
+
+impl Engine for Session {
+    type Request = Request;
+    type Answer = Answer;
+    type Event = std::convert::Infallible;
+
+    /// Input: bytes from the client, in any chunking, received at `now`.
+    fn feed(&mut self, bytes: &[u8], now: Instant) {
+        if self.state == State::Logout {
+            return;
+        }
+        self.clock = self.clock.max(now);
+        if self.mode == Mode::AwaitingTls {
+            // Plaintext after STARTTLS is an injection attempt (CVE-2011-0411 class).
+            return;
+        }
+        if !bytes.is_empty() {
+            // The first byte of a command starts its clock; later bytes only add their
+            // share at the minimum rate.
+            let (_, received) = self.command.get_or_insert((now, 0));
+            *received += bytes.len() as u64;
+        }
+        self.input.extend_from_slice(bytes);
+        let waiting = self.pending.is_some() || self.delayed.is_some();
+        if waiting && self.input.len() > self.config.input_pause_bytes * 4 {
+            self.bye("Too much pipelined input.");
+            return;
+        }
+        self.process();
+    }
+
+    /// Input: the embedder's answer to request `id`, at `now`.
+    fn answer(&mut self, id: RequestId, answer: Answer, now: Instant) -> Result<(), AnswerError> {
+        match self.pending.take() {
+            Some(p) if p.id == id => {
+                self.clock = self.clock.max(now);
+                self.held.release();
+                let Pending { tag, task, .. } = *p;
+                if let Answer::RefusedUntil { refusal, until } = answer {
+                    self.delayed = Some(Box::new(Delayed {
+                        until,
+                        tag,
+                        task,
+                        answer: Answer::Refused(refusal),
+                    }));
+                    if self.shutting_down {
+                        self.release_delayed();
+                    }
+                    return Ok(());
+                }
+                self.resume(tag, task, answer);
+                self.after_answer();
+                Ok(())
+            }
+            other => {
+                self.pending = other;
+                Err(AnswerError::NotWaiting(id))
+            }
+        }
+    }
+
+    /// Input: a change to the logged-in account's mail (from SMTP delivery, another
+    /// session, expiry), from the feed asked for by [`Output::Subscribe`]. Changes to the
+    /// selected mailbox reach an idling client as untagged responses in this same call's
+    /// outputs; otherwise they are announced at the end of the next command. A
+    /// [`Lagged`] feed resets the selected mailbox (or the one being opened): the client
+    /// is told to reconnect and resynchronise.
+    fn handle_change(&mut self, change: Result<Change, Lagged>, now: Instant) {
+        if self.state == State::Logout {
+            return;
+        }
+        self.clock = self.clock.max(now);
+        let change = match change {
+            Ok(change) => change,
+            Err(Lagged { .. }) => match self.open_mailbox() {
+                Some(mailbox) => Change::MailboxReset {
+                    mailbox: mailbox.to_string(),
+                },
+                None => return,
+            },
+        };
+        command::idle::handle_change(self, &change);
+    }
+
+    /// Input: the driver finished the TLS handshake after [`Output::StartTls`].
+    fn tls_started(&mut self, now: Instant) {
+        self.clock = self.clock.max(now);
+        if self.mode == Mode::AwaitingTls {
+            self.mode = Mode::Commands;
+            self.tls_active = true;
+            self.input.clear();
+            self.framer.reset();
+            self.command = None;
+        }
+    }
+
+    /// Input: time passed; call when [`Engine::poll_timeout`] is due. Releases an
+    /// answer held back ([`Answer::RefusedUntil`]); closes the session with BYE past a
+    /// deadline: the login timeout (absolute, before login), a command's time (head start
+    /// plus its bytes at the minimum rate), the inactivity timeout (after login, from the
+    /// end of the last command). No deadline runs while an answer is held back.
+    fn handle_timeout(&mut self, now: Instant) {
+        self.clock = self.clock.max(now);
+        if let Some(delayed) = &self.delayed {
+            if now >= delayed.until {
+                self.release_delayed();
+            }
+            return;
+        }
+        match self.deadline() {
+            Some(deadline) if now >= deadline => self.bye("Disconnected for inactivity."),
+            _ => {}
+        }
+    }
+
+    /// Input: the server is shutting down. The session says `* BYE Server shutting down`
+    /// and closes; a request still out is answered first and its tagged reply goes out
+    /// before the BYE (an answer held back is released at once).
+    fn shutdown(&mut self, now: Instant) {
+        if self.state == State::Logout {
+            return;
+        }
+        self.clock = self.clock.max(now);
+        self.shutting_down = true;
+        if self.delayed.is_some() {
+            self.release_delayed();
+        } else if self.pending.is_none() {
+            self.bye(SHUTDOWN_TEXT);
+        }
+    }
+
+    /// Output: the next thing to do, or `None` when the session waits for input.
+    fn poll(&mut self) -> Option<Output> {
+        self.flush_out();
+        self.outputs.pop_front()
+    }
+
+    /// Output: when to call [`Engine::handle_timeout`] next; `None` after BYE and while
+    /// a request is out (the embedder's time is not the client's).
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.deadline()
+    }
+
+    /// False while enough unprocessed input is buffered: the driver should stop reading
+    /// from the socket until this turns true again (after answers are given).
+    fn wants_input(&self) -> bool {
+        self.state != State::Logout
+            && self.mode != Mode::AwaitingTls
+            && self.input.len() < self.config.input_pause_bytes
+    }
+
+    /// True once the session said BYE or answered LOGOUT: it only drains.
+    fn is_closed(&self) -> bool {
+        self.state == State::Logout
+    }
+
+    /// Before login the session's own deadline bounds writes too; after it, `None`: the
+    /// driver's minimum rate alone (a large FETCH on a slow link is legitimate).
+    fn send_deadline(&self) -> Option<Instant> {
+        match self.state {
+            State::NotAuthenticated => self.deadline(),
+            _ => None,
+        }
+    }
 }
 
 impl Session {
@@ -255,127 +412,11 @@ impl Session {
             outputs: VecDeque::new(),
             next_request: 0,
             bad_commands: 0,
+            shutting_down: false,
         };
         let caps = session.capabilities();
         session.line(&format!("* OK [CAPABILITY {caps}] chatmail IMAP ready."));
         session
-    }
-
-    // ----- inputs -----
-
-    /// Input: bytes from the client, in any chunking, received at `now`.
-    pub fn feed(&mut self, bytes: &[u8], now: Instant) {
-        if self.state == State::Logout {
-            return;
-        }
-        self.clock = self.clock.max(now);
-        if self.mode == Mode::AwaitingTls {
-            // Plaintext after STARTTLS is an injection attempt (CVE-2011-0411 class).
-            return;
-        }
-        if !bytes.is_empty() {
-            // The first byte of a command starts its clock; later bytes only add their
-            // share at the minimum rate.
-            let (_, received) = self.command.get_or_insert((now, 0));
-            *received += bytes.len() as u64;
-        }
-        self.input.extend_from_slice(bytes);
-        let waiting = self.pending.is_some() || self.delayed.is_some();
-        if waiting && self.input.len() > self.config.input_pause_bytes * 4 {
-            self.bye("Too much pipelined input.");
-            return;
-        }
-        self.process();
-    }
-
-    /// Input: the embedder's answer to request `id`.
-    pub fn answer(&mut self, id: RequestId, answer: Answer) -> Result<(), UnknownRequest> {
-        match self.pending.take() {
-            Some(p) if p.id == id => {
-                self.held.release();
-                let Pending { tag, task, .. } = *p;
-                if let Answer::RefusedUntil { refusal, until } = answer {
-                    self.delayed = Some(Box::new(Delayed {
-                        until,
-                        tag,
-                        task,
-                        answer: Answer::Refused(refusal),
-                    }));
-                    return Ok(());
-                }
-                self.resume(tag, task, answer);
-                self.process();
-                Ok(())
-            }
-            other => {
-                self.pending = other;
-                Err(UnknownRequest(id))
-            }
-        }
-    }
-
-    /// Input: a change to the logged-in account's mail (from SMTP delivery, another
-    /// session, expiry). Changes to the selected mailbox reach an idling client as
-    /// untagged responses in this same call's outputs; otherwise they are announced at
-    /// the end of the next command. Changes for other accounts must not be passed in.
-    pub fn handle_change(&mut self, change: &Change) {
-        command::idle::handle_change(self, change);
-    }
-
-    /// Input: the driver finished the TLS handshake after [`Output::StartTls`].
-    pub fn tls_started(&mut self) {
-        if self.mode == Mode::AwaitingTls {
-            self.mode = Mode::Commands;
-            self.tls_active = true;
-            self.input.clear();
-            self.framer.reset();
-            self.command = None;
-        }
-    }
-
-    /// Input: time passed; call when [`Session::poll_timeout`] is due. Releases an
-    /// answer held back ([`Answer::RefusedUntil`]); closes the session with BYE past a
-    /// deadline: the login timeout (absolute, before login), a command's time (head start
-    /// plus its bytes at the minimum rate), the inactivity timeout (after login, from the
-    /// end of the last command). No deadline runs while an answer is held back.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        self.clock = self.clock.max(now);
-        if let Some(delayed) = self.delayed.take() {
-            if now < delayed.until {
-                self.delayed = Some(delayed);
-                return;
-            }
-            // The session waited, not the client: inactivity, and the time of a command
-            // pipelined meanwhile, count from the answer.
-            self.ready_since = self.clock;
-            if let Some((start, _)) = &mut self.command {
-                *start = self.clock;
-            }
-            let Delayed {
-                tag, task, answer, ..
-            } = *delayed;
-            self.resume(tag, task, answer);
-            self.process();
-            return;
-        }
-        match self.deadline() {
-            Some(deadline) if now >= deadline => self.bye("Disconnected for inactivity."),
-            _ => {}
-        }
-    }
-
-    // ----- outputs -----
-
-    /// Output: the next thing to do, or `None` when the session waits for input.
-    pub fn poll(&mut self) -> Option<Output> {
-        self.flush_out();
-        self.outputs.pop_front()
-    }
-
-    /// Output: when to call [`Session::handle_timeout`] next; `None` after BYE and while
-    /// a request is out (the embedder's time is not the client's).
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadline()
     }
 
     // ----- getters -----
@@ -398,14 +439,6 @@ impl Session {
     /// Whether the client is in IDLE.
     pub fn is_idle(&self) -> bool {
         matches!(self.mode, Mode::Idle(_))
-    }
-
-    /// False while enough unprocessed input is buffered: the driver should stop reading
-    /// from the socket until this turns true again (after answers are given).
-    pub fn wants_input(&self) -> bool {
-        self.state != State::Logout
-            && self.mode != Mode::AwaitingTls
-            && self.input.len() < self.config.input_pause_bytes
     }
 
     /// Bytes of memory this session holds: its own size plus heap buffers (the shared
@@ -467,7 +500,7 @@ impl Session {
         self.tls_active || self.config.allow_plaintext_login
     }
 
-    /// The client's deadline now (see [`Session::handle_timeout`]).
+    /// The client's deadline now (see [`Engine::handle_timeout`]).
     fn deadline(&self) -> Option<Instant> {
         if self.state == State::Logout || self.pending.is_some() {
             return None;
@@ -491,20 +524,26 @@ impl Session {
     }
 
     /// Appends raw bytes to the pending output.
+    /// Nothing goes out after the goodbye (a command's tagged reply after a BYE its own
+    /// handling caused, say).
     pub(crate) fn raw(&mut self, bytes: &[u8]) {
-        self.out.extend_from_slice(bytes);
+        if self.state != State::Logout {
+            self.out.extend_from_slice(bytes);
+        }
     }
 
     /// Appends one response line (CRLF added).
     pub(crate) fn line(&mut self, text: &str) {
-        self.out.extend_from_slice(text.as_bytes());
-        self.out.extend_from_slice(b"\r\n");
+        if self.state != State::Logout {
+            self.out.extend_from_slice(text.as_bytes());
+            self.out.extend_from_slice(b"\r\n");
+        }
     }
 
     /// Sends shared bytes (a message body) after what is buffered, without copying.
     pub(crate) fn send_shared(&mut self, bytes: Bytes) {
         self.flush_out();
-        if !bytes.is_empty() {
+        if !bytes.is_empty() && self.state != State::Logout {
             self.outputs.push_back(Output::Send(bytes));
         }
     }
@@ -569,7 +608,7 @@ impl Session {
         }));
     }
 
-    /// Asks the driver to upgrade to TLS; input is ignored until [`Session::tls_started`].
+    /// Asks the driver to upgrade to TLS; input is ignored until [`Engine::tls_started`].
     pub(crate) fn start_tls(&mut self) {
         self.mode = Mode::AwaitingTls;
         self.input.clear();
@@ -580,6 +619,50 @@ impl Session {
     /// The account for post-login requests (always set in those states).
     pub(crate) fn account_for_request(&self) -> Option<Address> {
         self.account.clone()
+    }
+
+    /// Gives the answer held back its effect now (its time came, or the server shuts
+    /// down).
+    fn release_delayed(&mut self) {
+        let Some(delayed) = self.delayed.take() else {
+            return;
+        };
+        // The session waited, not the client: inactivity, and the time of a command
+        // pipelined meanwhile, count from the answer.
+        self.ready_since = self.clock;
+        if let Some((start, _)) = &mut self.command {
+            *start = self.clock;
+        }
+        let Delayed {
+            tag, task, answer, ..
+        } = *delayed;
+        self.resume(tag, task, answer);
+        self.after_answer();
+    }
+
+    /// After an answer took effect: on with the buffered input, or, when the server is
+    /// shutting down, BYE once no request is out any more.
+    fn after_answer(&mut self) {
+        if !self.shutting_down {
+            self.process();
+        } else if self.pending.is_none() {
+            self.bye(SHUTDOWN_TEXT);
+        }
+    }
+
+    /// The mailbox this client has a view of: the selected one, or the one a SELECT
+    /// waiting for its answer opens.
+    fn open_mailbox(&self) -> Option<&str> {
+        if let Some(Task::Select(task)) = self.pending.as_deref().map(|p| &p.task) {
+            return Some(task.mailbox());
+        }
+        self.selected_mailbox()
+    }
+
+    /// From now on the driver passes `account`'s change feed to [`Engine::handle_change`].
+    pub(crate) fn subscribe(&mut self, account: Address) {
+        self.flush_out();
+        self.outputs.push_back(Output::Subscribe(account));
     }
 
     /// Consume input while no request is outstanding.

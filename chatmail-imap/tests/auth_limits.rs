@@ -84,6 +84,7 @@ fn the_embedders_penalty_holds_the_no_on_the_session_timer() {
                 refusal: Refusal::AuthenticationFailed,
                 until,
             },
+            c.now,
         )
         .unwrap();
     c.answering = true;
@@ -123,7 +124,7 @@ fn the_embedders_penalty_holds_the_no_on_the_session_timer() {
         refusal: Refusal::AuthenticationFailed,
         until,
     };
-    c.session.answer(id, answer).unwrap();
+    c.session.answer(id, answer, c.now).unwrap();
     c.answering = true;
     c.session.handle_timeout(until);
     c.pump();

@@ -70,7 +70,7 @@ fn port_143_requires_starttls() {
     let reply = c.send("t STARTTLS\r\nx LOGIN a b\r\n");
     assert_eq!(reply, "t OK Begin TLS negotiation now.\r\n");
     assert!(c.starttls);
-    c.session.tls_started();
+    c.session.tls_started(c.now);
     let reply = c.send("c CAPABILITY\r\n");
     assert!(
         reply.contains("AUTH=PLAIN") && !reply.contains("STARTTLS"),

@@ -67,7 +67,7 @@ fn the_login_deadline_covers_starttls() {
     c.send("a STARTTLS\r\n");
     assert!(c.starttls);
     tick(&mut c, 30 * SECOND);
-    c.session.tls_started();
+    c.session.tls_started(c.now);
     tick(&mut c, 30 * SECOND);
     assert!(said_bye(&c));
 }
@@ -202,7 +202,7 @@ fn an_append_announcement_takes_no_memory_and_the_budget_refuses() {
     assert_eq!(budget.used(), message.len() as u64);
     let (id, request) = b.held.remove(0);
     let answer = b.fake.handle(request);
-    b.session.answer(id, answer).unwrap();
+    b.session.answer(id, answer, b.now).unwrap();
     b.pump();
     assert_eq!(budget.used(), 0);
 }

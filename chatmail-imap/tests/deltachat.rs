@@ -101,7 +101,7 @@ fn idle_sees_delivery_in_the_same_poll_round() {
 
     let start = Instant::now();
     let before = a.received.len();
-    a.session.handle_change(&changes[0]);
+    a.session.handle_change(Ok(changes[0].clone()), a.now);
     // The very next poll carries the EXISTS: no timer, no second round.
     let out = a.session.poll();
     let elapsed = start.elapsed();
@@ -122,14 +122,14 @@ fn idle_sees_delivery_in_the_same_poll_round() {
         flags: [chatmail_core::Flag::Seen].into(),
         modseq: chatmail_core::ModSeq(50),
     };
-    a.session.handle_change(&flags);
+    a.session.handle_change(Ok(flags.clone()), a.now);
     a.pump();
     let expunge = chatmail_core::Change::Expunged {
         mailbox: "INBOX".into(),
         uid: chatmail_core::Uid(1),
         modseq: chatmail_core::ModSeq(51),
     };
-    a.session.handle_change(&expunge);
+    a.session.handle_change(Ok(expunge.clone()), a.now);
     a.pump();
     let text = String::from_utf8_lossy(&a.received).into_owned();
     assert!(
@@ -142,7 +142,7 @@ fn idle_sees_delivery_in_the_same_poll_round() {
         uid: chatmail_core::Uid(9),
         modseq: chatmail_core::ModSeq(52),
     };
-    a.session.handle_change(&other);
+    a.session.handle_change(Ok(other.clone()), a.now);
     assert!(a.session.poll().is_none());
 }
 
@@ -161,7 +161,7 @@ fn changes_wait_for_the_end_of_a_command_outside_idle() {
         modseq: chatmail_core::ModSeq(99),
     };
     assert_eq!(c.publish_changes(), "");
-    c.session.handle_change(&exp);
+    c.session.handle_change(Ok(exp.clone()), c.now);
     assert!(c.session.poll().is_none());
     // FETCH announces EXISTS but keeps the EXPUNGE back (RFC 3501 7.4.1).
     let reply = c.send("f FETCH 1 (UID)\r\n");

@@ -196,9 +196,11 @@ fn pipelined_input_while_a_request_is_outstanding() {
 #[test]
 fn answers_to_unknown_requests_are_rejected() {
     let mut c = Client::new();
-    let r = c
-        .session
-        .answer(chatmail_imap::RequestId(77), chatmail_imap::Answer::Done);
+    let r = c.session.answer(
+        chatmail_imap::RequestId(77),
+        chatmail_imap::Answer::Done,
+        c.now,
+    );
     assert!(r.is_err());
 }
 

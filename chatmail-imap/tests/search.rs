@@ -122,7 +122,7 @@ fn scanning_is_linear_in_the_message_size() {
     c.send(&format!("a SEARCH BODY {{1024}}\r\n{needle}\r\n"));
     let (id, request) = c.held.pop().expect("metadata request");
     let answer = c.fake.handle(request);
-    c.session.answer(id, answer).unwrap();
+    c.session.answer(id, answer, c.now).unwrap();
     c.pump();
     let (_, request) = c.held.pop().expect("content request");
     let Request::SearchContent { search, .. } = request else {

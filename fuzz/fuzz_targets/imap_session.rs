@@ -7,10 +7,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chatmail_core::store::Lagged;
 use chatmail_core::{
     config::Config, Address, Flags, MailboxStatus, MessageMeta, ModSeq, Uid, UidValidity,
 };
-use chatmail_imap::{Answer, Bytes, Output, Refusal, Request, Session, SessionConfig};
+use chatmail_imap::{Answer, Bytes, Engine, Output, Refusal, Request, Session, SessionConfig};
 use libfuzzer_sys::fuzz_target;
 
 const MESSAGE: &[u8] = b"From: a@example.org\r\nSubject: hi\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n\r\nhi there\r\n--x--\r\n";
@@ -64,10 +65,15 @@ fuzz_target!(|data: &[u8]| {
                     ),
                     _ => Answer::Refused(Refusal::NonExistent),
                 };
-                let _ = session.answer(id, answer);
+                let _ = session.answer(id, answer, now);
             }
         }
         assert!(session.memory_footprint() < 512 * 1024);
+    }
+    // Odd lengths also end with a lagged change feed and a shutdown, the other inputs.
+    if data.len() % 2 == 1 {
+        session.handle_change(Err(Lagged { missed: 1 }), now);
+        session.shutdown(now);
     }
     session.handle_timeout(now + Duration::from_secs(7200));
     session.handle_timeout(now + Duration::from_secs(14400));

@@ -16,7 +16,7 @@ const SEARCH_BATCH_BYTES: usize = 16 * 1024 * 1024;
 
 impl Relay {
     /// Performs one request of an IMAP session and returns the answer to hand back with
-    /// [`chatmail_imap::Session::answer`]. `peer` is the client's IP for the failed-login
+    /// [`chatmail_imap::Engine::answer`]. `peer` is the client's IP for the failed-login
     /// limits (`None` if unknown).
     pub async fn answer_imap(&self, request: Request, peer: Option<IpAddr>) -> Answer {
         match self.imap_request(request, peer).await {

@@ -5,9 +5,9 @@
 use super::stream::Connection;
 use super::ShutdownSignal;
 use crate::Relay;
-use chatmail_core::store::ChangeSubscription;
+use chatmail_core::store::{ChangeSubscription, Lagged};
 use chatmail_core::Change;
-use chatmail_imap::{Output, Session, SessionConfig, State};
+use chatmail_imap::{Engine, Output, Session, SessionConfig};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,8 +21,9 @@ const READ_CHUNK: usize = 16 * 1024;
 const MAX_WAIT: Duration = Duration::from_secs(600);
 
 /// Serves one IMAP connection from `peer` until LOGOUT, BYE, the peer leaving, or
-/// shutdown (then the client gets `* BYE`). The engine decides every deadline of the
-/// dialogue (and says `* BYE`); the driver bounds the STARTTLS handshake and each write.
+/// shutdown (then the session says `* BYE`). The engine decides every deadline of the
+/// dialogue and writes every byte of it; the driver bounds the STARTTLS handshake and
+/// each write.
 /// The IP only feeds the failed-login limits.
 pub(crate) async fn serve_connection(
     relay: Arc<Relay>,
@@ -35,25 +36,21 @@ pub(crate) async fn serve_connection(
     let timeouts = &relay.config().timeouts;
     let mut session = Session::new(config, Instant::now());
     let mut feed: Option<ChangeSubscription> = None;
+    let mut shutting_down = false;
     // Small to start with: most IDLE connections never read more than a few lines.
     let mut buf = vec![0u8; 1024];
     loop {
         while let Some(output) = session.poll() {
             match output {
                 Output::Send(bytes) => {
-                    // Before login the session's deadline bounds writes too; after it,
-                    // the minimum rate alone (a large FETCH on a slow link is legitimate).
-                    let deadline = match session.state() {
-                        State::NotAuthenticated => session.poll_timeout(),
-                        _ => None,
-                    };
+                    let deadline = session.send_deadline();
                     if conn.send(&bytes, timeouts, deadline).await.is_err() {
                         return;
                     }
                 }
                 Output::Request(id, request) => {
                     let answer = relay.answer_imap(request, Some(peer)).await;
-                    if let Err(e) = session.answer(id, answer) {
+                    if let Err(e) = session.answer(id, answer, Instant::now()) {
                         tracing::error!(error = %e, "IMAP answer rejected by the session");
                     }
                 }
@@ -62,26 +59,22 @@ pub(crate) async fn serve_connection(
                     if conn.upgrade(acceptor, timeouts).await.is_err() {
                         return;
                     }
-                    session.tls_started();
+                    session.tls_started(Instant::now());
                 }
+                // Listen from login on, before any SELECT lists a mailbox, so that no
+                // delivery falls between listing and listening.
+                Output::Subscribe(account) => feed = Some(relay.subscribe(&account)),
+                Output::Event(never) => match never {},
                 Output::Close => {
                     conn.close(&[], timeouts).await;
                     return;
                 }
             }
         }
-        // Listen to the account's changes from the moment it is known, before any
-        // SELECT lists the mailbox, so no delivery falls between listing and listening.
-        if feed.is_none() {
-            if let Some(account) = session.account() {
-                feed = Some(relay.subscribe(account));
-            }
-        }
         let deadline = session
             .poll_timeout()
             .unwrap_or_else(|| Instant::now() + MAX_WAIT);
         let wants_input = session.wants_input();
-        let selected = session.selected_mailbox().map(str::to_string);
         tokio::select! {
             read = conn.read(&mut buf), if wants_input => match read {
                 Ok(0) | Err(_) => return,
@@ -92,26 +85,22 @@ pub(crate) async fn serve_connection(
                     }
                 }
             },
-            change = next_change(&mut feed, selected.as_deref()) => session.handle_change(&change),
+            change = next_change(&mut feed) => session.handle_change(change, Instant::now()),
             _ = tokio::time::sleep_until(deadline.into()) => session.handle_timeout(Instant::now()),
-            _ = shutdown.wait() => {
-                conn.close(b"* BYE Server shutting down\r\n", timeouts).await;
-                return;
+            // The session says its goodbye; the loop drains it and closes.
+            _ = shutdown.wait(), if !shutting_down => {
+                shutting_down = true;
+                session.shutdown(Instant::now());
             }
         }
     }
 }
 
-/// The next change of the account; pends forever before login. A subscriber that fell
-/// behind gets a reset of the selected mailbox, so the session resynchronises.
-async fn next_change(feed: &mut Option<ChangeSubscription>, selected: Option<&str>) -> Change {
+/// The next change of the account (or the news that some were missed: the session
+/// resynchronises); pends forever before login.
+async fn next_change(feed: &mut Option<ChangeSubscription>) -> Result<Change, Lagged> {
     match feed {
-        Some(sub) => match sub.next().await {
-            Ok(change) => change,
-            Err(_lagged) => Change::MailboxReset {
-                mailbox: selected.unwrap_or(chatmail_core::INBOX).to_string(),
-            },
-        },
+        Some(sub) => sub.next().await,
         None => std::future::pending().await,
     }
 }

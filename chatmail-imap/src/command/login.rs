@@ -97,6 +97,9 @@ fn check(s: &mut Session, tag: &str, user: &[u8], password: &[u8]) {
 pub(crate) fn login_answered(s: &mut Session, tag: &str, answer: Answer) {
     match answer {
         Answer::Authenticated(address) => {
+            // The feed is listened to before any SELECT lists a mailbox, so that no
+            // delivery falls between listing and listening.
+            s.subscribe(address.clone());
             s.account = Some(address);
             s.state = State::Authenticated;
             s.command_bound_after_login();

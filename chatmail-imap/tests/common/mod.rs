@@ -12,6 +12,8 @@ use chatmail_core::{
     SpecialUse, Uid, UidValidity, INBOX,
 };
 use chatmail_imap::{Answer, Output, Refusal, Request, Session, SessionConfig};
+// The session's inputs and outputs are the engine contract's methods.
+pub use chatmail_imap::Engine;
 use imap_codec::decode::{Decoder, GreetingDecodeError, ResponseDecodeError};
 use imap_codec::{GreetingCodec, ResponseCodec};
 
@@ -420,6 +422,8 @@ pub struct Client {
     /// Whether to answer requests at once (false lets a test hold a request).
     pub answering: bool,
     pub held: Vec<(chatmail_imap::RequestId, Request)>,
+    /// The accounts whose change feed the session asked for, in order.
+    pub subscribed: Vec<Address>,
     /// The virtual clock: the time of every `feed`.
     pub now: Instant,
     rng: u64,
@@ -450,6 +454,7 @@ impl Client {
             starttls: false,
             answering: true,
             held: Vec::new(),
+            subscribed: Vec::new(),
             rng: 1,
         };
         c.pump();
@@ -463,10 +468,14 @@ impl Client {
                 Output::Send(b) => self.received.extend_from_slice(&b),
                 Output::Request(id, req) if self.answering => {
                     let answer = self.fake.handle(req);
-                    self.session.answer(id, answer).expect("known request");
+                    self.session
+                        .answer(id, answer, self.now)
+                        .expect("known request");
                 }
                 Output::Request(id, req) => self.held.push((id, req)),
                 Output::StartTls => self.starttls = true,
+                Output::Subscribe(account) => self.subscribed.push(account),
+                Output::Event(never) => match never {},
                 Output::Close => self.closed = true,
             }
         }
@@ -509,7 +518,7 @@ impl Client {
     pub fn publish_changes(&mut self) -> String {
         let start = self.received.len();
         for change in self.fake.take_changes() {
-            self.session.handle_change(&change);
+            self.session.handle_change(Ok(change), self.now);
         }
         self.pump();
         String::from_utf8_lossy(&self.received[start..]).into_owned()

@@ -73,14 +73,34 @@
 //! Each [`Request`] variant documents the storage operation it stands for and the
 //! answers it expects; [`Refusal`] maps to the response codes (`[NONEXISTENT]`,
 //! `[OVERQUOTA]`, `[AUTHENTICATIONFAILED]` ...).
+//!
+//! # Source layout
+//!
+//! Each file uses only files listed after it here (no circle; `.ci/import-graph.py`
+//! checks):
+//!
+//! * `engine.rs`: the [`Engine`] methods, and the framing of input into commands;
+//! * `command/mod.rs`: dispatch, from a decoded command to its handler;
+//! * `command/<name>.rs`: one file per command (`select.rs` for SELECT and EXAMINE,
+//!   `copy_move.rs` for COPY and MOVE ...), an `impl Session` block with its handler
+//!   and the continuation that takes the embedder's answer;
+//! * `session.rs`: the session's state and what every command shares (responses,
+//!   requests, the change queue);
+//! * `request.rs`, `search_program.rs`, `selected.rs` (the selected mailbox as the
+//!   client sees it), `config.rs`, `mime.rs`, `framing.rs`, `uidmap.rs`, `wire.rs`
+//!   (the IMAP string forms).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod command;
+mod config;
+mod engine;
 mod framing;
 mod mime;
 mod request;
+mod search_program;
+mod selected;
 mod session;
 mod uidmap;
 mod wire;
@@ -88,7 +108,8 @@ mod wire;
 /// The shared byte buffer of [`Answer::Message`] and [`Output::Send`].
 pub use bytes::Bytes;
 pub use chatmail_core::engine::{AnswerError, Engine, RequestId};
-pub use command::metadata::DEVICE_TOKEN_ENTRY;
-pub use command::search::ContentSearch;
+pub use command::DEVICE_TOKEN_ENTRY;
+pub use config::SessionConfig;
 pub use request::{Answer, Refusal, Request};
-pub use session::{Output, Session, SessionConfig, State};
+pub use search_program::ContentSearch;
+pub use session::{Output, Session, State};

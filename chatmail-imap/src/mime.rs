@@ -1,7 +1,7 @@
 //! A light, bounded MIME reader for FETCH: header fields, the part tree with byte
 //! offsets, ENVELOPE and BODYSTRUCTURE.
 //!
-//! It never copies a body: parts are byte ranges into the stored message, so BODY[1]
+//! It never copies a body: parts are byte ranges into the stored message, so `BODY[1]`
 //! of a large message is a slice of the same [`bytes::Bytes`]. Nesting depth and the
 //! number of parts are bounded; past the bounds a part is treated as a leaf.
 

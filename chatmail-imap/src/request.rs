@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::command::search::ContentSearch;
+use crate::search_program::ContentSearch;
 use chatmail_core::{
     Address, FlagOp, Flags, MailboxInfo, MailboxName, MailboxStatus, MessageMeta, ModSeq, Uid,
     UidValidity,

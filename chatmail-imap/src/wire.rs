@@ -1,4 +1,5 @@
-//! Response encoding helpers: the few IMAP string forms a server writes.
+//! The wire forms: the few IMAP string forms a server writes, the untagged FETCH of a
+//! flag change, and the decoding of tags, mailbox names and flags from a command.
 //!
 //! Responses are written straight into the session's output buffer instead of building
 //! `imap-types` values first: a FETCH of a 30 MB body must go out as the stored
@@ -6,7 +7,10 @@
 //! strings. The tests decode every response the engine writes with `imap-codec`'s
 //! `ResponseCodec` to keep this encoder honest.
 
-use chatmail_core::Flags;
+use chatmail_core::{Flags, ModSeq, Uid};
+use imap_codec::imap_types::extensions::metadata::Entry;
+use imap_codec::imap_types::flag::Flag;
+use imap_codec::imap_types::mailbox::Mailbox;
 
 /// The longest string sent in quoted form; longer ones go out as literals.
 const MAX_QUOTED: usize = 1024;
@@ -136,6 +140,81 @@ pub(crate) fn internal_date(out: &mut Vec<u8>, unix: i64) {
 
 /// The flags every mailbox accepts, for the FLAGS response of SELECT.
 pub(crate) const SYSTEM_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
+
+/// Writes `* n FETCH (UID u FLAGS (...) [MODSEQ (m)])` for a flag change.
+pub(crate) fn flags_fetch(
+    out: &mut Vec<u8>,
+    seq: u32,
+    uid: Uid,
+    flags: &Flags,
+    modseq: Option<ModSeq>,
+) {
+    out.extend_from_slice(b"* ");
+    number(out, seq.into());
+    out.extend_from_slice(b" FETCH (UID ");
+    number(out, uid.0.into());
+    out.extend_from_slice(b" FLAGS ");
+    flag_list(out, flags);
+    if let Some(m) = modseq {
+        out.extend_from_slice(b" MODSEQ (");
+        number(out, m.0);
+        out.push(b')');
+    }
+    out.extend_from_slice(b")\r\n");
+}
+
+/// A tag to answer with: the client's first word if it is a valid tag, else `*`.
+pub(crate) fn tag_of(word: &[u8]) -> String {
+    let valid = !word.is_empty()
+        && word.len() <= 64
+        && word.iter().all(|&b| {
+            b.is_ascii_graphic()
+                && !matches!(b, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b'+')
+        });
+    if valid {
+        String::from_utf8_lossy(word).into_owned()
+    } else {
+        "*".to_string()
+    }
+}
+
+/// The hierarchy delimiter of mailbox names (Maildir++ layout).
+pub(crate) const DELIMITER: char = '.';
+
+/// Whether a client may give a mailbox this name (CREATE, RENAME): not INBOX, no empty
+/// hierarchy level, no wildcard, control character or path separator.
+pub(crate) fn valid_new_mailbox_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.eq_ignore_ascii_case(chatmail_core::INBOX)
+        && !name.starts_with(DELIMITER)
+        && !name.ends_with(DELIMITER)
+        && !name.contains("..")
+        && !name
+            .chars()
+            .any(|c| c.is_control() || c == '/' || c == '\\' || c == '*' || c == '%')
+}
+
+/// A mailbox name from the wire (`INBOX` case-insensitively canonical).
+pub(crate) fn mailbox_name(mailbox: &Mailbox<'_>) -> String {
+    match mailbox {
+        Mailbox::Inbox => chatmail_core::INBOX.to_string(),
+        Mailbox::Other(other) => String::from_utf8_lossy(other.as_ref()).into_owned(),
+    }
+}
+
+/// A metadata entry name from the wire (GETMETADATA, SETMETADATA).
+pub(crate) fn metadata_entry(entry: &Entry<'_>) -> String {
+    String::from_utf8_lossy(entry.inner().as_ref()).into_owned()
+}
+
+/// Converts wire flags to storable flags (`\Recent` and unknown system flags dropped).
+pub(crate) fn to_flags<'a>(flags: impl IntoIterator<Item = &'a Flag<'a>>) -> Flags {
+    flags
+        .into_iter()
+        .filter_map(|f| chatmail_core::Flag::from_imap(&f.to_string()))
+        .collect()
+}
 
 #[cfg(test)]
 mod tests {

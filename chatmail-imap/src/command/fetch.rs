@@ -1,5 +1,5 @@
 //! FETCH and UID FETCH: FLAGS, UID, RFC822.SIZE, INTERNALDATE, MODSEQ, ENVELOPE,
-//! BODYSTRUCTURE, BODY[section]<partial>, BODY.PEEK, RFC822, RFC822.HEADER/TEXT, and
+//! BODYSTRUCTURE, `BODY[section]<partial>`, BODY.PEEK, RFC822, RFC822.HEADER/TEXT, and
 //! the CONDSTORE modifier CHANGEDSINCE.
 //!
 //! Metadata is asked for all messages at once; message bytes one message at a time,
@@ -16,11 +16,64 @@ use imap_codec::imap_types::fetch::{
 };
 use imap_codec::imap_types::sequence::SequenceSet;
 
-use super::account;
 use crate::mime;
 use crate::request::{Answer, Refusal, Request};
-use crate::session::{Session, Task};
+use crate::session::{Continuation, Session};
 use crate::wire;
+
+impl Session {
+    /// FETCH / UID FETCH.
+    pub(super) fn handle_fetch(
+        &mut self,
+        tag: &str,
+        set: &SequenceSet,
+        names: MacroOrMessageDataItemNames<'_>,
+        uid_command: bool,
+        modifiers: &[FetchModifier],
+    ) {
+        let mut items = parse_items(names);
+        if uid_command {
+            items.uid = true;
+        }
+        let mut changed_since = None;
+        for m in modifiers {
+            match m {
+                FetchModifier::ChangedSince(n) => {
+                    changed_since = Some(n.get());
+                    items.modseq = true;
+                    self.condstore = true;
+                }
+                FetchModifier::Vanished => return self.bad(tag, "VANISHED needs QRESYNC."),
+            }
+        }
+        if items.modseq {
+            self.condstore = true;
+        }
+        if self.condstore && items.flags {
+            items.modseq = true;
+        }
+        let uids = self.resolve(set, uid_command);
+        if uids.is_empty() {
+            return self.finish_ok_numbered(tag, "Fetch completed.", uid_command);
+        }
+        let Some((account, mailbox)) = self.request_in_selected(tag) else {
+            return;
+        };
+        let request = Request::Messages {
+            account,
+            mailbox,
+            uids,
+        };
+        let task = FetchTask {
+            items,
+            uid_command,
+            changed_since,
+            stage: Stage::Metas,
+            queue: VecDeque::new(),
+        };
+        self.request(tag, request, Box::new(task));
+    }
+}
 
 /// What one requested body section selects.
 #[derive(Debug, Clone)]
@@ -81,7 +134,7 @@ enum Stage {
 
 /// A FETCH in progress.
 #[derive(Debug)]
-pub(crate) struct FetchTask {
+struct FetchTask {
     items: Items,
     uid_command: bool,
     changed_since: Option<u64>,
@@ -89,63 +142,66 @@ pub(crate) struct FetchTask {
     queue: VecDeque<MessageMeta>,
 }
 
-/// FETCH / UID FETCH.
-pub(crate) fn fetch(
-    s: &mut Session,
-    tag: &str,
-    set: &SequenceSet,
-    names: MacroOrMessageDataItemNames<'_>,
-    uid_command: bool,
-    modifiers: &[FetchModifier],
-) {
-    let mut items = parse_items(names);
-    if uid_command {
-        items.uid = true;
-    }
-    let mut changed_since = None;
-    for m in modifiers {
-        match m {
-            FetchModifier::ChangedSince(n) => {
-                changed_since = Some(n.get());
-                items.modseq = true;
-                s.condstore = true;
+impl Continuation for FetchTask {
+    /// Continues the FETCH with the embedder's answer.
+    fn resume(self: Box<Self>, s: &mut Session, tag: &str, answer: Answer) {
+        let mut task = self;
+        match std::mem::replace(&mut task.stage, Stage::Metas) {
+            Stage::Metas => {
+                let Answer::Messages(mut metas) = answer else {
+                    return s.refused(tag, answer);
+                };
+                if let Some(since) = task.changed_since {
+                    metas.retain(|m| m.modseq.0 > since);
+                }
+                let read_only = s.selected.as_deref().is_none_or(|sel| sel.read_only);
+                let unseen: Vec<Uid> = metas
+                    .iter()
+                    .filter(|m| !m.flags.contains(&Flag::Seen))
+                    .map(|m| m.uid)
+                    .collect();
+                if task.items.set_seen && !read_only && !unseen.is_empty() {
+                    let Some((account, mailbox)) = s.request_in_selected(tag) else {
+                        return;
+                    };
+                    let request = Request::StoreFlags {
+                        account,
+                        mailbox,
+                        uids: unseen,
+                        op: FlagOp::Add,
+                        flags: Flags::from([Flag::Seen]),
+                        unchanged_since: None,
+                    };
+                    task.stage = Stage::Seen(metas);
+                    return s.request(tag, request, task);
+                }
+                task.queue = metas.into();
+                next_message(s, tag, task);
             }
-            FetchModifier::Vanished => return s.bad(tag, "VANISHED needs QRESYNC."),
+            Stage::Seen(mut metas) => {
+                if let Answer::FlagsStored { updated, .. } = answer {
+                    for u in updated {
+                        if let Some(m) = metas.iter_mut().find(|m| m.uid == u.uid) {
+                            m.flags = u.flags;
+                            m.modseq = u.modseq;
+                        }
+                    }
+                    // Setting \Seen shows the flags even when FLAGS was not asked for.
+                    task.items.flags = true;
+                }
+                task.queue = metas.into();
+                next_message(s, tag, task);
+            }
+            Stage::Bodies(meta) => {
+                match answer {
+                    Answer::Message(bytes) => write_fetch(s, &task, &meta, Some(&bytes)),
+                    // Expunged meanwhile: it is simply not part of the result.
+                    Answer::Refused(Refusal::NonExistent) => {}
+                    other => return s.refused(tag, other),
+                }
+                next_message(s, tag, task);
+            }
         }
-    }
-    if items.modseq {
-        s.condstore = true;
-    }
-    if s.condstore && items.flags {
-        items.modseq = true;
-    }
-    let uids = s.resolve(set, uid_command);
-    if uids.is_empty() {
-        return finish(s, tag, uid_command);
-    }
-    let (Some(account), Some(mailbox)) = (account(s, tag), s.selected_mailbox()) else {
-        return;
-    };
-    let request = Request::Messages {
-        account,
-        mailbox: mailbox.to_string(),
-        uids,
-    };
-    let task = FetchTask {
-        items,
-        uid_command,
-        changed_since,
-        stage: Stage::Metas,
-        queue: VecDeque::new(),
-    };
-    s.request(tag, request, Task::Fetch(task));
-}
-
-fn finish(s: &mut Session, tag: &str, uid_command: bool) {
-    if uid_command {
-        s.finish_ok(tag, "Fetch completed.");
-    } else {
-        s.finish_ok_no_expunge(tag, "Fetch completed.");
     }
 }
 
@@ -321,84 +377,24 @@ fn fields_label(kind: &str, names: &[Vec<u8>]) -> String {
     format!("{kind} ({})", String::from_utf8_lossy(&out))
 }
 
-/// Continues the FETCH with the embedder's answer.
-pub(crate) fn fetch_answered(s: &mut Session, tag: &str, mut task: FetchTask, answer: Answer) {
-    match std::mem::replace(&mut task.stage, Stage::Metas) {
-        Stage::Metas => {
-            let Answer::Messages(mut metas) = answer else {
-                return s.refused(tag, answer);
-            };
-            if let Some(since) = task.changed_since {
-                metas.retain(|m| m.modseq.0 > since);
-            }
-            let read_only = s.selected.as_deref().is_none_or(|sel| sel.read_only);
-            let unseen: Vec<Uid> = metas
-                .iter()
-                .filter(|m| !m.flags.contains(&Flag::Seen))
-                .map(|m| m.uid)
-                .collect();
-            if task.items.set_seen && !read_only && !unseen.is_empty() {
-                let (Some(account), Some(mailbox)) = (account(s, tag), s.selected_mailbox()) else {
-                    return;
-                };
-                let request = Request::StoreFlags {
-                    account,
-                    mailbox: mailbox.to_string(),
-                    uids: unseen,
-                    op: FlagOp::Add,
-                    flags: Flags::from([Flag::Seen]),
-                    unchanged_since: None,
-                };
-                task.stage = Stage::Seen(metas);
-                return s.request(tag, request, Task::Fetch(task));
-            }
-            task.queue = metas.into();
-            next_message(s, tag, task);
-        }
-        Stage::Seen(mut metas) => {
-            if let Answer::FlagsStored { updated, .. } = answer {
-                for u in updated {
-                    if let Some(m) = metas.iter_mut().find(|m| m.uid == u.uid) {
-                        m.flags = u.flags;
-                        m.modseq = u.modseq;
-                    }
-                }
-                // Setting \Seen shows the flags even when FLAGS was not asked for.
-                task.items.flags = true;
-            }
-            task.queue = metas.into();
-            next_message(s, tag, task);
-        }
-        Stage::Bodies(meta) => {
-            match answer {
-                Answer::Message(bytes) => write_fetch(s, &task, &meta, Some(&bytes)),
-                // Expunged meanwhile: it is simply not part of the result.
-                Answer::Refused(Refusal::NonExistent) => {}
-                other => return s.refused(tag, other),
-            }
-            next_message(s, tag, task);
-        }
-    }
-}
-
 /// Writes responses until a message's bytes are needed, then asks for them.
-fn next_message(s: &mut Session, tag: &str, mut task: FetchTask) {
+fn next_message(s: &mut Session, tag: &str, mut task: Box<FetchTask>) {
     while let Some(meta) = task.queue.pop_front() {
         if task.items.needs_message() {
-            let (Some(account), Some(mailbox)) = (account(s, tag), s.selected_mailbox()) else {
+            let Some((account, mailbox)) = s.request_in_selected(tag) else {
                 return;
             };
             let request = Request::FetchMessage {
                 account,
-                mailbox: mailbox.to_string(),
+                mailbox,
                 uid: meta.uid,
             };
             task.stage = Stage::Bodies(meta);
-            return s.request(tag, request, Task::Fetch(task));
+            return s.request(tag, request, task);
         }
         write_fetch(s, &task, &meta, None);
     }
-    finish(s, tag, task.uid_command);
+    s.finish_ok_numbered(tag, "Fetch completed.", task.uid_command);
 }
 
 /// Writes one `* n FETCH (...)` response.

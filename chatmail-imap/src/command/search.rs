@@ -1,508 +1,132 @@
 //! SEARCH and UID SEARCH: ALL, sequence and UID sets, flag keys, dates, sizes, HEADER,
 //! FROM/TO/CC/BCC/SUBJECT, BODY/TEXT, MODSEQ, with AND/OR/NOT.
 //!
-//! Keys are evaluated on metadata first. The messages the metadata cannot decide go to
-//! the embedder in one [`Request::SearchContent`] with the program as a
-//! [`ContentSearch`]: reading and scanning message bodies is the embedder's to run where
-//! it may block (the relay uses its blocking executor), never on the session's thread.
+//! The program ([`crate::search_program`]) is evaluated on metadata first. The messages
+//! the metadata cannot decide go to the embedder in one [`Request::SearchContent`]:
+//! reading and scanning message bodies is the embedder's to run where it may block (the
+//! relay uses its blocking executor), never on the session's thread.
 //!
-//! Work is bounded before it starts: key strings, keys that need the content and
-//! resolved message numbers have limits, and a command whose content scan would exceed
-//! [`crate::SessionConfig::max_search_bytes`] gets `NO [LIMIT]`. Scanning is linear: a
-//! message's header is parsed once for all keys, and each text key has one substring
-//! finder, built once per command, run over the message lower-cased a chunk at a time.
+//! Work is bounded before it starts: the program's size, key strings, keys that need
+//! the content and resolved message numbers have limits, and a command whose content
+//! scan would exceed [`crate::SessionConfig::max_search_bytes`] gets `NO [LIMIT]`.
 
-use std::cell::OnceCell;
-use std::sync::Arc;
-
-use chatmail_core::{Flag, MessageMeta, Uid};
+use chatmail_core::MessageMeta;
 use imap_codec::imap_types::search::SearchKey;
-use memchr::memmem::Finder;
 
-use super::account;
-use crate::mime;
 use crate::request::{Answer, Request};
-use crate::session::{Session, Task};
+use crate::search_program::{Program, Refuse, MAX_CONTENT_KEYS, MAX_KEY_BYTES};
+use crate::session::{Continuation, Session};
 use crate::wire;
 
-/// Most nodes one search program may have.
-const MAX_NODES: usize = 256;
-/// Longest string of one key (BODY, TEXT, HEADER, FROM, ...), in bytes.
-pub(crate) const MAX_KEY_BYTES: usize = 1024;
-/// Most keys in one program that need a message's content (text and sent-date keys).
-pub(crate) const MAX_CONTENT_KEYS: usize = 16;
-/// Most message numbers the sequence-set keys of one program may resolve to in total.
-const MAX_RESOLVED: usize = 1_000_000;
-/// Bytes lower-cased at a time for a case-insensitive scan.
-const FOLD_CHUNK: usize = 64 * 1024;
-
-/// A lower-case search string with its substring finder, built once per command.
-#[derive(Debug, Clone)]
-struct Needle {
-    finder: Finder<'static>,
-}
-
-impl Needle {
-    fn new(text: &[u8]) -> Needle {
-        Needle {
-            finder: Finder::new(&text.to_ascii_lowercase()).into_owned(),
+impl Session {
+    /// SEARCH / UID SEARCH [CHARSET charset] criteria.
+    pub(super) fn handle_search(
+        &mut self,
+        tag: &str,
+        charset: Option<&str>,
+        criteria: &[SearchKey<'_>],
+        uid_command: bool,
+    ) {
+        // Keys are compared as bytes, ASCII case folded: right for US-ASCII and UTF-8
+        // only. RFC 3501 6.4.4: another charset gets a tagged NO with BADCHARSET.
+        if charset.is_some_and(|c| {
+            !c.eq_ignore_ascii_case("UTF-8") && !c.eq_ignore_ascii_case("US-ASCII")
+        }) {
+            return self.no(tag, "[BADCHARSET (US-ASCII UTF-8)] Unsupported charset.");
         }
-    }
-
-    /// Whether the needle occurs in `haystack`, which is lower-case already.
-    fn in_folded(&self, haystack: &[u8]) -> bool {
-        self.finder.find(haystack).is_some()
-    }
-
-    /// Whether the needle occurs in `haystack`, ASCII case ignored. Linear: the haystack
-    /// is lower-cased [`FOLD_CHUNK`] bytes at a time into one buffer, and consecutive
-    /// windows overlap by the needle's length less one, so no occurrence is cut.
-    fn in_text(&self, haystack: &[u8]) -> bool {
-        let n = self.finder.needle().len();
-        if n == 0 {
-            return true;
-        }
-        let mut buf = Vec::with_capacity(FOLD_CHUNK + n);
-        let mut start = 0;
-        while start + n <= haystack.len() {
-            let end = (start + FOLD_CHUNK + n - 1).min(haystack.len());
-            buf.clear();
-            buf.extend_from_slice(&haystack[start..end]);
-            buf.make_ascii_lowercase();
-            if self.in_folded(&buf) {
-                return true;
+        let program = match Program::compile(criteria, &|set, uid| self.resolve(set, uid)) {
+            Ok(program) => program,
+            Err(Refuse::TooComplex) => return self.bad(tag, "Search program too complex."),
+            Err(Refuse::KeyTooLong) => {
+                let text = format!("[LIMIT] Search key longer than {MAX_KEY_BYTES} bytes.");
+                return self.no(tag, &text);
             }
-            start += FOLD_CHUNK;
+            Err(Refuse::TooManyContentKeys) => {
+                let text =
+                    format!("[LIMIT] More than {MAX_CONTENT_KEYS} keys need message contents.");
+                return self.no(tag, &text);
+            }
+            Err(Refuse::TooManyMessages) => {
+                return self.no(tag, "[LIMIT] Search program names too many messages.")
+            }
+        };
+        let with_modseq = program.uses_modseq();
+        if with_modseq {
+            self.condstore = true;
         }
-        false
-    }
-}
-
-/// A search key in owned form.
-#[derive(Debug, Clone)]
-enum Key {
-    All,
-    And(Vec<Key>),
-    Or(Box<Key>, Box<Key>),
-    Not(Box<Key>),
-    /// Messages whose UID is in the (resolved, ascending) list.
-    Uids(Vec<Uid>),
-    Flag(Flag, bool),
-    Larger(u64),
-    Smaller(u64),
-    /// INTERNALDATE day comparisons (days since the epoch).
-    Before(i64),
-    On(i64),
-    Since(i64),
-    /// Date: header day comparisons.
-    SentBefore(i64),
-    SentOn(i64),
-    SentSince(i64),
-    /// A header field (lower-case name) whose value contains the needle.
-    Header(Vec<u8>, Needle),
-    Body(Needle),
-    Text(Needle),
-    ModSeq(u64),
-    Nothing,
-}
-
-/// Why a program is refused before any work.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Refuse {
-    /// More than [`MAX_NODES`] nodes, or a key this server does not know: BAD.
-    TooComplex,
-    /// A key string longer than [`MAX_KEY_BYTES`]: NO [LIMIT].
-    KeyTooLong,
-    /// More than [`MAX_CONTENT_KEYS`] content keys: NO [LIMIT].
-    TooManyContentKeys,
-    /// Sequence sets resolving to more than [`MAX_RESOLVED`] messages: NO [LIMIT].
-    TooManyMessages,
-}
-
-/// What converting a program has used so far.
-#[derive(Debug, Default)]
-struct Tally {
-    nodes: usize,
-    content_keys: usize,
-    resolved: usize,
-    /// BODY and TEXT keys: each scans a whole message.
-    full_scans: usize,
-}
-
-impl Tally {
-    fn content_key(&mut self, full_scan: bool) -> Result<(), Refuse> {
-        self.content_keys += 1;
-        self.full_scans += usize::from(full_scan);
-        if self.content_keys > MAX_CONTENT_KEYS {
-            return Err(Refuse::TooManyContentKeys);
+        let all = self.resolve_all();
+        if all.is_empty() {
+            self.line("* SEARCH");
+            return self.finish_ok_numbered(tag, "Search completed.", uid_command);
         }
-        Ok(())
-    }
-
-    fn uids(&mut self, uids: Vec<Uid>) -> Result<Key, Refuse> {
-        self.resolved = self.resolved.saturating_add(uids.len());
-        if self.resolved > MAX_RESOLVED {
-            return Err(Refuse::TooManyMessages);
-        }
-        Ok(Key::Uids(uids))
-    }
-}
-
-/// The part of a SEARCH program that needs message content, handed to the embedder in
-/// [`Request::SearchContent`]. Cheap to clone (shared); equal only to its own clones.
-#[derive(Debug, Clone)]
-pub struct ContentSearch(Arc<Key>);
-
-impl PartialEq for ContentSearch {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-impl Eq for ContentSearch {}
-
-impl ContentSearch {
-    /// Whether the message with metadata `meta` and bytes `message` matches the program.
-    ///
-    /// The work is linear in the message's size times the program's text keys (at most
-    /// 16): run it where blocking is allowed (a blocking executor), not on an async
-    /// worker.
-    pub fn matches(&self, meta: &MessageMeta, message: &[u8]) -> bool {
-        let content = Content::new(message);
-        eval(&self.0, meta, Some(&content)) == Some(true)
-    }
-}
-
-/// A message's bytes with what the keys need from them, each computed at most once.
-struct Content<'m> {
-    msg: &'m [u8],
-    header: &'m [u8],
-    body_start: usize,
-    /// Header fields as `(name, lower-cased unfolded value)`.
-    fields: OnceCell<Vec<(&'m [u8], Vec<u8>)>>,
-    /// The Date: header's day (days since the epoch), if it parses.
-    sent_day: OnceCell<Option<i64>>,
-}
-
-impl<'m> Content<'m> {
-    fn new(msg: &'m [u8]) -> Content<'m> {
-        let (header_end, body_start) = mime::top_header(msg);
-        Content {
-            msg,
-            header: &msg[..header_end],
-            body_start,
-            fields: OnceCell::new(),
-            sent_day: OnceCell::new(),
-        }
-    }
-
-    fn fields(&self) -> &[(&'m [u8], Vec<u8>)] {
-        self.fields.get_or_init(|| {
-            mime::header_fields(self.header)
-                .into_iter()
-                .map(|(name, mut value)| {
-                    value.make_ascii_lowercase();
-                    (name, value)
-                })
-                .collect()
-        })
-    }
-
-    fn sent_day(&self) -> Option<i64> {
-        *self.sent_day.get_or_init(|| {
-            let date = mime::header_value(self.header, "date")?;
-            let date =
-                chrono::DateTime::parse_from_rfc2822(&String::from_utf8_lossy(&date)).ok()?;
-            Some(days_since_epoch(date.date_naive()))
-        })
+        let Some((account, mailbox)) = self.request_in_selected(tag) else {
+            return;
+        };
+        let request = Request::Messages {
+            account,
+            mailbox,
+            uids: all,
+        };
+        let task = SearchTask {
+            program,
+            uid_command,
+            with_modseq,
+            undecided: Vec::new(),
+            matched: Vec::new(),
+        };
+        self.request(tag, request, Box::new(task));
     }
 }
 
 /// A SEARCH in progress.
 #[derive(Debug)]
-pub(crate) struct SearchTask {
-    key: Arc<Key>,
+struct SearchTask {
+    program: Program,
     uid_command: bool,
     with_modseq: bool,
-    /// BODY/TEXT keys, for the cost estimate.
-    full_scans: usize,
     /// Messages sent to the embedder for a content check, ascending by UID.
     undecided: Vec<MessageMeta>,
     matched: Vec<MessageMeta>,
 }
 
-/// SEARCH / UID SEARCH [CHARSET charset] criteria.
-pub(crate) fn search(
-    s: &mut Session,
-    tag: &str,
-    charset: Option<&str>,
-    criteria: &[SearchKey<'_>],
-    uid_command: bool,
-) {
-    // Keys are compared as bytes, ASCII case folded: right for US-ASCII and UTF-8 only.
-    // RFC 3501 6.4.4: another charset gets a tagged NO with BADCHARSET.
-    if charset
-        .is_some_and(|c| !c.eq_ignore_ascii_case("UTF-8") && !c.eq_ignore_ascii_case("US-ASCII"))
-    {
-        return s.no(tag, "[BADCHARSET (US-ASCII UTF-8)] Unsupported charset.");
-    }
-    let mut tally = Tally::default();
-    let keys: Result<Vec<Key>, Refuse> =
-        criteria.iter().map(|k| convert(s, k, &mut tally)).collect();
-    let keys = match keys {
-        Ok(keys) => keys,
-        Err(Refuse::TooComplex) => return s.bad(tag, "Search program too complex."),
-        Err(Refuse::KeyTooLong) => {
-            let text = format!("[LIMIT] Search key longer than {MAX_KEY_BYTES} bytes.");
-            return s.no(tag, &text);
-        }
-        Err(Refuse::TooManyContentKeys) => {
-            let text = format!("[LIMIT] More than {MAX_CONTENT_KEYS} keys need message contents.");
-            return s.no(tag, &text);
-        }
-        Err(Refuse::TooManyMessages) => {
-            return s.no(tag, "[LIMIT] Search program names too many messages.")
-        }
-    };
-    let key = Key::And(keys);
-    let with_modseq = uses_modseq(&key);
-    if with_modseq {
-        s.condstore = true;
-    }
-    let all = s.resolve_all();
-    if all.is_empty() {
-        s.line("* SEARCH");
-        return finish(s, tag, uid_command);
-    }
-    let (Some(account), Some(mailbox)) = (account(s, tag), s.selected_mailbox()) else {
-        return;
-    };
-    let request = Request::Messages {
-        account,
-        mailbox: mailbox.to_string(),
-        uids: all,
-    };
-    let task = SearchTask {
-        key: Arc::new(key),
-        uid_command,
-        with_modseq,
-        full_scans: tally.full_scans,
-        undecided: Vec::new(),
-        matched: Vec::new(),
-    };
-    s.request(tag, request, Task::Search(task));
-}
-
-fn finish(s: &mut Session, tag: &str, uid_command: bool) {
-    if uid_command {
-        s.finish_ok(tag, "Search completed.");
-    } else {
-        s.finish_ok_no_expunge(tag, "Search completed.");
-    }
-}
-
-fn uses_modseq(key: &Key) -> bool {
-    match key {
-        Key::ModSeq(_) => true,
-        Key::And(v) => v.iter().any(uses_modseq),
-        Key::Or(a, b) => uses_modseq(a) || uses_modseq(b),
-        Key::Not(k) => uses_modseq(k),
-        _ => false,
-    }
-}
-
-fn days(date: &imap_codec::imap_types::datetime::NaiveDate) -> i64 {
-    days_since_epoch(*date.as_ref())
-}
-
-fn days_since_epoch(date: chrono::NaiveDate) -> i64 {
-    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
-    date.signed_duration_since(epoch).num_days()
-}
-
-/// A key string, refused past [`MAX_KEY_BYTES`].
-fn key_bytes<'a>(a: &'a imap_codec::imap_types::core::AString<'_>) -> Result<&'a [u8], Refuse> {
-    let bytes: &[u8] = a.as_ref();
-    if bytes.len() > MAX_KEY_BYTES {
-        return Err(Refuse::KeyTooLong);
-    }
-    Ok(bytes)
-}
-
-fn header_key(
-    tally: &mut Tally,
-    name: &str,
-    value: &imap_codec::imap_types::core::AString<'_>,
-) -> Result<Key, Refuse> {
-    tally.content_key(false)?;
-    Ok(Key::Header(
-        name.as_bytes().to_vec(),
-        Needle::new(key_bytes(value)?),
-    ))
-}
-
-fn convert(s: &Session, key: &SearchKey<'_>, tally: &mut Tally) -> Result<Key, Refuse> {
-    tally.nodes += 1;
-    if tally.nodes > MAX_NODES {
-        return Err(Refuse::TooComplex);
-    }
-    Ok(match key {
-        SearchKey::All | SearchKey::Old => Key::All,
-        SearchKey::And(keys) => Key::And(
-            keys.as_ref()
-                .iter()
-                .map(|k| convert(s, k, tally))
-                .collect::<Result<_, _>>()?,
-        ),
-        SearchKey::Or(a, b) => Key::Or(
-            Box::new(convert(s, a, tally)?),
-            Box::new(convert(s, b, tally)?),
-        ),
-        SearchKey::Not(k) => Key::Not(Box::new(convert(s, k, tally)?)),
-        SearchKey::SequenceSet(set) => tally.uids(s.resolve(set, false))?,
-        SearchKey::Uid(set) => tally.uids(s.resolve(set, true))?,
-        SearchKey::Answered => Key::Flag(Flag::Answered, true),
-        SearchKey::Unanswered => Key::Flag(Flag::Answered, false),
-        SearchKey::Deleted => Key::Flag(Flag::Deleted, true),
-        SearchKey::Undeleted => Key::Flag(Flag::Deleted, false),
-        SearchKey::Draft => Key::Flag(Flag::Draft, true),
-        SearchKey::Undraft => Key::Flag(Flag::Draft, false),
-        SearchKey::Flagged => Key::Flag(Flag::Flagged, true),
-        SearchKey::Unflagged => Key::Flag(Flag::Flagged, false),
-        SearchKey::Seen => Key::Flag(Flag::Seen, true),
-        SearchKey::Unseen | SearchKey::New => Key::Flag(Flag::Seen, false),
-        SearchKey::Recent => Key::Nothing,
-        SearchKey::Keyword(k) => Key::Flag(Flag::Keyword(k.as_ref().to_string()), true),
-        SearchKey::Unkeyword(k) => Key::Flag(Flag::Keyword(k.as_ref().to_string()), false),
-        SearchKey::Larger(n) => Key::Larger(u64::from(*n)),
-        SearchKey::Smaller(n) => Key::Smaller(u64::from(*n)),
-        SearchKey::Before(d) => Key::Before(days(d)),
-        SearchKey::On(d) => Key::On(days(d)),
-        SearchKey::Since(d) => Key::Since(days(d)),
-        SearchKey::SentBefore(d) => {
-            tally.content_key(false)?;
-            Key::SentBefore(days(d))
-        }
-        SearchKey::SentOn(d) => {
-            tally.content_key(false)?;
-            Key::SentOn(days(d))
-        }
-        SearchKey::SentSince(d) => {
-            tally.content_key(false)?;
-            Key::SentSince(days(d))
-        }
-        SearchKey::From(a) => header_key(tally, "from", a)?,
-        SearchKey::To(a) => header_key(tally, "to", a)?,
-        SearchKey::Cc(a) => header_key(tally, "cc", a)?,
-        SearchKey::Bcc(a) => header_key(tally, "bcc", a)?,
-        SearchKey::Subject(a) => header_key(tally, "subject", a)?,
-        SearchKey::Header(name, value) => {
-            tally.content_key(false)?;
-            let name = key_bytes(name)?.to_ascii_lowercase();
-            Key::Header(name, Needle::new(key_bytes(value)?))
-        }
-        SearchKey::Body(a) => {
-            tally.content_key(true)?;
-            Key::Body(Needle::new(key_bytes(a)?))
-        }
-        SearchKey::Text(a) => {
-            tally.content_key(true)?;
-            Key::Text(Needle::new(key_bytes(a)?))
-        }
-        SearchKey::ModSequence { modseq, .. } => Key::ModSeq(*modseq),
-        #[allow(unreachable_patterns)]
-        _ => return Err(Refuse::TooComplex),
-    })
-}
-
-/// Three-valued evaluation: `None` when the content is needed but not given.
-fn eval(key: &Key, meta: &MessageMeta, content: Option<&Content<'_>>) -> Option<bool> {
-    let day = meta.internal_date.div_euclid(86_400);
-    Some(match key {
-        Key::All => true,
-        Key::Nothing => false,
-        Key::And(keys) => {
-            let mut unknown = false;
-            for k in keys {
-                match eval(k, meta, content) {
-                    Some(false) => return Some(false),
-                    None => unknown = true,
-                    Some(true) => {}
+impl Continuation for SearchTask {
+    /// Continues the search with the metadata, then with the embedder's content
+    /// verdicts.
+    fn resume(mut self: Box<Self>, s: &mut Session, tag: &str, answer: Answer) {
+        match answer {
+            Answer::Messages(metas) if self.undecided.is_empty() => {
+                for meta in metas {
+                    match self.program.on_metadata(&meta) {
+                        Some(true) => self.matched.push(meta),
+                        Some(false) => {}
+                        None => self.undecided.push(meta),
+                    }
+                }
+                if !self.undecided.is_empty() {
+                    return ask_for_content(s, tag, self);
                 }
             }
-            return (!unknown).then_some(true);
-        }
-        Key::Or(a, b) => match (eval(a, meta, content), eval(b, meta, content)) {
-            (Some(true), _) | (_, Some(true)) => true,
-            (Some(false), Some(false)) => false,
-            _ => return None,
-        },
-        Key::Not(k) => !eval(k, meta, content)?,
-        Key::Uids(uids) => uids.binary_search(&meta.uid).is_ok(),
-        Key::Flag(f, has) => meta.flags.contains(f) == *has,
-        Key::Larger(n) => meta.size > *n,
-        Key::Smaller(n) => meta.size < *n,
-        Key::Before(d) => day < *d,
-        Key::On(d) => day == *d,
-        Key::Since(d) => day >= *d,
-        Key::ModSeq(m) => meta.modseq.0 >= *m,
-        Key::SentBefore(_) | Key::SentOn(_) | Key::SentSince(_) => {
-            let Some(sent) = content?.sent_day() else {
-                return Some(false);
-            };
-            match key {
-                Key::SentBefore(d) => sent < *d,
-                Key::SentOn(d) => sent == *d,
-                _ => matches!(key, Key::SentSince(d) if sent >= *d),
+            Answer::Matched(mut uids) if !self.undecided.is_empty() => {
+                uids.sort_unstable();
+                let undecided = std::mem::take(&mut self.undecided);
+                self.matched.extend(
+                    undecided
+                        .into_iter()
+                        .filter(|m| uids.binary_search(&m.uid).is_ok()),
+                );
             }
+            other => return s.refused(tag, other),
         }
-        Key::Header(name, needle) => content?
-            .fields()
-            .iter()
-            .any(|(n, v)| n.eq_ignore_ascii_case(name) && needle.in_folded(v)),
-        Key::Body(needle) => {
-            let c = content?;
-            needle.in_text(&c.msg[c.body_start..])
-        }
-        Key::Text(needle) => needle.in_text(content?.msg),
-    })
-}
-
-/// Continues the search with the metadata, then with the embedder's content verdicts.
-pub(crate) fn search_answered(s: &mut Session, tag: &str, mut task: SearchTask, answer: Answer) {
-    match answer {
-        Answer::Messages(metas) if task.undecided.is_empty() => {
-            for meta in metas {
-                match eval(&task.key, &meta, None) {
-                    Some(true) => task.matched.push(meta),
-                    Some(false) => {}
-                    None => task.undecided.push(meta),
-                }
-            }
-            if !task.undecided.is_empty() {
-                return ask_for_content(s, tag, task);
-            }
-        }
-        Answer::Matched(mut uids) if !task.undecided.is_empty() => {
-            uids.sort_unstable();
-            let undecided = std::mem::take(&mut task.undecided);
-            task.matched.extend(
-                undecided
-                    .into_iter()
-                    .filter(|m| uids.binary_search(&m.uid).is_ok()),
-            );
-        }
-        other => return s.refused(tag, other),
+        write_result(s, &mut self);
+        s.finish_ok_numbered(tag, "Search completed.", self.uid_command);
     }
-    write_result(s, &mut task);
-    finish(s, tag, task.uid_command);
 }
 
 /// Hands the undecided messages to the embedder, unless scanning them would cost more
 /// than the session's budget.
-fn ask_for_content(s: &mut Session, tag: &str, task: SearchTask) {
+fn ask_for_content(s: &mut Session, tag: &str, task: Box<SearchTask>) {
     // Each message is read and its header parsed once; each BODY/TEXT key scans it again.
-    let passes = 1 + task.full_scans as u64;
+    let passes = task.program.scan_passes();
     let cost = task.undecided.iter().fold(0u64, |sum, m| {
         sum.saturating_add(m.size.saturating_mul(passes))
     });
@@ -512,18 +136,19 @@ fn ask_for_content(s: &mut Session, tag: &str, task: SearchTask) {
             "[LIMIT] Search would scan too much message data; narrow it down.",
         );
     }
-    let (Some(account), Some(mailbox)) = (account(s, tag), s.selected_mailbox()) else {
+    let Some((account, mailbox)) = s.request_in_selected(tag) else {
         return;
     };
     let request = Request::SearchContent {
         account,
-        mailbox: mailbox.to_string(),
+        mailbox,
         candidates: task.undecided.clone(),
-        search: ContentSearch(task.key.clone()),
+        search: task.program.content_search(),
     };
-    s.request(tag, request, Task::Search(task));
+    s.request(tag, request, task);
 }
 
+/// Writes `* SEARCH n...` (with the highest MODSEQ when a MODSEQ key was used).
 fn write_result(s: &mut Session, task: &mut SearchTask) {
     task.matched.sort_by_key(|m| m.uid);
     let mut line = b"* SEARCH".to_vec();
@@ -547,56 +172,4 @@ fn write_result(s: &mut Session, task: &mut SearchTask) {
     }
     line.extend_from_slice(b"\r\n");
     s.raw(&line);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn folded_search_finds_matches_across_chunk_edges() {
-        let needle = Needle::new(b"NeedLE");
-        for at in [
-            0,
-            FOLD_CHUNK - 3,
-            FOLD_CHUNK,
-            2 * FOLD_CHUNK - 1,
-            3 * FOLD_CHUNK - 6,
-        ] {
-            let mut hay = vec![b'x'; 3 * FOLD_CHUNK];
-            hay[at..at + 6].copy_from_slice(b"nEEDle");
-            assert!(needle.in_text(&hay), "at {at}");
-            hay[at] = b'y';
-            assert!(!needle.in_text(&hay), "at {at}");
-        }
-        assert!(Needle::new(b"").in_text(b""));
-        assert!(!needle.in_text(b"needl"));
-    }
-
-    #[test]
-    fn the_header_is_parsed_once_for_all_keys() {
-        let msg = b"From: Alice <a@x.org>\r\nSubject: Hello There\r\nDate: Sun, 15 Oct 2023 16:43:21 +0000\r\n\r\nbody text\r\n";
-        let content = Content::new(msg);
-        let from = Key::Header(b"from".to_vec(), Needle::new(b"ALICE"));
-        let subject = Key::Header(b"subject".to_vec(), Needle::new(b"there"));
-        let meta = MessageMeta {
-            uid: Uid(1),
-            size: msg.len() as u64,
-            internal_date: 0,
-            flags: Default::default(),
-            modseq: chatmail_core::ModSeq(1),
-        };
-        assert_eq!(eval(&from, &meta, Some(&content)), Some(true));
-        let first = content.fields().as_ptr();
-        assert_eq!(eval(&subject, &meta, Some(&content)), Some(true));
-        assert_eq!(content.fields().as_ptr(), first, "parsed once");
-        let body = Key::Body(Needle::new(b"TEXT"));
-        assert_eq!(eval(&body, &meta, Some(&content)), Some(true));
-        let not_in_body = Key::Body(Needle::new(b"hello"));
-        assert_eq!(eval(&not_in_body, &meta, Some(&content)), Some(false));
-        let sent = Key::SentOn(days_since_epoch(
-            chrono::NaiveDate::from_ymd_opt(2023, 10, 15).unwrap(),
-        ));
-        assert_eq!(eval(&sent, &meta, Some(&content)), Some(true));
-    }
 }

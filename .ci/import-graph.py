@@ -1,0 +1,302 @@
+#!/usr/bin/env python3
+"""Draws the dependency graph between the files of one Rust crate and reports cycles.
+
+    .ci/import-graph.py [--edges] [SRC_DIR ...]      (default: chatmail-imap/src)
+
+A file depends on another when it
+  * names it in a path: `use crate::a::b`, `use super::x`, `crate::a::f()` in code,
+    `pub use a::B` / `mod a;` in a parent (a module declaration counts: the parent
+    owns and exposes the child);
+  * calls a method that an `impl Session { .. }` block of the other file defines
+    (`self.handle_list(..)`): handlers as `impl` blocks add no `use` line, so the
+    imports alone would hide the calls that make a circle.
+
+Method calls are matched by name: `self.name(`, `s.name(`, `session.name(` or
+`Session::name(` against the inherent methods `impl Session` blocks define in other
+files (receivers are not typed, so this can only add edges, never hide one). Prints
+the cycles (strongly connected components of more than one file) and exits 1 if there
+are any; otherwise prints the files in layers, each depending only on lower layers
+it, and exits 0.
+"""
+
+import os
+import re
+import sys
+from collections import defaultdict
+
+IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+# The type whose `impl` blocks hold the command handlers.
+SESSION = "Session"
+
+
+def strip_comments_and_strings(text):
+    """Source with comments, string and char literals blanked (line breaks kept)."""
+    out = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if text.startswith("//", i):
+            j = text.find("\n", i)
+            j = n if j < 0 else j
+            i = j
+        elif text.startswith("/*", i):
+            depth, j = 1, i + 2
+            while j < n and depth:
+                if text.startswith("/*", j):
+                    depth, j = depth + 1, j + 2
+                elif text.startswith("*/", j):
+                    depth, j = depth - 1, j + 2
+                else:
+                    j += 1
+            out.append("\n" * text.count("\n", i, j))
+            i = j
+        elif c == "r" and re.match(r'r#*"', text[i:i + 40]) and not re.match(r"\w", text[i - 1:i] or " "):
+            hashes = re.match(r'r(#*)"', text[i:]).group(1)
+            end = text.find('"' + hashes, i + len(hashes) + 2)
+            end = n if end < 0 else end + 1 + len(hashes)
+            out.append('""' + "\n" * text.count("\n", i, end))
+            i = end
+        elif c == '"':
+            j = i + 1
+            while j < n and text[j] != '"':
+                j += 2 if text[j] == "\\" else 1
+            out.append('""' + "\n" * text.count("\n", i, j))
+            i = j + 1
+        elif c == "'" and re.match(r"'(\\.|[^\\'])'|'\\u\{[0-9a-fA-F]+\}'|'\\x..'", text[i:i + 12]):
+            m = re.match(r"'(\\.|[^\\'])'|'\\u\{[0-9a-fA-F]+\}'|'\\x..'", text[i:i + 12])
+            out.append("' '")
+            i += len(m.group(0))
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def modules(src):
+    """{module path tuple: file} for every .rs file under `src` (lib.rs is the root)."""
+    mods = {}
+    for root, _, files in os.walk(src):
+        for f in files:
+            if not f.endswith(".rs"):
+                continue
+            path = os.path.join(root, f)
+            rel = os.path.relpath(path, src)[:-3].split(os.sep)
+            if rel in (["lib"], ["main"]):
+                mods[()] = path
+            elif rel[-1] == "mod":
+                mods[tuple(rel[:-1])] = path
+            else:
+                mods[tuple(rel)] = path
+    return mods
+
+
+def use_paths(code):
+    """Every path a `use` item names, with its groups expanded, and where it stands."""
+    paths = []
+    for m in re.finditer(r"\buse\s+([^;]+);", code):
+        found = []
+        expand("", m.group(1).replace("\n", " "), found)
+        paths += [(p, m.start()) for p in found]
+    return paths
+
+
+def inline_modules(code):
+    """(start, end, name) of every inline `mod name { .. }` (a test module, say)."""
+    spans = []
+    for m in re.finditer(r"\bmod\s+(" + IDENT + r")\s*\{", code):
+        depth, i = 1, m.end()
+        while i < len(code) and depth:
+            depth += {"{": 1, "}": -1}.get(code[i], 0)
+            i += 1
+        spans.append((m.start(), i, m.group(1)))
+    return spans
+
+
+def module_at(here, spans, pos):
+    """The module a position of the file is in: the file's, or an inline one inside it."""
+    inner = [s for s in spans if s[0] < pos < s[1]]
+    return here + tuple(name for _, _, name in sorted(inner))
+
+
+def expand(prefix, tree, out):
+    """Expands `a::{b, c::{d}}` into ['a::b', 'a::c::d']."""
+    tree = tree.strip()
+    brace = tree.find("{")
+    if brace < 0:
+        out.append(prefix + re.sub(r"\s+as\s+\w+$", "", tree).strip())
+        return
+    head = prefix + tree[:brace].strip()
+    body = tree[brace + 1:tree.rfind("}")]
+    depth, start = 0, 0
+    for i, c in enumerate(body + ","):
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+        elif c == "," and depth == 0:
+            part = body[start:i].strip()
+            if part:
+                expand(head, part, out)
+            start = i + 1
+
+
+def resolve(path, here, mods):
+    """The module (tuple) a path inside module `here` lands in, or None if external."""
+    parts = [p for p in path.split("::") if p]
+    if not parts:
+        return None
+    if parts[0] == "crate":
+        base, parts = (), parts[1:]
+    elif parts[0] in ("super", "self"):
+        base = here
+        while parts and parts[0] in ("super", "self"):
+            if parts[0] == "super":
+                base = base[:-1]
+            parts = parts[1:]
+    elif tuple(here + (parts[0],)) in mods:
+        base = here  # a child module named directly (`pub use session::Session`)
+    else:
+        return None
+    target = base
+    for p in parts:
+        if tuple(target + (p,)) in mods:
+            target = target + (p,)
+        else:
+            break
+    return target
+
+
+def impl_methods(code, ty):
+    """{method name} of every inherent `impl <ty> {` block (not trait impls)."""
+    names = set()
+    for m in re.finditer(r"\bimpl\s+(" + ty + r")\s*\{", code):
+        depth, i = 1, m.end()
+        while i < len(code) and depth:
+            depth += {"{": 1, "}": -1}.get(code[i], 0)
+            i += 1
+        block = code[m.end():i]
+        # Only the block's own items (depth 0 inside it), not fns nested in bodies.
+        level = 0
+        for line in block.split("\n"):
+            if level == 0:
+                f = re.match(r"\s*(?:pub(?:\([^)]*\))?\s+)?(?:const\s+)?fn\s+(" + IDENT + ")", line)
+                if f:
+                    names.add(f.group(1))
+            level += line.count("{") - line.count("}")
+    return names
+
+
+def graph(src):
+    mods = modules(src)
+    files = {f: mod for mod, f in mods.items()}
+    codes = {f: strip_comments_and_strings(open(f, encoding="utf-8").read()) for f in files}
+    edges = defaultdict(set)
+    for f, code in codes.items():
+        spans = inline_modules(code)
+        refs = use_paths(code)
+        refs += [(m.group(1), m.start()) for m in re.finditer(r"\b((?:crate|super|self)(?:::" + IDENT + ")+)", code)]
+        for m in re.finditer(r"\b(?:pub(?:\([^)]*\))?\s+)?mod\s+(" + IDENT + r")\s*;", code):
+            refs.append(("self::" + m.group(1), m.start()))
+        # A module brought in by `use` (`use crate::command;`) and named in paths later
+        # (`command::idle::done(..)`): those paths count as well.
+        for r, pos in list(refs):
+            here = module_at(files[f], spans, pos)
+            target = resolve(r, here, mods)
+            last = r.split("::")[-1]
+            if target is not None and target and target[-1] == last and last not in ("self", "super"):
+                for m in re.finditer(r"(?<![:\w])" + last + r"((?:::" + IDENT + ")+)", code):
+                    refs.append(("::".join(("crate",) + target) + m.group(1), m.start()))
+        for r, pos in refs:
+            target = resolve(r, module_at(files[f], spans, pos), mods)
+            if target is not None and mods[target] != f:
+                edges[f].add(mods[target])
+    # The session's methods by name, wherever its `impl` blocks are.
+    owners = defaultdict(set)
+    for f, code in codes.items():
+        for name in impl_methods(code, SESSION):
+            owners[name].add(f)
+    call = r"(?:\b(?:self|s|session)\.|\b" + SESSION + r"::)(" + IDENT + r")\s*(?:::<[^>]*>)?\("
+    for f, code in codes.items():
+        called = set(re.findall(call, code))
+        for name in called:
+            for owner in owners.get(name, ()):
+                if owner != f:
+                    edges[f].add(owner)
+    return sorted(files), edges
+
+
+def sccs(nodes, edges):
+    """Tarjan's strongly connected components."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+    counter = [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in sorted(edges[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            out.append(sorted(comp))
+
+    sys.setrecursionlimit(10000)
+    for v in nodes:
+        if v not in index:
+            visit(v)
+    return out
+
+
+def layers(nodes, edges):
+    """Files grouped by depth: layer 0 depends on nothing, layer k on layers < k."""
+    depth = {}
+
+    def d(v):
+        if v not in depth:
+            depth[v] = 1 + max((d(w) for w in edges[v]), default=-1)
+        return depth[v]
+
+    for v in nodes:
+        d(v)
+    by = defaultdict(list)
+    for v, k in depth.items():
+        by[k].append(v)
+    return [sorted(by[k]) for k in sorted(by)]
+
+
+def main(argv):
+    show_edges = "--edges" in argv
+    dirs = [a for a in argv if not a.startswith("--")] or ["chatmail-imap/src"]
+    status = 0
+    for src in dirs:
+        nodes, edges = graph(src)
+        rel = lambda f: os.path.relpath(f, src)
+        print(f"{src}: {len(nodes)} files, {sum(len(e) for e in edges.values())} edges")
+        if show_edges:
+            for f in nodes:
+                print(f"  {rel(f)} -> {', '.join(sorted(rel(t) for t in edges[f])) or '-'}")
+        cycles = [c for c in sccs(nodes, edges) if len(c) > 1]
+        if cycles:
+            status = 1
+            for c in cycles:
+                print(f"  CIRCLE of {len(c)} files: {' '.join(rel(f) for f in c)}")
+        else:
+            print("  no circle; layers (a file depends only on files of lower layers):")
+            for k, layer in enumerate(layers(nodes, edges)):
+                print(f"  {k}: {' '.join(rel(f) for f in layer)}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -108,7 +108,6 @@ mod wire;
 /// The shared byte buffer of [`Answer::Message`] and [`Output::Send`].
 pub use bytes::Bytes;
 pub use chatmail_core::engine::{AnswerError, Engine, RequestId};
-pub use command::DEVICE_TOKEN_ENTRY;
 pub use config::SessionConfig;
 pub use request::{Answer, Refusal, Request};
 pub use search_program::ContentSearch;

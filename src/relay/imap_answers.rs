@@ -2,14 +2,12 @@
 
 use super::{unix_now, LoginVerdict, Relay};
 use bytes::Bytes;
-use chatmail_core::account::run_blocking;
+use chatmail_core::account::{run_blocking, DEVICE_TOKEN_ENTRY};
 use chatmail_core::store::StoreError;
 use chatmail_imap::{Answer, Refusal, Request};
 use std::net::IpAddr;
 use std::time::Instant;
 
-/// The metadata entry of push device tokens (spec 5.1).
-const DEVICE_TOKEN_ENTRY: &str = "/private/devicetoken";
 /// Message bytes a SEARCH reads before scanning them in one blocking job: fewer jobs,
 /// bounded memory.
 const SEARCH_BATCH_BYTES: usize = 16 * 1024 * 1024;

@@ -95,8 +95,8 @@ pub use store::{
 };
 pub use throttle::{Admission, LoginThrottle, ThrottleSettings};
 pub use tokens::{
-    DeviceTokenStore, MaildirDeviceTokens, MemoryDeviceTokens, TokenError, MAX_TOKENS_PER_ACCOUNT,
-    MAX_TOKEN_LEN, TOKEN_FUTURE_SLACK_SECS, TOKEN_LIFETIME_SECS,
+    DeviceTokenStore, MaildirDeviceTokens, MemoryDeviceTokens, TokenError, DEVICE_TOKEN_ENTRY,
+    MAX_TOKENS_PER_ACCOUNT, MAX_TOKEN_LEN, TOKEN_FUTURE_SLACK_SECS, TOKEN_LIFETIME_SECS,
 };
 pub use validate::{
     check_new_account, parse_login, CreationRefusal, LoginNameError, MAX_PASSWORD_LEN,

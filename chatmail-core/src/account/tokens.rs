@@ -34,6 +34,10 @@ use super::executor::{run_blocking, BlockingExecutor};
 use super::fsutil::{self, lock_file, write_atomic, LockError};
 use super::store::AccountError;
 
+/// The IMAP METADATA entry (RFC 5464) through which a client sets its push device token
+/// (SETMETADATA) and reads the valid ones (GETMETADATA), spec 5.1. The one definition:
+/// the IMAP engine and the relay both use it.
+pub const DEVICE_TOKEN_ENTRY: &str = "/private/devicetoken";
 /// How long a token stays valid after it was last set: 90 days.
 pub const TOKEN_LIFETIME_SECS: u64 = 90 * 86_400;
 /// How far in the future a token's timestamp may lie (clock skew): 60 s.
@@ -46,6 +50,8 @@ pub const MAX_TOKENS_PER_ACCOUNT: usize = 64;
 const MAX_FILE_LEN: u64 = 1024 * 1024;
 const FILE_NAME: &str = "metadata.json";
 const LOCK_NAME: &str = "metadata.json.lock";
+/// The key of the tokens in `metadata.json` (the reference relay's file format, not the
+/// IMAP entry name).
 const KEY: &str = "devicetoken";
 
 /// Why a token operation failed.

@@ -42,8 +42,6 @@ mod store;
 mod subscribe;
 mod unselect;
 
-pub use setmetadata::DEVICE_TOKEN_ENTRY;
-
 use imap_codec::decode::{CommandDecodeError, Decoder};
 use imap_codec::imap_types::command::{Command, CommandBody};
 use imap_codec::CommandCodec;

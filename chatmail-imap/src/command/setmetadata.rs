@@ -1,7 +1,8 @@
-//! SETMETADATA (RFC 5464): `/private/devicetoken` is the one settable entry. Setting
-//! adds (or refreshes) a push token, setting NIL is silently ignored, other entries are
-//! refused; the tagged replies use Dovecot's wording.
+//! SETMETADATA (RFC 5464): [`DEVICE_TOKEN_ENTRY`] (`/private/devicetoken`) is the one
+//! settable entry. Setting adds (or refreshes) a push token, setting NIL is silently
+//! ignored, other entries are refused; the tagged replies use Dovecot's wording.
 
+use chatmail_core::account::DEVICE_TOKEN_ENTRY;
 use imap_codec::imap_types::core::NString8;
 use imap_codec::imap_types::extensions::metadata::EntryValue;
 use imap_codec::imap_types::mailbox::Mailbox;
@@ -9,9 +10,6 @@ use imap_codec::imap_types::mailbox::Mailbox;
 use crate::request::Request;
 use crate::session::{Completes, Session};
 use crate::wire;
-
-/// The entry push-enabled clients set.
-pub const DEVICE_TOKEN_ENTRY: &str = "/private/devicetoken";
 
 impl Session {
     /// SETMETADATA mailbox (entry value ...).
@@ -25,7 +23,8 @@ impl Session {
         for ev in values {
             let name = wire::metadata_entry(&ev.entry);
             if !name.eq_ignore_ascii_case(DEVICE_TOKEN_ENTRY) {
-                return self.no(tag, "[NOPERM] Only /private/devicetoken can be set.");
+                let text = format!("[NOPERM] Only {DEVICE_TOKEN_ENTRY} can be set.");
+                return self.no(tag, &text);
             }
             let value: Option<&[u8]> = match &ev.value {
                 NString8::NString(n) => n.0.as_ref().map(|v| v.as_ref()),

@@ -5,10 +5,11 @@
 //! Swap the strings for your transport and `block_on` for your runtime: that is a server.
 
 use chatmail::core::config::Config;
+use chatmail::core::engine::{Engine, Output};
 use chatmail::core::store::ChangeSubscription;
-use chatmail::imap::{Engine, Output as ImapOut, Session, SessionConfig};
-use chatmail::smtp::server::{Output, Role, ServerConfig, ServerSession, Transport};
-use chatmail::Relay;
+use chatmail::imap::Session;
+use chatmail::smtp::server::{Role, ServerSession, Transport};
+use chatmail::{Relay, RequestHandler};
 use futures::executor::block_on;
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,64 +17,55 @@ use std::time::Instant;
 const ALICE: &str = "alice1234@chat.example.org";
 const BOB: &str = "bob123456@chat.example.org";
 
-/// Feeds `input` to an SMTP session and answers its requests with the relay.
-fn smtp(relay: &Relay, session: &mut ServerSession, input: &str) -> String {
-    session.feed(input.as_bytes(), Instant::now());
-    let mut replies = String::new();
-    while let Some(out) = session.poll() {
-        match out {
-            Output::Send(bytes) => replies.push_str(&String::from_utf8_lossy(&bytes)),
-            Output::Request(id, request) => {
-                let answer = block_on(relay.answer_smtp(request, None));
-                session
-                    .answer(id, answer, Instant::now())
-                    .expect("answers match requests");
-            }
-            _ => {}
+/// One connection without a socket: any engine (SMTP, IMAP), the change feed it asked
+/// for, and what it wrote for its client.
+struct Connection<E> {
+    engine: E,
+    feed: Option<ChangeSubscription>,
+}
+
+impl<E: Engine> Connection<E>
+where
+    Relay: RequestHandler<E>,
+{
+    fn new(engine: E) -> Self {
+        Connection { engine, feed: None }
+    }
+
+    /// The client sends `input`: the engine reads it, and everything it asks for is done.
+    fn send(&mut self, relay: &Relay, input: &str) -> String {
+        self.engine.feed(input.as_bytes(), Instant::now());
+        self.drain(relay)
+    }
+
+    /// Hands the engine what its change feed holds (an async driver awaits
+    /// `ChangeSubscription::next` instead), then drains it.
+    fn changes(&mut self, relay: &Relay) -> String {
+        while let Some(change) = self.feed.as_mut().and_then(ChangeSubscription::try_next) {
+            self.engine.handle_change(change, Instant::now());
         }
+        self.drain(relay)
     }
-    replies
-}
 
-/// Feeds `input` to an IMAP session, answers its requests with the relay and keeps the
-/// change feed it asks for at login.
-fn imap(
-    relay: &Relay,
-    session: &mut Session,
-    feed: &mut Option<ChangeSubscription>,
-    input: &str,
-) -> String {
-    session.feed(input.as_bytes(), Instant::now());
-    drain(relay, session, feed)
-}
-
-/// Passes the changes waiting on the feed to the session (an async driver awaits
-/// `ChangeSubscription::next` instead), then drains it.
-fn changes(relay: &Relay, session: &mut Session, feed: &mut Option<ChangeSubscription>) -> String {
-    while let Some(change) = feed.as_mut().and_then(ChangeSubscription::try_next) {
-        session.handle_change(change, Instant::now());
-    }
-    drain(relay, session, feed)
-}
-
-/// Drains an IMAP session's outputs: bytes for the client, requests to the relay.
-fn drain(relay: &Relay, session: &mut Session, feed: &mut Option<ChangeSubscription>) -> String {
-    let mut responses = String::new();
-    while let Some(out) = session.poll() {
-        match out {
-            ImapOut::Send(bytes) => responses.push_str(&String::from_utf8_lossy(&bytes)),
-            ImapOut::Request(id, request) => {
-                let answer = block_on(relay.answer_imap(request, None));
-                session
-                    .answer(id, answer, Instant::now())
-                    .expect("answers match requests");
+    /// The drive loop of `chatmail::core::engine`, minus the socket and the timer.
+    fn drain(&mut self, relay: &Relay) -> String {
+        let mut wire = String::new();
+        while let Some(output) = self.engine.poll() {
+            match output {
+                Output::Send(bytes) => wire.push_str(&String::from_utf8_lossy(&bytes)),
+                Output::Request(id, request) => {
+                    let answer = block_on(relay.handle(request, None));
+                    self.engine
+                        .answer(id, answer, Instant::now())
+                        .expect("answers match requests");
+                }
+                Output::Subscribe(account) => self.feed = Some(relay.subscribe(&account)),
+                // The strings stand for TLS connections (993, 465); nothing to close.
+                Output::StartTls | Output::Close | Output::Event(_) => {}
             }
-            ImapOut::Subscribe(account) => *feed = Some(relay.subscribe(&account)),
-            ImapOut::StartTls | ImapOut::Close => {}
-            ImapOut::Event(never) => match never {},
         }
+        wire
     }
-    responses
 }
 
 fn main() {
@@ -92,22 +84,20 @@ fn main() {
         .replace("{subject}", "[...]");
 
     // Bob logs in over IMAP (as on port 993), which creates his account, and idles.
-    let mut bob = Session::new(
-        Arc::new(SessionConfig::from_config(&config, true)),
+    let mut bob = Connection::new(Session::new(
+        Arc::new(relay.imap_config(true)),
         Instant::now(),
-    );
-    let mut bob_feed = None;
+    ));
     let login = format!("a LOGIN {BOB} bob-password\r\nb SELECT INBOX\r\nc IDLE\r\n");
-    print!("{}", imap(&relay, &mut bob, &mut bob_feed, &login));
+    print!("{}", bob.send(&relay, &login));
 
     // Alice submits over SMTP (the transport counts as TLS, as on port 465).
-    let smtp_config = Arc::new(ServerConfig::new(Role::Submission, "chat.example.org"));
-    let mut alice = ServerSession::new(
-        smtp_config,
+    let mut alice = Connection::new(ServerSession::new(
+        Arc::new(relay.smtp_config(Role::Submission)),
         relay.policy().clone(),
         Transport::Tls,
         Instant::now(),
-    );
+    ));
     use base64::Engine as _;
     let plain =
         base64::engine::general_purpose::STANDARD.encode(format!("\0{ALICE}\0alice-pw-123"));
@@ -117,16 +107,17 @@ fn main() {
         format!("MAIL FROM:<{ALICE}>\r\nRCPT TO:<{BOB}>\r\nDATA\r\n"),
         format!("{}\r\n.\r\nQUIT\r\n", message.trim_end()),
     ] {
-        print!("{}", smtp(&relay, &mut alice, &line));
+        print!("{}", alice.send(&relay, &line));
     }
 
     // The delivery reaches Bob's idling session through the change feed.
-    let news = changes(&relay, &mut bob, &mut bob_feed);
+    let news = bob.changes(&relay);
     print!("{news}");
     assert_eq!(news, "* 1 EXISTS\r\n");
 
     // Bob reads it.
-    print!("{}", imap(&relay, &mut bob, &mut bob_feed, "DONE\r\nd UID FETCH 1:* (FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)])\r\ne LOGOUT\r\n"));
+    let fetch = "DONE\r\nd UID FETCH 1:* (FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)])\r\ne LOGOUT\r\n";
+    print!("{}", bob.send(&relay, fetch));
 }
 
 #[cfg(test)]

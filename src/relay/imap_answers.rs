@@ -1,16 +1,23 @@
 //! How [`Relay`] answers the IMAP engine's requests: one storage or account call each.
 
-use super::{unix_now, LoginVerdict, Relay};
+use super::{unix_now, LoginVerdict, Relay, RequestHandler};
 use bytes::Bytes;
 use chatmail_core::account::{run_blocking, DEVICE_TOKEN_ENTRY};
 use chatmail_core::store::StoreError;
-use chatmail_imap::{Answer, Refusal, Request};
+use chatmail_imap::{Answer, Refusal, Request, Session};
 use std::net::IpAddr;
 use std::time::Instant;
 
 /// Message bytes a SEARCH reads before scanning them in one blocking job: fewer jobs,
 /// bounded memory.
 const SEARCH_BATCH_BYTES: usize = 16 * 1024 * 1024;
+
+#[async_trait::async_trait]
+impl RequestHandler<Session> for Relay {
+    async fn handle(&self, request: Request, peer: Option<IpAddr>) -> Answer {
+        self.answer_imap(request, peer).await
+    }
+}
 
 impl Relay {
     /// Performs one request of an IMAP session and returns the answer to hand back with

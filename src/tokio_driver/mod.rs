@@ -27,7 +27,6 @@
 //! Logs (`tracing`) never contain client IP addresses or message contents.
 
 mod https;
-mod imap;
 pub mod limits;
 mod pump;
 mod stream;
@@ -37,6 +36,7 @@ use crate::credentials::Endpoints;
 use crate::web::Site;
 use crate::Relay;
 use chatmail_core::account::BlockingExecutor;
+use chatmail_imap::Session;
 use chatmail_smtp::server::{Role, ServerSession, Transport};
 use limits::ConnectionLimit;
 use std::future::Future;
@@ -310,15 +310,8 @@ impl Server {
                             let Some(conn) = Connection::open(tcp, implicit, timeouts).await else {
                                 return;
                             };
-                            imap::serve_connection(
-                                relay,
-                                peer.ip(),
-                                imap_config,
-                                conn,
-                                Some(acceptor),
-                                stop,
-                            )
-                            .await
+                            let session = Session::new(imap_config, Instant::now());
+                            pump::serve(relay, peer.ip(), session, conn, Some(acceptor), stop).await
                         }
                     }))
                 }

@@ -44,24 +44,25 @@ pub struct Running {
     _data: tempfile::TempDir,
 }
 
-pub async fn start(config: Config) -> Running {
-    let data = tempfile::tempdir().expect("temp dir");
-    let relay = Arc::new(
+/// A relay with the memory backend and machine readings that always allow creation.
+pub fn memory_relay(config: Config) -> Arc<Relay> {
+    Arc::new(
         Relay::builder(config)
             .memory()
             .system_limits(Arc::new(FixedSystemLimits::plenty()))
             .build()
             .expect("relay"),
-    );
+    )
+}
+
+pub async fn start(config: Config) -> Running {
+    let data = tempfile::tempdir().expect("temp dir");
+    let relay = memory_relay(config);
     let server = Server::bind(relay.clone(), data.path())
         .await
         .expect("bind");
     let ports = server.ports();
-    let pem = std::fs::read(data.path().join("tls/cert.pem")).expect("cert.pem");
-    let cert = rustls_pemfile::certs(&mut pem.as_slice())
-        .next()
-        .expect("a certificate")
-        .expect("PEM");
+    let cert = relay_certificate(data.path());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(server.run(async {
         let _ = stop_rx.await;
@@ -154,7 +155,8 @@ impl ServerCertVerifier for Pinned {
     }
 }
 
-fn connector(cert: CertificateDer<'static>) -> TlsConnector {
+/// A TLS 1.3 client configuration that trusts exactly `cert`.
+pub fn client_tls_config(cert: CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -162,7 +164,21 @@ fn connector(cert: CertificateDer<'static>) -> TlsConnector {
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(Pinned { cert, provider }))
         .with_no_client_auth();
-    TlsConnector::from(Arc::new(config))
+    Arc::new(config)
+}
+
+/// The self-signed certificate the relay created in `data_dir`.
+pub fn relay_certificate(data_dir: &std::path::Path) -> CertificateDer<'static> {
+    let pem = std::fs::read(data_dir.join("tls/cert.pem")).expect("cert.pem");
+    let cert = rustls_pemfile::certs(&mut pem.as_slice())
+        .next()
+        .expect("a certificate")
+        .expect("PEM");
+    cert
+}
+
+fn connector(cert: CertificateDer<'static>) -> TlsConnector {
+    TlsConnector::from(client_tls_config(cert))
 }
 
 /// Connects to `to` from the loopback address `from` (any of 127.0.0.0/8 on Linux), so

@@ -19,6 +19,11 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 /// 400 KB) lets every connection hold far more. Past it: `431` (`414` for the URI).
 const MAX_REQUEST_HEAD: usize = 16 * 1024;
 
+/// How long, and for how many bytes, a refused client's unread request is drained
+/// before the socket closes (see [`lingering_close`]).
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: u64 = 1024 * 1024;
+
 /// Serves HTTPS requests on one accepted connection from `peer`.
 pub(crate) async fn serve_connection(
     tcp: TcpStream,
@@ -28,6 +33,10 @@ pub(crate) async fn serve_connection(
     new_rate: Arc<RequestRate>,
     self_signed: bool,
 ) {
+    // A second handle on the socket outlives hyper's, for the lingering close.
+    let Some((tcp, linger)) = duplicate(tcp) else {
+        return;
+    };
     let Ok(Ok(tls)) = tokio::time::timeout(HTTP_TIMEOUT, acceptor.accept(tcp)).await else {
         return;
     };
@@ -41,6 +50,31 @@ pub(crate) async fn serve_connection(
         .max_buf_size(MAX_REQUEST_HEAD)
         .serve_connection(hyper_util::rt::TokioIo::new(tls), service);
     let _ = tokio::time::timeout(HTTP_TIMEOUT * 5, conn).await;
+    lingering_close(linger).await;
+}
+
+/// The socket as two handles: one for TLS and hyper, one kept for [`lingering_close`].
+fn duplicate(tcp: TcpStream) -> Option<(TcpStream, TcpStream)> {
+    let std = tcp.into_std().ok()?;
+    let copy = std.try_clone().ok()?;
+    Some((
+        TcpStream::from_std(std).ok()?,
+        TcpStream::from_std(copy).ok()?,
+    ))
+}
+
+/// Closes like nginx's `lingering_close`: hyper answers a request it refuses (`431` for
+/// a 100 KB header) before reading all of it, and closing a socket with unread input
+/// sends a reset that destroys the answer in the client's buffers. So: end our side
+/// (FIN after everything written), then read and drop what the client still sends,
+/// within [`LINGER`] and [`LINGER_BYTES`], and only then close.
+async fn lingering_close(mut tcp: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tcp.shutdown().await;
+    let mut sink = tokio::io::sink();
+    let mut unread = (&mut tcp).take(LINGER_BYTES);
+    let drain = tokio::io::copy(&mut unread, &mut sink);
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 fn handle(

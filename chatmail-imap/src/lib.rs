@@ -90,6 +90,9 @@
 //!   client sees it), `config.rs`, `mime.rs`, `framing.rs`, `uidmap.rs`, `wire.rs`
 //!   (the IMAP string forms).
 
+//!
+//! Comments cite the reference relay's behaviour as "spec N.N": the section of that name
+//! in the repository's `docs/reference-relay.md`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -45,6 +45,9 @@
 //! }
 //! # Ok::<(), chatmail_policy::Reply>(())
 //! ```
+//!
+//! Comments cite the reference relay's behaviour as "spec N.N": the section of that name
+//! in the repository's `docs/reference-relay.md`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -89,7 +89,6 @@
 //! * `request.rs`, `search_program.rs`, `selected.rs` (the selected mailbox as the
 //!   client sees it), `config.rs`, `mime.rs`, `framing.rs`, `uidmap.rs`, `wire.rs`
 //!   (the IMAP string forms).
-
 //!
 //! Comments cite the reference relay's behaviour as "spec N.N": the section of that name
 //! in the repository's `docs/reference-relay.md`.

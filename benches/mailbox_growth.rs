@@ -16,8 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chatmail::core::account::{FixedSystemLimits, InlineExecutor};
+use chatmail::core::account::FixedSystemLimits;
 use chatmail::core::config::Config;
+use chatmail::core::InlineExecutor;
 use chatmail::core::INBOX;
 use chatmail::Relay;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};

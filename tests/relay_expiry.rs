@@ -1,7 +1,8 @@
 //! The relay runs the reference's expiry on its maildir: old messages go, recent stay.
 
-use chatmail::core::account::{FixedSystemLimits, InlineExecutor};
+use chatmail::core::account::FixedSystemLimits;
 use chatmail::core::config::Config;
+use chatmail::core::InlineExecutor;
 use chatmail::Relay;
 use futures::executor::block_on;
 use std::sync::Arc;

@@ -3,8 +3,9 @@
 //! senders that have an account, quote a bounded header and use a random boundary; a
 //! mailbox named twice gets one copy.
 
-use chatmail::core::account::{FixedSystemLimits, InlineExecutor};
+use chatmail::core::account::FixedSystemLimits;
 use chatmail::core::config::Config;
+use chatmail::core::InlineExecutor;
 use chatmail::core::{Address, Flags, INBOX};
 use chatmail::smtp::server::{Engine as _, Output, Role, ServerConfig, ServerSession, Transport};
 use chatmail::Relay;

@@ -1,8 +1,9 @@
 //! SEARCH through the relay: content keys are decided by scanning messages in jobs on
 //! the blocking executor, never on the caller's (async worker's) thread.
 
-use chatmail::core::account::{BlockingExecutor, FixedSystemLimits};
+use chatmail::core::account::FixedSystemLimits;
 use chatmail::core::config::Config;
+use chatmail::core::BlockingExecutor;
 use chatmail::imap::{Engine, Output, Session, SessionConfig};
 use chatmail::Relay;
 use futures::executor::block_on;

@@ -11,8 +11,10 @@ pub mod account;
 pub mod budget;
 pub mod config;
 pub mod engine;
+pub mod executor;
 pub mod expiry;
 pub mod store;
 pub mod types;
 
+pub use executor::{run_blocking, BlockingExecutor, ExecutorGone, InlineExecutor, ThreadExecutor};
 pub use types::*;

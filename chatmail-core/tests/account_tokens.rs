@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use chatmail_core::account::*;
-use chatmail_core::Address;
+use chatmail_core::{Address, InlineExecutor};
 use futures::executor::block_on;
 
 const NOW: u64 = 1_700_000_000;

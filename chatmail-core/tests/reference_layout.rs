@@ -15,7 +15,7 @@ use chatmail_core::account::*;
 use chatmail_core::config::Config;
 use chatmail_core::expiry::{plan_expiry, scan_mailboxes, ExpiryPolicy, MaildirSubdir};
 use chatmail_core::store::{MailStore, MaildirStore};
-use chatmail_core::{Address, Flag, INBOX};
+use chatmail_core::{Address, Flag, InlineExecutor, INBOX};
 use futures::executor::block_on;
 
 const NOW: u64 = 1_700_000_000;

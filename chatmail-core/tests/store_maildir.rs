@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use chatmail_core::account::ThreadExecutor;
 use chatmail_core::store::maildir::{INDEX_FILE, UID_VALIDITY_FILE};
 use chatmail_core::store::{MailStore, MaildirStore, StoreError, StoreLimits};
+use chatmail_core::ThreadExecutor;
 use chatmail_core::{Address, Change, Flag, FlagOp, Flags, Uid, INBOX};
 use futures::executor::block_on;
 

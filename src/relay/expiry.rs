@@ -3,11 +3,11 @@
 //! backend keeps mail for long; the `memory` backend has nothing to expire.
 
 use super::{unix_now, Relay};
-use chatmail_core::account::run_blocking;
 use chatmail_core::expiry::{
     apply_plan, plan_expiry, plan_quota_expire, quota_expire_log_line, quota_target_bytes,
     scan_account, scan_mailboxes, ApplyReport, ExpiryPolicy,
 };
+use chatmail_core::run_blocking;
 use chatmail_core::Address;
 
 impl Relay {

@@ -2,7 +2,8 @@
 
 use super::{unix_now, LoginVerdict, Relay, RequestHandler};
 use bytes::Bytes;
-use chatmail_core::account::{run_blocking, DEVICE_TOKEN_ENTRY};
+use chatmail_core::account::DEVICE_TOKEN_ENTRY;
+use chatmail_core::run_blocking;
 use chatmail_core::store::StoreError;
 use chatmail_imap::{Answer, Refusal, Request, Session};
 use std::net::IpAddr;

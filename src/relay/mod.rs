@@ -19,14 +19,15 @@
 
 use bytes::Bytes;
 use chatmail_core::account::{
-    parse_login, Accounts, Admission, BlockingExecutor, DeviceTokenStore, HashingPool,
-    LinuxSystemLimits, LoginOutcome, LoginThrottle, MaildirAccountStore, MaildirDeviceTokens,
-    MemoryAccountStore, MemoryDeviceTokens, SystemLimits, ThrottleSettings,
+    parse_login, Accounts, Admission, DeviceTokenStore, HashingPool, LinuxSystemLimits,
+    LoginOutcome, LoginThrottle, MaildirAccountStore, MaildirDeviceTokens, MemoryAccountStore,
+    MemoryDeviceTokens, SystemLimits, ThrottleSettings,
 };
 use chatmail_core::budget::MemoryBudget;
 use chatmail_core::config::Config;
 use chatmail_core::engine::Engine;
 use chatmail_core::store::{ChangeSubscription, MailStore, MaildirStore, MemoryStore, StoreError};
+use chatmail_core::BlockingExecutor;
 use chatmail_core::{Address, Flags, INBOX};
 use chatmail_imap::SessionConfig;
 use chatmail_policy::{Policy, PolicyConfig};
@@ -188,7 +189,7 @@ impl RelayBuilder {
                 Arc::new(MemoryAccountStore::new()),
                 Arc::new(MemoryDeviceTokens::new()),
                 Arc::new(MemoryStore::new()),
-                Arc::new(chatmail_core::account::InlineExecutor),
+                Arc::new(chatmail_core::InlineExecutor),
             ),
             Backend::Maildir(ref executor) => (
                 Arc::new(MaildirAccountStore::new(
@@ -287,7 +288,7 @@ impl Relay {
     pub fn builder(config: Config) -> RelayBuilder {
         RelayBuilder {
             config,
-            backend: Backend::Maildir(Arc::new(chatmail_core::account::ThreadExecutor)),
+            backend: Backend::Maildir(Arc::new(chatmail_core::ThreadExecutor)),
             limits: None,
             outbound: Arc::new(RefuseOutbound),
             notifier: None,

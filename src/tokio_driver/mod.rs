@@ -35,7 +35,7 @@ pub mod tls;
 use crate::credentials::Endpoints;
 use crate::web::Site;
 use crate::Relay;
-use chatmail_core::account::BlockingExecutor;
+use chatmail_core::BlockingExecutor;
 use chatmail_imap::Session;
 use chatmail_smtp::server::{Role, ServerSession, Transport};
 use limits::ConnectionLimit;

@@ -1,7 +1,7 @@
 //! A pool of threads of its own for password hashes, with a bounded queue.
 //!
 //! Hashes are CPU work that a client can ask for at will, while the file-system work of
-//! deliveries (the fsyncs before each `250`) waits on the [`super::BlockingExecutor`]. On a
+//! deliveries (the fsyncs before each `250`) waits on the [`crate::BlockingExecutor`]. On a
 //! shared executor a flood of logins would queue ahead of those fsyncs; here, hashes run
 //! on at most `threads` threads, at most `queue` more wait, and any further one is
 //! refused at once with [`PoolBusy`] (the login gets a temporary failure: SMTP `454
@@ -95,7 +95,7 @@ impl HashingPool {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        let (job, rx) = super::executor::job_with_reply(f);
+        let (job, rx) = crate::executor::job_with_reply(f);
         self.try_spawn(job)?;
         rx.await.map_err(|_| PoolBusy)
     }

@@ -19,12 +19,12 @@ use async_trait::async_trait;
 
 use crate::types::Address;
 
-use super::executor::{run_blocking, BlockingExecutor};
 use super::fsutil::{self, lock_file, write_atomic, LockError};
 use super::password::PasswordHash;
 use super::store::{
     last_login_day, AccountError, AccountRecord, AccountStore, Creation, LastLoginUpdate,
 };
+use crate::executor::{run_blocking, BlockingExecutor};
 
 /// Name of the password file inside an account directory.
 pub(crate) const PASSWORD_FILE: &str = "password";
@@ -319,7 +319,7 @@ mod tests {
     fn a_new_account_directory_is_durable_in_its_parent() {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("mailboxes");
-        let store = MaildirAccountStore::new(&root, Arc::new(crate::account::InlineExecutor));
+        let store = MaildirAccountStore::new(&root, Arc::new(crate::InlineExecutor));
         let address = Address::parse("newuser01@chat.example.org").unwrap();
         synced::take();
         let created = store

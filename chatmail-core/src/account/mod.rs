@@ -25,24 +25,8 @@
 //! A password hash costs a few milliseconds of CPU (5000 rounds of SHA-512), and the
 //! `maildir` stores do small file-system calls (and may wait up to 5 s for another
 //! process's creation lock). None of that runs on the async task that awaits it: every such
-//! piece of work is handed to the [`BlockingExecutor`] given at construction, and the async
-//! method awaits its completion. A tokio embedder passes an executor that calls
-//! `tokio::task::spawn_blocking`:
-//!
-//! ```
-//! use chatmail_core::account::BlockingExecutor;
-//!
-//! struct TokioBlocking;
-//! impl BlockingExecutor for TokioBlocking {
-//!     fn spawn_blocking(&self, job: Box<dyn FnOnce() + Send + 'static>) {
-//!         // In a tokio program: `tokio::task::spawn_blocking(job);`
-//!         std::thread::spawn(job);
-//!     }
-//! }
-//! ```
-//!
-//! Programs without a runtime (tests, command-line tools) use [`InlineExecutor`], which
-//! runs the job on the calling thread, and drive the futures with any `block_on`.
+//! piece of work is handed to the [`BlockingExecutor`](crate::BlockingExecutor) given at
+//! construction, and the async method awaits its completion (see [`crate::executor`]).
 //!
 //! Password hashes can go to a [`HashingPool`] of their own instead
 //! ([`Accounts::with_hashing_pool`]; the relay always does this), so that a flood of
@@ -53,6 +37,7 @@
 //! ```
 //! use std::sync::Arc;
 //! use chatmail_core::account::*;
+//! use chatmail_core::InlineExecutor;
 //! use chatmail_core::config::Config;
 //!
 //! let config = Config::with_domain("chat.example.org");
@@ -70,7 +55,6 @@
 //! assert!(matches!(wrong, Ok(LoginOutcome::Refused(LoginRefusal::WrongPassword))));
 //! ```
 
-mod executor;
 pub(crate) mod fsutil;
 mod hashing;
 pub mod limits;
@@ -83,7 +67,6 @@ pub mod throttle;
 pub mod tokens;
 pub mod validate;
 
-pub use executor::{run_blocking, BlockingExecutor, InlineExecutor, ThreadExecutor};
 pub use hashing::{HashingPool, PoolBusy};
 pub use limits::{FixedSystemLimits, LimitRefusal, LinuxSystemLimits, SystemLimits};
 pub use maildir::MaildirAccountStore;

@@ -9,7 +9,7 @@
 //! [`PasswordError::UnsupportedScheme`], never treated as a mismatch silently.
 //!
 //! Hashing and verifying take milliseconds of CPU: call them from a blocking context
-//! (see [`super::BlockingExecutor`]).
+//! (see [`crate::BlockingExecutor`]).
 
 use std::fmt;
 

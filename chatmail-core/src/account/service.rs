@@ -7,7 +7,6 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::types::Address;
 
-use super::executor::{run_blocking, BlockingExecutor};
 use super::hashing::HashingPool;
 use super::limits::{check_limits, SystemLimits};
 use super::password::{PasswordError, PasswordHash};
@@ -15,6 +14,7 @@ use super::store::{AccountError, AccountRecord, AccountStore, Creation, LastLogi
 use super::validate::{
     check_new_account, parse_login, CreationRefusal, LoginNameError, MAX_PASSWORD_LEN,
 };
+use crate::executor::{run_blocking, BlockingExecutor};
 
 /// Where the reference relay's operator kill switch lives: while this file exists, no new
 /// account is created (existing ones keep working).
@@ -136,7 +136,7 @@ impl Accounts {
     {
         match &self.hashing {
             Some(pool) => Ok(pool.run(f).await?),
-            None => run_blocking(&*self.executor, f).await,
+            None => Ok(run_blocking(&*self.executor, f).await?),
         }
     }
 

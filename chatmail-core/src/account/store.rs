@@ -38,7 +38,7 @@ pub enum AccountError {
     /// A new password could not be hashed.
     #[error("password hashing failed: {0}")]
     Password(#[from] PasswordError),
-    /// The [`super::BlockingExecutor`] dropped a job without running it.
+    /// The [`BlockingExecutor`](crate::BlockingExecutor) dropped a job without running it.
     #[error("the blocking executor dropped the job")]
     ExecutorGone,
     /// The [`super::HashingPool`] is full: the login may be tried again later.
@@ -143,4 +143,10 @@ pub trait AccountStore: Send + Sync {
 
     /// Removes the account and everything stored for it; false if it did not exist.
     async fn delete(&self, address: &Address) -> Result<bool, AccountError>;
+}
+
+impl From<crate::executor::ExecutorGone> for AccountError {
+    fn from(_: crate::executor::ExecutorGone) -> Self {
+        AccountError::ExecutorGone
+    }
 }

@@ -30,9 +30,9 @@ use serde_json::Value;
 
 use crate::types::Address;
 
-use super::executor::{run_blocking, BlockingExecutor};
 use super::fsutil::{self, lock_file, write_atomic, LockError};
 use super::store::AccountError;
+use crate::executor::{run_blocking, BlockingExecutor};
 
 /// The IMAP METADATA entry (RFC 5464) through which a client sets its push device token
 /// (SETMETADATA) and reads the valid ones (GETMETADATA), spec 5.1. The one definition:
@@ -389,7 +389,7 @@ impl MaildirDeviceTokens {
         let address = address.clone();
         run_blocking(&*self.executor, move || update(&dir, &address, op, now))
             .await
-            .map_err(TokenError::Store)?
+            .map_err(|gone| TokenError::Store(gone.into()))?
     }
 }
 

@@ -35,7 +35,7 @@
 //!
 //! The methods are `async` so that a networked backend can await its I/O. The `maildir`
 //! backend does blocking file-system calls including `fsync`; it hands them to the
-//! [`BlockingExecutor`](crate::account::BlockingExecutor) it was built with, so an async
+//! [`BlockingExecutor`](crate::BlockingExecutor) it was built with, so an async
 //! runtime's workers never block on a disk (see [`MaildirStore::with_executor`]).
 //!
 //! # Example
@@ -146,6 +146,12 @@ pub enum StoreError {
 /// account because one request panicked.
 pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl From<crate::executor::ExecutorGone> for StoreError {
+    fn from(_: crate::executor::ExecutorGone) -> Self {
+        StoreError::ExecutorGone
+    }
 }
 
 impl StoreError {

@@ -67,8 +67,8 @@
 //! # Blocking
 //!
 //! All file-system work runs in jobs handed to the store's
-//! [`BlockingExecutor`](crate::account::BlockingExecutor). The default,
-//! [`InlineExecutor`](crate::account::InlineExecutor), runs them on the thread that
+//! [`BlockingExecutor`](crate::BlockingExecutor). The default,
+//! [`InlineExecutor`](crate::InlineExecutor), runs them on the thread that
 //! polls the future, which blocks it for the length of the fsyncs (milliseconds): right
 //! for tests and blocking programs. An async program passes an executor that runs jobs
 //! where blocking is allowed (`tokio::task::spawn_blocking`) via
@@ -96,7 +96,7 @@ use super::index::{check_keywords, sorted_uids, MailboxIndex};
 use super::memory::{flag_changes, renamed_names};
 use super::{lock, validate_mailbox_name, AppendOutcome, ChangeHub, ChangeSubscription};
 use super::{CopyOutcome, MailStore, StoreError, StoreFlagsOutcome, StoreLimits};
-use crate::account::{run_blocking, BlockingExecutor, InlineExecutor};
+use crate::executor::{run_blocking, BlockingExecutor, InlineExecutor};
 use crate::types::{Address, Change, FlagOp, Flags, MailboxInfo, MailboxStatus, MessageMeta};
 use crate::types::{ModSeq, SpecialUse, Uid, UidValidity, INBOX};
 
@@ -301,9 +301,7 @@ impl MaildirStore {
         F: FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
     {
         let inner = self.inner.clone();
-        run_blocking(&*self.executor, move || job(&inner))
-            .await
-            .map_err(|_| StoreError::ExecutorGone)?
+        run_blocking(&*self.executor, move || job(&inner)).await?
     }
 }
 

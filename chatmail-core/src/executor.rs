@@ -1,14 +1,39 @@
-//! Handing CPU-bound or blocking work (password hashes, file-system calls) to a thread
-//! where blocking is allowed, so async workers stay free.
+//! Handing CPU-bound or blocking work (password hashes, file-system calls, SEARCH scans)
+//! to a thread where blocking is allowed, so async workers stay free.
+//!
+//! Every component of the crate that blocks (the `maildir` stores of accounts, device
+//! tokens and mail, the account service) is built with an `Arc<dyn BlockingExecutor>`
+//! and awaits its jobs with [`run_blocking`]. A tokio embedder passes an executor that
+//! calls `tokio::task::spawn_blocking`:
+//!
+//! ```
+//! use chatmail_core::BlockingExecutor;
+//!
+//! struct TokioBlocking;
+//! impl BlockingExecutor for TokioBlocking {
+//!     fn spawn_blocking(&self, job: Box<dyn FnOnce() + Send + 'static>) {
+//!         // In a tokio program: `tokio::task::spawn_blocking(job);`
+//!         std::thread::spawn(job);
+//!     }
+//! }
+//! ```
+//!
+//! Programs without a runtime (tests, command-line tools) use [`InlineExecutor`], which
+//! runs the job on the calling thread, and drive the futures with any `block_on`.
 
 use futures::channel::oneshot;
 
-use super::AccountError;
+/// The executor dropped a job without running it (it is shutting down): the awaiting
+/// operation cannot complete. Accounts and stores report it as their own
+/// `ExecutorGone` error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the blocking executor dropped the job")]
+pub struct ExecutorGone;
 
 /// Runs blocking jobs somewhere other than the async worker that awaits them.
 ///
 /// Implementations must run every job they are given exactly once, or drop it (the
-/// awaiting future then fails with [`AccountError::ExecutorGone`]); they must not run
+/// awaiting future then fails with [`ExecutorGone`]); they must not run
 /// it on an async worker thread if they serve an async runtime.
 pub trait BlockingExecutor: Send + Sync {
     /// Starts `job`; returns without waiting for it.
@@ -26,8 +51,8 @@ impl BlockingExecutor for InlineExecutor {
     }
 }
 
-/// Runs each job on a new OS thread: runtime-agnostic, but a thread per login is only
-/// reasonable at low login rates. Runtimes with a blocking pool should use it instead.
+/// Runs each job on a new OS thread: runtime-agnostic, but a thread per job is only
+/// reasonable at low rates. Runtimes with a blocking pool should use that instead.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ThreadExecutor;
 
@@ -42,14 +67,14 @@ impl BlockingExecutor for ThreadExecutor {
 }
 
 /// Runs `f` through `executor` and awaits its result.
-pub async fn run_blocking<T, F>(executor: &dyn BlockingExecutor, f: F) -> Result<T, AccountError>
+pub async fn run_blocking<T, F>(executor: &dyn BlockingExecutor, f: F) -> Result<T, ExecutorGone>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
     let (job, rx) = job_with_reply(f);
     executor.spawn_blocking(job);
-    rx.await.map_err(|_| AccountError::ExecutorGone)
+    rx.await.map_err(|_| ExecutorGone)
 }
 
 /// Wraps `f` into a job that sends its result to the returned receiver (which reports
@@ -63,7 +88,7 @@ where
 {
     let (tx, rx) = oneshot::channel();
     let job = Box::new(move || {
-        // The receiver may be gone if the login was abandoned; nothing to report then.
+        // The receiver may be gone if the caller was abandoned; nothing to report then.
         let _ = tx.send(f());
     });
     (job, rx)

@@ -1,5 +1,6 @@
 //! What Dovecot left in a maildir it served, read (never written) so that a mailbox
-//! taken over keeps its UIDVALIDITY, UIDs and keywords.
+//! taken over keeps its UIDVALIDITY, UIDs and keywords; and the takeover itself
+//! ([`MailboxState::adopt_dovecot`], see the parent module's docs).
 //!
 //! `dovecot-uidlist` (format version 3, Dovecot 1.1 to 2.3):
 //!
@@ -24,8 +25,12 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 
-use super::files::base_of;
-use crate::types::{Flag, Flags, Uid};
+use super::files::{self, base_of};
+use super::uidlist::FileRef;
+use super::{now_secs, Inner, MailboxState, ADOPTED_FILE};
+use crate::store::index::MailboxIndex;
+use crate::store::StoreError;
+use crate::types::{Flag, Flags, MessageMeta, ModSeq, Uid, UidValidity};
 
 /// Dovecot's UID list in each mailbox directory.
 pub(crate) const UIDLIST_FILE: &str = "dovecot-uidlist";
@@ -233,6 +238,70 @@ pub(crate) fn has_keyword_letters(file_name: &str) -> bool {
     file_name
         .split_once(":2,")
         .is_some_and(|(_, info)| info.bytes().any(|b| b.is_ascii_lowercase()))
+}
+
+impl MailboxState {
+    /// Takes on the UIDVALIDITY and UIDs of Dovecot's `dovecot-uidlist` for the files
+    /// it lists, and writes the index. `false` (nothing changed) without a valid one.
+    /// Files it does not list are left to the next scan, which numbers them from
+    /// UIDNEXT on: Dovecot's, or one more than the highest UID taken on.
+    pub(super) fn adopt_dovecot(&mut self, inner: &Inner) -> Result<bool, StoreError> {
+        // Adopted once already: UIDs given since are not in Dovecot's list.
+        if self.dir.join(ADOPTED_FILE).exists() {
+            return Ok(false);
+        }
+        let Some(dovecot) = read_uidlist(&self.dir) else {
+            return Ok(false);
+        };
+        if !inner.adopt_uid_validity(dovecot.uid_validity)? {
+            return Ok(false);
+        }
+        files::write_replace(
+            &self.dir,
+            ADOPTED_FILE,
+            format!("{}\n", dovecot.uid_validity).as_bytes(),
+        )
+        .map_err(|e| StoreError::io("recording the takeover from Dovecot", e))?;
+        let mut index = MailboxIndex::new(UidValidity(dovecot.uid_validity));
+        index.uid_next = Uid(dovecot.next_uid);
+        // Clients keep the HIGHESTMODSEQ Dovecot told them; ours must not be lower.
+        index.highest_modseq = adopted_modseq_floor();
+        let mut listed: Vec<(Uid, String, FileRef)> = self
+            .list_files()?
+            .into_iter()
+            .filter_map(|(base, file)| Some((*dovecot.uids.get(&base)?, base, file)))
+            .collect();
+        listed.sort_unstable_by_key(|(uid, _, _)| *uid);
+        let mut keywords = None;
+        for (uid, base, file) in listed {
+            let Some((size, internal_date, flags)) =
+                self.found_meta(inner, &base, &file, &mut keywords)
+            else {
+                continue;
+            };
+            let modseq = index.bump_modseq();
+            let meta = MessageMeta {
+                uid,
+                size,
+                internal_date,
+                flags,
+                modseq,
+            };
+            index.restore(meta, file);
+            self.by_base.insert(base, uid);
+        }
+        self.index = index;
+        self.compact()?;
+        Ok(true)
+    }
+}
+
+/// The HIGHESTMODSEQ a mailbox taken over from Dovecot starts from: 1024 per second
+/// since the epoch, above any Dovecot reaches (one per change) and above what an
+/// earlier takeover of the same mailbox could have reached at a sustained 1024 changes
+/// a second.
+fn adopted_modseq_floor() -> ModSeq {
+    ModSeq(now_secs().max(1).unsigned_abs().saturating_mul(1024))
 }
 
 #[cfg(test)]

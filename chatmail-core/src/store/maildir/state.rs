@@ -1,0 +1,254 @@
+//! One mailbox's state: loading it (replaying its index, or taking over from Dovecot),
+//! the cache of loaded states per account, and how a batch of changes becomes durable in
+//! the index before it is published on the change feed.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use super::uidlist::{self, FileRef, INDEX_FILE};
+use super::{files, AccountDir, Batch, Inner, MailboxState, Scan};
+use crate::store::index::MailboxIndex;
+use crate::store::{lock, StoreError};
+use crate::types::{Address, Change, Flags, MessageMeta, Uid, UidValidity, INBOX};
+
+impl AccountDir {
+    /// The state of an existing mailbox, loaded (and scanned) on first use.
+    pub(super) fn mailbox(
+        &self,
+        inner: &Inner,
+        name: &str,
+    ) -> Result<Arc<Mutex<MailboxState>>, StoreError> {
+        let mut mailboxes = lock(&self.mailboxes);
+        if let Some(state) = mailboxes.get(name) {
+            return Ok(state.clone());
+        }
+        let state = Arc::new(Mutex::new(self.load(inner, name)?));
+        mailboxes.insert(name.to_string(), state.clone());
+        Ok(state)
+    }
+
+    /// Drops a state from the cache (unless another has replaced it already), so that the
+    /// next use loads the mailbox from disk again.
+    pub(super) fn forget(&self, name: &str, state: &Arc<Mutex<MailboxState>>) {
+        let mut mailboxes = lock(&self.mailboxes);
+        if mailboxes.get(name).is_some_and(|s| Arc::ptr_eq(s, state)) {
+            mailboxes.remove(name);
+        }
+    }
+
+    /// Reads a mailbox's state from disk: its index, else what Dovecot left, else a new
+    /// index under a new UIDVALIDITY. INBOX is created if missing.
+    pub(super) fn load(&self, inner: &Inner, name: &str) -> Result<MailboxState, StoreError> {
+        let dir = self.mailbox_dir(name);
+        let mut on_disk = dir.join("cur").is_dir();
+        if !on_disk && name != INBOX {
+            return Err(StoreError::NoSuchMailbox(name.to_string()));
+        }
+        if !on_disk {
+            // The caller vouches that the account exists (as Dovecot, the maildir is
+            // created on first use), and INBOX's UIDVALIDITY must be on disk before
+            // anyone sees it.
+            files::create_maildir(&dir)
+                .map_err(|e| StoreError::io(format!("creating {}", dir.display()), e))?;
+            on_disk = true;
+        }
+        let mut state = MailboxState {
+            name: name.to_string(),
+            dir,
+            index: MailboxIndex::new(UidValidity(0)),
+            by_base: HashMap::new(),
+            log: None,
+            log_records: 0,
+            scanned: None,
+            pending: HashSet::new(),
+            broken: false,
+        };
+        let mut missing = false;
+        let text = if on_disk {
+            match std::fs::read_to_string(state.dir.join(INDEX_FILE)) {
+                Ok(text) => Some(text),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    missing = true;
+                    None
+                }
+                // Not UTF-8 (or unreadable): rebuilt below like a broken index.
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => None,
+                Err(e) => return Err(StoreError::io("reading the mailbox index", e)),
+            }
+        } else {
+            None
+        };
+        match text.as_deref().and_then(uidlist::replay) {
+            Some((index, records, torn)) => {
+                state.index = index;
+                state.log_records = records;
+                for (uid, entry) in &state.index.messages {
+                    state.by_base.insert(entry.body.base().to_string(), *uid);
+                }
+                if torn {
+                    state.compact()?;
+                } else {
+                    let log = std::fs::OpenOptions::new()
+                        .append(true)
+                        .open(state.dir.join(INDEX_FILE))
+                        .map_err(|e| StoreError::io("opening the mailbox index", e))?;
+                    state.log = Some(log);
+                }
+            }
+            // Never served by this store: Dovecot's UIDs, if it left valid ones. Only
+            // then: once this store has given UIDs of its own, Dovecot's list no
+            // longer tells them.
+            None if missing && state.adopt_dovecot(inner)? => {}
+            None => {
+                // No index, or an unreadable one: the files get UIDs under a new
+                // UIDVALIDITY, so clients drop whatever they cached.
+                state.index = MailboxIndex::new(inner.new_uid_validity()?);
+                if on_disk {
+                    state.compact()?;
+                }
+            }
+        }
+        Ok(state)
+    }
+
+    /// Runs `op` on a mailbox's state after bringing it up to date with the disk, and
+    /// publishes the changes the rescan found. A state whose index write failed is
+    /// reloaded first.
+    pub(super) fn with_mailbox<T>(
+        &self,
+        inner: &Inner,
+        name: &str,
+        scan: Scan,
+        op: impl FnOnce(&mut MailboxState) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut op = Some(op);
+        for _ in 0..3 {
+            let state_arc = self.mailbox(inner, name)?;
+            let mut state = lock(&state_arc);
+            if state.broken {
+                drop(state);
+                self.forget(name, &state_arc);
+                continue;
+            }
+            let refreshed = match scan {
+                Scan::Yes => state.refresh(inner, &self.address),
+                // Only a vanished directory matters to a writer.
+                Scan::No if !state.dir.join("new").is_dir() => state.refresh(inner, &self.address),
+                Scan::No => Ok(()),
+            };
+            let result = match refreshed {
+                Ok(()) => match op.take() {
+                    Some(op) => op(&mut state),
+                    None => Err(StoreError::Corrupt("mailbox operation retried".into())),
+                },
+                Err(e) => Err(e),
+            };
+            if state.broken || matches!(result, Err(StoreError::NoSuchMailbox(_))) {
+                drop(state);
+                self.forget(name, &state_arc);
+            }
+            return result;
+        }
+        Err(StoreError::Corrupt(format!(
+            "index of mailbox {name:?} cannot be reloaded"
+        )))
+    }
+}
+
+impl MailboxState {
+    pub(super) fn path(&self, file: &FileRef) -> PathBuf {
+        self.dir.join(file.sub.dir()).join(&file.name)
+    }
+
+    /// Rewrites the index file from memory and reopens it for appending.
+    pub(super) fn compact(&mut self) -> Result<(), StoreError> {
+        match uidlist::rewrite(&self.dir, &self.index) {
+            Ok(file) => {
+                self.log = Some(file);
+                self.log_records = self.index.messages.len();
+                Ok(())
+            }
+            Err(e) => {
+                self.broken = true;
+                Err(StoreError::io("writing the mailbox index", e))
+            }
+        }
+    }
+
+    /// Creates the mailbox's directories and index if it has none yet (INBOX).
+    pub(super) fn ensure_on_disk(&mut self) -> Result<(), StoreError> {
+        if self.log.is_some() {
+            return Ok(());
+        }
+        files::create_maildir(&self.dir)
+            .map_err(|e| StoreError::io(format!("creating {}", self.dir.display()), e))?;
+        self.compact()
+    }
+
+    /// Makes `batch`'s records durable, then publishes its changes. On a write failure
+    /// the state is marked broken so that it is reloaded from disk.
+    pub(super) fn commit(
+        &mut self,
+        inner: &Inner,
+        account: &Address,
+        batch: Batch,
+    ) -> Result<(), StoreError> {
+        if batch.record_count > 0 {
+            let Some(log) = self.log.as_mut() else {
+                self.broken = true;
+                return Err(StoreError::Corrupt("mailbox index is not open".into()));
+            };
+            if let Err(e) = log
+                .write_all(batch.records.as_bytes())
+                .and_then(|()| log.sync_data())
+            {
+                self.broken = true;
+                return Err(StoreError::io("writing the mailbox index", e));
+            }
+            self.log_records += batch.record_count;
+        }
+        inner.hub.publish(account, batch.changes);
+        if self.log_records > 2 * self.index.messages.len() + 256 {
+            // The records are durable already; if the compaction fails, the state is
+            // marked broken and reloads from whichever complete file is on disk.
+            let _ = self.compact();
+        }
+        Ok(())
+    }
+
+    pub(super) fn add(
+        &mut self,
+        meta_in: (u64, i64, Flags),
+        file: FileRef,
+        batch: &mut Batch,
+    ) -> Result<MessageMeta, StoreError> {
+        let (size, internal_date, flags) = meta_in;
+        let base = file.base().to_string();
+        let meta = self.index.insert(size, internal_date, flags, file)?;
+        self.by_base.insert(base, meta.uid);
+        if let Some(entry) = self.index.messages.get(&meta.uid) {
+            uidlist::record_add(&meta, &entry.body, &mut batch.records);
+            batch.record_count += 1;
+        }
+        batch.changes.push(Change::Appended {
+            mailbox: self.name.clone(),
+            meta: meta.clone(),
+        });
+        Ok(meta)
+    }
+
+    pub(super) fn remove(&mut self, uid: Uid, batch: &mut Batch) -> Option<FileRef> {
+        let (entry, modseq) = self.index.remove(uid)?;
+        self.by_base.remove(entry.body.base());
+        uidlist::record_expunge(uid, modseq, &mut batch.records);
+        batch.record_count += 1;
+        batch.changes.push(Change::Expunged {
+            mailbox: self.name.clone(),
+            uid,
+            modseq,
+        });
+        Some(entry.body)
+    }
+}

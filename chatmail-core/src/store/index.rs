@@ -21,6 +21,10 @@ pub(crate) struct MailboxIndex<T> {
     pub uid_next: Uid,
     pub highest_modseq: ModSeq,
     pub messages: BTreeMap<Uid, Entry<T>>,
+    /// The sum of the messages' sizes, kept up to date by every method that adds or
+    /// removes one, so that quota usage costs no walk over the messages. Code outside
+    /// this file reads `messages` but never adds to it or removes from it directly.
+    pub size: u64,
 }
 
 /// The flag changes a STORE asks for, computed before anything is applied so that a
@@ -70,6 +74,7 @@ impl<T> MailboxIndex<T> {
             uid_next: Uid(1),
             highest_modseq: ModSeq(1),
             messages: BTreeMap::new(),
+            size: 0,
         }
     }
 
@@ -111,6 +116,7 @@ impl<T> MailboxIndex<T> {
                 body,
             },
         );
+        self.size = self.size.saturating_add(size);
         Ok(meta)
     }
 
@@ -118,7 +124,17 @@ impl<T> MailboxIndex<T> {
     pub fn restore(&mut self, meta: MessageMeta, body: T) {
         self.uid_next = self.uid_next.max(Uid(meta.uid.0.saturating_add(1)));
         self.highest_modseq = self.highest_modseq.max(meta.modseq);
-        self.messages.insert(meta.uid, Entry { meta, body });
+        self.size = self.size.saturating_add(meta.size);
+        if let Some(replaced) = self.messages.insert(meta.uid, Entry { meta, body }) {
+            self.size = self.size.saturating_sub(replaced.meta.size);
+        }
+    }
+
+    /// Drops a message without a new modseq (replaying a persisted expunge).
+    pub fn forget(&mut self, uid: Uid) {
+        if let Some(entry) = self.messages.remove(&uid) {
+            self.size = self.size.saturating_sub(entry.meta.size);
+        }
     }
 
     /// SELECT/STATUS counters.
@@ -129,11 +145,10 @@ impl<T> MailboxIndex<T> {
             highest_modseq: self.highest_modseq,
             exists: 0,
             unseen: 0,
-            size: 0,
+            size: self.size,
         };
         for entry in self.messages.values() {
             status.exists += 1;
-            status.size += entry.meta.size;
             if !entry.meta.flags.contains(&Flag::Seen) {
                 status.unseen += 1;
             }
@@ -207,6 +222,7 @@ impl<T> MailboxIndex<T> {
     /// Removes a message; returns it and the modseq of the expunge.
     pub fn remove(&mut self, uid: Uid) -> Option<(Entry<T>, ModSeq)> {
         let entry = self.messages.remove(&uid)?;
+        self.size = self.size.saturating_sub(entry.meta.size);
         Some((entry, self.bump_modseq()))
     }
 }

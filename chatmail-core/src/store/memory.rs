@@ -366,11 +366,7 @@ impl MailStore for MemoryStore {
     async fn quota_usage(&self, account: &Address) -> Result<u64, StoreError> {
         let account = self.account(account);
         let account = lock(&account);
-        Ok(account
-            .mailboxes
-            .values()
-            .map(|m| m.index.status().size)
-            .sum())
+        Ok(account.mailboxes.values().map(|m| m.index.size).sum())
     }
 
     fn subscribe(&self, account: &Address) -> ChangeSubscription {

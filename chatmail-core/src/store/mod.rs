@@ -333,7 +333,8 @@ pub trait MailStore: Send + Sync {
     }
 
     /// Bytes used by the account's messages across all its mailboxes (message sizes as
-    /// delivered), for QUOTA and the quota check before delivery.
+    /// delivered), for QUOTA and the quota check before delivery. Called once per
+    /// delivery: backends keep the figure rather than walk the messages.
     async fn quota_usage(&self, account: &Address) -> Result<u64, StoreError>;
 
     /// Starts listening to the account's changes; the subscription sees every change

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::files::write_replace;
+use super::usage::Usage;
 use super::{AccountDir, Inner, SUBSCRIPTIONS_FILE};
 use crate::store::{lock, validate_mailbox_name, StoreError};
 use crate::types::{Address, INBOX};
@@ -32,6 +33,7 @@ impl Inner {
                     path: self.root.join(address.as_str()),
                     layout: RwLock::new(()),
                     mailboxes: Mutex::new(HashMap::new()),
+                    usage: Usage::new(),
                 })
             })
             .clone()

@@ -8,7 +8,7 @@ use super::uidlist;
 use super::{read_guard, write_guard, Inner};
 use crate::store::index::MailboxIndex;
 use crate::store::memory::renamed_names;
-use crate::store::{lock, validate_mailbox_name, StoreError};
+use crate::store::{validate_mailbox_name, StoreError};
 use crate::types::{Address, Change, MailboxInfo, SpecialUse, INBOX};
 
 /// Maildir++ marks a folder directory with this empty file.
@@ -51,10 +51,11 @@ impl Inner {
         if !account.folder_names()?.contains(&name) {
             return Err(StoreError::NoSuchMailbox(name));
         }
-        lock(&account.mailboxes).remove(&name);
         let dir = account.mailbox_dir(&name);
-        std::fs::remove_dir_all(&dir)
-            .map_err(|e| StoreError::io(format!("deleting {}", dir.display()), e))?;
+        let removed = std::fs::remove_dir_all(&dir);
+        // Gone, its messages no longer count; partly gone, what is left is loaded again.
+        account.drop_state(&name, removed.is_err());
+        removed.map_err(|e| StoreError::io(format!("deleting {}", dir.display()), e))?;
         sync_dir(&account.path).map_err(|e| StoreError::io("deleting mailbox", e))?;
         let mut subscriptions = account.subscriptions()?;
         if subscriptions.remove(&name) {
@@ -91,7 +92,7 @@ impl Inner {
         let mut subscriptions = account.subscriptions()?;
         let mut resubscribe = false;
         for (old, new) in &renames {
-            lock(&account.mailboxes).remove(old);
+            account.drop_state(old, true);
             std::fs::rename(account.mailbox_dir(old), account.mailbox_dir(new))
                 .map_err(|e| StoreError::io(format!("renaming mailbox {old:?}"), e))?;
             if subscriptions.remove(old) {

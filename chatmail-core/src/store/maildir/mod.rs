@@ -56,6 +56,13 @@
 //! on the change feed. An INBOX whose directory vanished starts over with a new
 //! UIDVALIDITY.
 //!
+//! # Quota usage
+//!
+//! Each account's usage is one figure the store keeps: computed once (the first call
+//! after start loads and rescans every mailbox, which also takes in what Dovecot left)
+//! and moved by every change the store commits, so the quota check of a delivery reads
+//! no directory. Files others add are counted when a rescan finds them.
+//!
 //! # Concurrency
 //!
 //! One process owns a `mailboxes_dir`; within it any number of threads may work on the
@@ -107,6 +114,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use self::uidlist::FileRef;
+use self::usage::{Usage, UsageShare};
 use super::index::MailboxIndex;
 use super::{AppendOutcome, ChangeHub, ChangeSubscription};
 use super::{CopyOutcome, MailStore, StoreError, StoreFlagsOutcome, StoreLimits};
@@ -171,6 +179,8 @@ struct AccountDir {
     /// Shared by message operations, exclusive for CREATE/DELETE/RENAME/SUBSCRIBE.
     layout: RwLock<()>,
     mailboxes: Mutex<HashMap<String, Arc<Mutex<MailboxState>>>>,
+    /// The account's quota usage, kept up to date by the mailbox states.
+    usage: Arc<Mutex<Usage>>,
 }
 
 /// One mailbox as the store knows it: its index in memory and the index file on disk.
@@ -190,6 +200,8 @@ struct MailboxState {
     pending: HashSet<String>,
     /// An index write failed: memory and disk may differ, reload before the next use.
     broken: bool,
+    /// This mailbox's part of the account's quota usage.
+    usage: UsageShare,
 }
 
 /// Whether an operation needs the index in step with files changed by others. Readers

@@ -53,6 +53,7 @@ impl MailboxState {
         }
         // The account was removed: whatever comes next is a new mailbox.
         self.index = MailboxIndex::new(inner.new_uid_validity()?);
+        self.usage.update(self.index.size);
         self.by_base.clear();
         self.log = None;
         self.log_records = 0;

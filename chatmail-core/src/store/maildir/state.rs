@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use super::uidlist::{self, FileRef, INDEX_FILE};
+use super::usage::UsageShare;
 use super::{files, AccountDir, Batch, Inner, MailboxState, Scan};
 use crate::store::index::MailboxIndex;
 use crate::store::{lock, StoreError};
@@ -24,7 +25,9 @@ impl AccountDir {
         if let Some(state) = mailboxes.get(name) {
             return Ok(state.clone());
         }
-        let state = Arc::new(Mutex::new(self.load(inner, name)?));
+        let mut state = self.load(inner, name)?;
+        state.usage.attach(state.index.size);
+        let state = Arc::new(Mutex::new(state));
         mailboxes.insert(name.to_string(), state.clone());
         Ok(state)
     }
@@ -32,9 +35,25 @@ impl AccountDir {
     /// Drops a state from the cache (unless another has replaced it already), so that the
     /// next use loads the mailbox from disk again.
     pub(super) fn forget(&self, name: &str, state: &Arc<Mutex<MailboxState>>) {
-        let mut mailboxes = lock(&self.mailboxes);
-        if mailboxes.get(name).is_some_and(|s| Arc::ptr_eq(s, state)) {
-            mailboxes.remove(name);
+        let removed = {
+            let mut mailboxes = lock(&self.mailboxes);
+            match mailboxes.get(name) {
+                Some(cached) if Arc::ptr_eq(cached, state) => mailboxes.remove(name),
+                _ => None,
+            }
+        };
+        if let Some(state) = removed {
+            lock(&state).usage.detach(true);
+        }
+    }
+
+    /// Drops the state of a mailbox that is deleted (`reload` false) or renamed, or of an
+    /// account that is removed, from the cache. The caller holds the layout lock alone,
+    /// so no operation uses the state meanwhile.
+    pub(super) fn drop_state(&self, name: &str, reload: bool) {
+        let removed = lock(&self.mailboxes).remove(name);
+        if let Some(state) = removed {
+            lock(&state).usage.detach(reload);
         }
     }
 
@@ -64,6 +83,7 @@ impl AccountDir {
             scanned: None,
             pending: HashSet::new(),
             broken: false,
+            usage: UsageShare::new(self.usage.clone()),
         };
         let mut missing = false;
         let text = if on_disk {
@@ -209,6 +229,7 @@ impl MailboxState {
             }
             self.log_records += batch.record_count;
         }
+        self.usage.update(self.index.size);
         inner.hub.publish(account, batch.changes);
         if self.log_records > 2 * self.index.messages.len() + 256 {
             // The records are durable already; if the compaction fails, the state is

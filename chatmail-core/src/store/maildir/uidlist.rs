@@ -177,7 +177,7 @@ fn apply_record(index: &mut MailboxIndex<FileRef>, line: &str) -> Option<()> {
         }
         "-" => {
             index.highest_modseq = index.highest_modseq.max(modseq);
-            index.messages.remove(&uid);
+            index.forget(uid);
         }
         _ => return None,
     }

@@ -1,24 +1,126 @@
-//! Quota usage: the bytes of an account's messages across its mailboxes.
+//! Quota usage: the bytes of an account's messages across its mailboxes, kept as one
+//! figure per account so that the quota check of a delivery costs the same whatever the
+//! mailboxes hold.
+//!
+//! The figure is the sum of the index sizes of the account's mailbox states that are
+//! loaded (each state's [`UsageShare`]): a state adds its size when it is loaded, every
+//! commit of a change to its index (append, copy, expunge, a rescan, expiry) moves the
+//! figure by the difference, and a state dropped from the cache (mailbox deleted or
+//! renamed, index to be reloaded, account removed) takes its part back out. The figure
+//! is the account's usage once every mailbox of the account is loaded: the first
+//! [`Inner::quota_usage`] after start loads (and rescans) them all, which also takes in
+//! messages left by Dovecot, and marks the figure complete; dropping a state that is not
+//! gone for good marks it incomplete again, so the next call loads what is missing.
+
+use std::sync::{Arc, Mutex};
 
 use super::{read_guard, Inner, Scan};
-use crate::store::StoreError;
+use crate::store::{lock, StoreError};
 use crate::types::{Address, INBOX};
 
+/// One account's usage figure.
+#[derive(Debug, Default)]
+pub(super) struct Usage {
+    /// The sum of the sizes of the loaded mailbox states.
+    bytes: u64,
+    /// Whether every mailbox of the account is loaded, so that `bytes` is its usage.
+    complete: bool,
+    /// Counts the times `complete` was cleared: a computation that began before one
+    /// does not mark the figure complete.
+    generation: u64,
+}
+
+impl Usage {
+    /// A figure for an account of which nothing is loaded yet.
+    pub(super) fn new() -> Arc<Mutex<Usage>> {
+        Arc::new(Mutex::new(Usage::default()))
+    }
+}
+
+/// The part of its account's [`Usage`] one mailbox state accounts for.
+#[derive(Debug)]
+pub(super) struct UsageShare {
+    usage: Arc<Mutex<Usage>>,
+    /// What this state has added to `usage.bytes`.
+    counted: u64,
+    /// Whether the state is in its account's cache (only then does it count).
+    attached: bool,
+}
+
+impl UsageShare {
+    /// A share of `usage` that counts nothing until [`UsageShare::attach`].
+    pub(super) fn new(usage: Arc<Mutex<Usage>>) -> Self {
+        UsageShare {
+            usage,
+            counted: 0,
+            attached: false,
+        }
+    }
+
+    /// The state joins its account's cache with an index of `size` bytes.
+    pub(super) fn attach(&mut self, size: u64) {
+        let mut usage = lock(&self.usage);
+        usage.bytes = usage.bytes.saturating_add(size);
+        self.counted = size;
+        self.attached = true;
+    }
+
+    /// The state's index now holds `size` bytes.
+    pub(super) fn update(&mut self, size: u64) {
+        if !self.attached || size == self.counted {
+            return;
+        }
+        let mut usage = lock(&self.usage);
+        usage.bytes = usage
+            .bytes
+            .saturating_sub(self.counted)
+            .saturating_add(size);
+        self.counted = size;
+    }
+
+    /// The state leaves its account's cache. With `reload`, the mailbox is still there
+    /// (its state will be loaded again), so the figure is no longer the account's usage
+    /// until it is.
+    pub(super) fn detach(&mut self, reload: bool) {
+        if !self.attached {
+            return;
+        }
+        let mut usage = lock(&self.usage);
+        usage.bytes = usage.bytes.saturating_sub(self.counted);
+        if reload {
+            usage.complete = false;
+            usage.generation += 1;
+        }
+        self.counted = 0;
+        self.attached = false;
+    }
+}
+
 impl Inner {
+    /// The account's usage: the kept figure, after loading every mailbox not loaded yet.
     pub(super) fn quota_usage(&self, address: &Address) -> Result<u64, StoreError> {
         let account = self.account(address);
         let _layout = read_guard(&account.layout);
-        let mut total = 0;
+        let generation = {
+            let usage = lock(&account.usage);
+            if usage.complete {
+                return Ok(usage.bytes);
+            }
+            usage.generation
+        };
         for name in std::iter::once(INBOX.to_string()).chain(account.folder_names()?) {
-            match account.with_mailbox(self, &name, Scan::Yes, |state| {
-                Ok(state.index.status().size)
-            }) {
-                Ok(size) => total += size,
+            // A scan takes in files of others (Dovecot's before the takeover) once.
+            match account.with_mailbox(self, &name, Scan::Yes, |_| Ok(())) {
+                Ok(()) => {}
                 // Deleted by someone else between the listing and now.
                 Err(StoreError::NoSuchMailbox(_)) => {}
                 Err(e) => return Err(e),
             }
         }
-        Ok(total)
+        let mut usage = lock(&account.usage);
+        if usage.generation == generation {
+            usage.complete = true;
+        }
+        Ok(usage.bytes)
     }
 }

@@ -46,7 +46,7 @@ fn daily_expiry_removes_messages_older_than_delete_mails_after() {
         .unwrap();
 
     let report = block_on(relay.run_expiry()).expect("maildir relays expire");
-    assert_eq!(report.files_removed, 1);
+    assert_eq!(report.messages_removed, 1);
     assert!(!files[0].exists() && files[1].exists());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,297 +1,58 @@
-//! Expiry planning: which messages and accounts the daily clean-up deletes (spec 6.1, 6.2).
+//! Expiry and quota trimming (spec 6.1, 6.2): the settings, thresholds and ordering
+//! every mail store applies, whatever it keeps mail in.
 //!
-//! Three steps, so the decision is a pure function of data and a clock value:
+//! The daily clean-up removes messages older than `delete_mails_after` days, messages
+//! over [`LARGE_MESSAGE_BYTES`] a client has seen that are older than
+//! `delete_large_after` days, and trims each INBOX oldest first to 70 % of the quota
+//! ([`quota_target_bytes`]); a store that keeps the accounts' last logins also removes
+//! accounts unused for `delete_inactive_users_after` days. Past 75 % of the quota, a
+//! delivery trims the recipient's INBOX to 70 % at once. Trimming never removes mail
+//! younger than [`TRIM_PROTECTION_SECS`], so the "quota full" signal can still reach the
+//! user.
 //!
-//! 1. [`scan_mailboxes`] reads a `mailboxes_dir` into plain data ([`MailboxesScan`]):
-//!    per account directory its messages (any regular file in a `cur`, `new` or `tmp`
-//!    directory at any depth, with mtime and size), its other files, and the `password`
-//!    mtime (the last-login day).
-//! 2. [`plan_expiry`] takes the scan, an [`ExpiryPolicy`] and `now` (unix seconds) and
-//!    returns the exact deletions of the reference relay ([`ExpiryPlan`]):
-//!    * accounts whose last login is older than `delete_inactive_users_after` days are
-//!      removed whole;
-//!    * account directories without a `password` file are removed only when empty;
-//!    * messages older than `delete_mails_after` days are removed;
-//!    * messages over 200000 bytes in a `cur` directory older than `delete_large_after`
-//!      days are removed (large *unseen* mail in `new` is kept by this rule);
-//!    * then the top-level `cur`/`new` are trimmed oldest-first to 70 % of
-//!      `max_mailbox_size` ([`plan_quota_trim`]), never touching mail younger than 24 h;
-//!    * if anything was removed, the Dovecot quota cache `maildirsize` goes too.
-//! 3. [`apply_plan`] performs a plan on disk, best effort, and reports what failed.
+//! The stores carry these out themselves, [`MailStore::expire`] and
+//! [`MailStore::trim_to_quota`], so that every message removed is expunged as an IMAP
+//! EXPUNGE is: a new modseq, the index updated, [`Change::Expunged`] on the change feed
+//! (an IDLE session sees `* N EXPUNGE`). How the `maildir` backend decides on files, as
+//! the reference relay does, is in [`crate::store::maildir::expiry`].
 //!
 //! ```
 //! use chatmail_core::config::Config;
-//! use chatmail_core::expiry::*;
+//! use chatmail_core::expiry::{plan_trim, ExpiryPolicy, TrimCandidate};
 //!
-//! let dir = std::env::temp_dir().join(format!("expiry-doc-{}", std::process::id()));
-//! std::fs::create_dir_all(dir.join("abcdefghi@chat.example.org/cur")).unwrap();
 //! let policy = ExpiryPolicy::from_config(&Config::with_domain("chat.example.org"));
+//! assert_eq!(policy.delete_mails_after_secs, 20 * 86_400);
 //! let now = 1_700_000_000;
-//! let plan = plan_expiry(&policy, &scan_mailboxes(&dir, None), now);
-//! let report = apply_plan(&plan);
-//! assert!(report.failures.is_empty());
-//! # std::fs::remove_dir_all(&dir).unwrap();
+//! let candidates = vec![
+//!     TrimCandidate { time: now - 3 * 86_400, size: 600, key: "older" },
+//!     TrimCandidate { time: now - 2 * 86_400, size: 600, key: "old" },
+//!     TrimCandidate { time: now - 60, size: 600, key: "young" },
+//! ];
+//! // 1800 bytes down to 1000: the oldest goes, then the next; the young one stays.
+//! assert_eq!(plan_trim(candidates, 1000, now), ["older", "old"]);
 //! ```
-
-use std::fs;
-use std::io::{self, ErrorKind};
-use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
+//!
+//! [`MailStore::expire`]: crate::store::MailStore::expire
+//! [`MailStore::trim_to_quota`]: crate::store::MailStore::trim_to_quota
+//! [`Change::Expunged`]: crate::Change::Expunged
 
 use crate::config::Config;
+use crate::store::StoreError;
 
 /// Seconds per day.
 const DAY: u64 = 86_400;
-/// Messages larger than this (bytes on disk) fall under `delete_large_after`.
+/// Messages larger than this (bytes) fall under `delete_large_after`.
 pub const LARGE_MESSAGE_BYTES: u64 = 200_000;
 /// Quota trimming never removes mail younger than this, so the "quota full" signal can
 /// still reach the user.
 pub const TRIM_PROTECTION_SECS: u64 = DAY;
-/// Deepest directory level scanned inside an account (Maildir++ folders are flat; this
-/// only bounds hostile or broken trees).
-const MAX_SCAN_DEPTH: usize = 16;
-
-/// The maildir subdirectory a message file sits in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum MaildirSubdir {
-    /// `cur/`: seen by a client.
-    Cur,
-    /// `new/`: delivered, not yet seen.
-    New,
-    /// `tmp/`: being delivered (or left over from a crash).
-    Tmp,
-}
-
-impl MaildirSubdir {
-    fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "cur" => Some(MaildirSubdir::Cur),
-            "new" => Some(MaildirSubdir::New),
-            "tmp" => Some(MaildirSubdir::Tmp),
-            _ => None,
-        }
-    }
-}
-
-/// A message file found by the scan.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScannedMessage {
-    /// Path relative to the account directory, e.g. `cur/1700000000.M1P2.host,S=10:2,S`
-    /// or `.DeltaChat/new/...`.
-    pub path: PathBuf,
-    /// Modification time, unix seconds.
-    pub mtime: u64,
-    /// Size on disk in bytes (compressed size for gzip-stored mail).
-    pub size: u64,
-    /// Which of `cur`/`new`/`tmp` holds it.
-    pub subdir: MaildirSubdir,
-    /// Whether it is in the account's own `cur`/`new`/`tmp` (INBOX), not a subfolder's.
-    pub top_level: bool,
-}
-
-impl ScannedMessage {
-    /// The file name (where Dovecot encodes delivery time and size).
-    pub fn file_name(&self) -> &str {
-        self.path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-    }
-}
-
-/// A non-message file found by the scan.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScannedFile {
-    /// Path relative to the account directory.
-    pub path: PathBuf,
-    /// Size in bytes.
-    pub size: u64,
-}
-
-/// One account directory as scanned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccountScan {
-    /// The directory name (the address).
-    pub name: String,
-    /// The directory.
-    pub dir: PathBuf,
-    /// mtime of `password` (unix seconds), `None` if there is no password file.
-    pub last_login: Option<u64>,
-    /// Every message file.
-    pub messages: Vec<ScannedMessage>,
-    /// Every other regular file (password, metadata.json, dovecot indexes, ...).
-    pub extra_files: Vec<ScannedFile>,
-    /// Whether the directory has no entries at all.
-    pub is_empty: bool,
-}
-
-/// Something the scan could not read; it goes on with the rest.
-#[derive(Debug)]
-pub struct ScanError {
-    /// What could not be read.
-    pub path: PathBuf,
-    /// Why.
-    pub error: io::Error,
-}
-
-/// A whole `mailboxes_dir` as scanned.
-#[derive(Debug, Default)]
-pub struct MailboxesScan {
-    /// Every directory whose name contains `@`.
-    pub accounts: Vec<AccountScan>,
-    /// What could not be read.
-    pub errors: Vec<ScanError>,
-}
-
-fn mtime_secs(meta: &fs::Metadata) -> u64 {
-    meta.modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs())
-}
-
-/// Scans every entry of `mailboxes_dir` whose name contains `@` (at most `max_accounts`
-/// of them, in directory order, like the reference's `--maxnum`). A missing directory
-/// is an empty scan.
-pub fn scan_mailboxes(mailboxes_dir: &Path, max_accounts: Option<usize>) -> MailboxesScan {
-    let mut scan = MailboxesScan::default();
-    let entries = match fs::read_dir(mailboxes_dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == ErrorKind::NotFound => return scan,
-        Err(error) => {
-            scan.errors.push(ScanError {
-                path: mailboxes_dir.to_path_buf(),
-                error,
-            });
-            return scan;
-        }
-    };
-    for entry in entries {
-        if max_accounts.is_some_and(|m| scan.accounts.len() >= m) {
-            break;
-        }
-        let entry = match entry {
-            Ok(e) => e,
-            Err(error) => {
-                scan.errors.push(ScanError {
-                    path: mailboxes_dir.to_path_buf(),
-                    error,
-                });
-                continue;
-            }
-        };
-        let Ok(name) = entry.file_name().into_string() else {
-            continue;
-        };
-        if !name.contains('@') || !entry.file_type().is_ok_and(|t| t.is_dir()) {
-            continue;
-        }
-        let account = scan_account(&entry.path(), name, &mut scan.errors);
-        scan.accounts.push(account);
-    }
-    scan
-}
-
-/// Scans one account directory; unreadable parts are added to `errors`.
-pub fn scan_account(dir: &Path, name: String, errors: &mut Vec<ScanError>) -> AccountScan {
-    let mut account = AccountScan {
-        name,
-        dir: dir.to_path_buf(),
-        last_login: None,
-        messages: Vec::new(),
-        extra_files: Vec::new(),
-        is_empty: true,
-    };
-    walk(dir, Path::new(""), 0, &mut account, errors);
-    account
-}
-
-fn walk(
-    abs: &Path,
-    rel: &Path,
-    depth: usize,
-    account: &mut AccountScan,
-    errors: &mut Vec<ScanError>,
-) {
-    let entries = match fs::read_dir(abs) {
-        Ok(e) => e,
-        Err(error) => {
-            errors.push(ScanError {
-                path: abs.to_path_buf(),
-                error,
-            });
-            return;
-        }
-    };
-    let subdir = rel
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(MaildirSubdir::from_name);
-    for entry in entries {
-        let entry = match entry {
-            Ok(e) => e,
-            Err(error) => {
-                errors.push(ScanError {
-                    path: abs.to_path_buf(),
-                    error,
-                });
-                continue;
-            }
-        };
-        if depth == 0 {
-            account.is_empty = false;
-        }
-        let child_rel = rel.join(entry.file_name());
-        // file_type() does not follow symlinks: links are neither walked nor deleted.
-        let Ok(ft) = entry.file_type() else { continue };
-        if ft.is_dir() {
-            if depth + 1 < MAX_SCAN_DEPTH {
-                walk(&entry.path(), &child_rel, depth + 1, account, errors);
-            }
-            continue;
-        }
-        if !ft.is_file() {
-            continue;
-        }
-        let meta = match entry.metadata() {
-            Ok(m) => m,
-            // Vanished between listing and stat (delivery, expunge): not an error.
-            Err(e) if e.kind() == ErrorKind::NotFound => continue,
-            Err(error) => {
-                errors.push(ScanError {
-                    path: entry.path(),
-                    error,
-                });
-                continue;
-            }
-        };
-        match subdir {
-            Some(subdir) => account.messages.push(ScannedMessage {
-                path: child_rel,
-                mtime: mtime_secs(&meta),
-                size: meta.len(),
-                subdir,
-                top_level: depth == 1,
-            }),
-            None => {
-                if depth == 0 && entry.file_name() == "password" {
-                    account.last_login = Some(mtime_secs(&meta));
-                }
-                account.extra_files.push(ScannedFile {
-                    path: child_rel,
-                    size: meta.len(),
-                });
-            }
-        }
-    }
-}
 
 /// The expiry settings, in seconds and bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExpiryPolicy {
     /// Messages older than this are removed (`delete_mails_after`).
     pub delete_mails_after_secs: u64,
-    /// Large messages in `cur` older than this are removed (`delete_large_after`).
+    /// Large seen messages older than this are removed (`delete_large_after`).
     pub delete_large_after_secs: u64,
     /// Accounts whose last login is older than this are removed
     /// (`delete_inactive_users_after`).
@@ -318,279 +79,63 @@ pub fn quota_target_bytes(max_mailbox_bytes: u64) -> u64 {
     (u128::from(max_mailbox_bytes) * 7 / 10) as u64
 }
 
-/// Why something is deleted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeletionReason {
-    /// Last login older than `delete_inactive_users_after`.
-    InactiveAccount,
-    /// An account directory without `password` and without any entry.
-    EmptyWithoutPassword,
-    /// Older than `delete_mails_after`.
-    OldMessage,
-    /// Over 200000 bytes in `cur`, older than `delete_large_after`.
-    LargeOldMessage,
-    /// Removed by oldest-first trimming to 70 % of the quota.
-    QuotaTrim,
-    /// The Dovecot quota cache, stale after removals.
-    QuotaCache,
-}
-
-/// One deletion of a plan.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PlannedDeletion {
-    /// Remove a whole account directory tree.
-    Account {
-        /// The directory.
-        dir: PathBuf,
-        /// Why.
-        reason: DeletionReason,
-    },
-    /// Remove a directory only if it is (still) empty.
-    EmptyDirectory {
-        /// The directory.
-        dir: PathBuf,
-    },
-    /// Remove one file.
-    File {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        reason: DeletionReason,
-    },
-}
-
-/// What [`plan_expiry`] decided.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ExpiryPlan {
-    /// Deletions, account by account.
-    pub deletions: Vec<PlannedDeletion>,
-    /// Account directories without `password` that are not empty (the reference prints
-    /// "doesn't have last_login but isn't empty" and leaves them).
-    pub kept_without_password: Vec<PathBuf>,
-    /// Accounts scanned.
+/// What one run of [`MailStore::expire`](crate::store::MailStore::expire) did.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct ExpiryReport {
+    /// Accounts looked at.
     pub accounts_total: usize,
-    /// Message files scanned.
+    /// Messages looked at.
     pub messages_total: usize,
+    /// Whole accounts removed (inactive).
+    pub accounts_removed: usize,
+    /// Messages removed (too old, large and seen, or trimmed), each published as
+    /// [`Change::Expunged`](crate::Change::Expunged) if a mailbox listed it.
+    pub messages_removed: usize,
+    /// Empty account directories removed.
+    pub directories_removed: usize,
+    /// What could not be read or removed; the run went on with the rest.
+    pub failures: Vec<StoreError>,
 }
 
-impl ExpiryPlan {
-    /// How many whole accounts the plan removes.
-    pub fn accounts_removed(&self) -> usize {
-        self.deletions
-            .iter()
-            .filter(|d| matches!(d, PlannedDeletion::Account { .. }))
-            .count()
-    }
-
-    /// How many files the plan removes one by one.
-    pub fn files_removed(&self) -> usize {
-        self.deletions
-            .iter()
-            .filter(|d| matches!(d, PlannedDeletion::File { .. }))
-            .count()
-    }
+/// A message quota trimming may remove: when it arrived (unix seconds), its size, and
+/// what the store knows it by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrimCandidate<K> {
+    /// Delivery time, unix seconds.
+    pub time: u64,
+    /// Size in bytes; the candidates' sizes add up to the usage being trimmed.
+    pub size: u64,
+    /// The store's name for the message; it also orders messages of equal time and size.
+    pub key: K,
 }
 
-/// The reference relay's daily expiry decision for every scanned account at `now`.
-pub fn plan_expiry(policy: &ExpiryPolicy, scan: &MailboxesScan, now: u64) -> ExpiryPlan {
-    let mut plan = ExpiryPlan {
-        accounts_total: scan.accounts.len(),
-        ..ExpiryPlan::default()
-    };
-    for account in &scan.accounts {
-        plan.messages_total += account.messages.len();
-        plan_account(policy, account, now, &mut plan);
-    }
-    plan
-}
-
-/// Adds one account's deletions to `plan` (spec 6.1 steps 2 to 6).
-pub fn plan_account(policy: &ExpiryPolicy, account: &AccountScan, now: u64, plan: &mut ExpiryPlan) {
-    let Some(last_login) = account.last_login else {
-        if account.is_empty {
-            plan.deletions.push(PlannedDeletion::EmptyDirectory {
-                dir: account.dir.clone(),
-            });
-        } else {
-            plan.kept_without_password.push(account.dir.clone());
-        }
-        return;
-    };
-    if last_login < now.saturating_sub(policy.delete_inactive_after_secs) {
-        plan.deletions.push(PlannedDeletion::Account {
-            dir: account.dir.clone(),
-            reason: DeletionReason::InactiveAccount,
-        });
-        return;
-    }
-    let old_cutoff = now.saturating_sub(policy.delete_mails_after_secs);
-    let large_cutoff = now.saturating_sub(policy.delete_large_after_secs);
-    let mut removed = vec![false; account.messages.len()];
-    let mut any = false;
-    for (i, m) in account.messages.iter().enumerate() {
-        let reason = if m.mtime < old_cutoff {
-            DeletionReason::OldMessage
-        } else if m.size > LARGE_MESSAGE_BYTES
-            && m.mtime < large_cutoff
-            && m.subdir == MaildirSubdir::Cur
-        {
-            DeletionReason::LargeOldMessage
-        } else {
-            continue;
-        };
-        removed[i] = true;
-        any = true;
-        plan.deletions.push(PlannedDeletion::File {
-            path: account.dir.join(&m.path),
-            reason,
-        });
-    }
-    let remaining: Vec<&ScannedMessage> = account
-        .messages
-        .iter()
-        .zip(&removed)
-        .filter(|(m, gone)| !**gone && m.top_level && m.subdir != MaildirSubdir::Tmp)
-        .map(|(m, _)| m)
-        .collect();
-    for m in plan_quota_trim(&remaining, policy.quota_target_bytes, now) {
-        any = true;
-        plan.deletions.push(PlannedDeletion::File {
-            path: account.dir.join(&m.path),
-            reason: DeletionReason::QuotaTrim,
-        });
-    }
-    if any {
-        push_quota_cache_removal(account, plan);
-    }
-}
-
-fn push_quota_cache_removal(account: &AccountScan, plan: &mut ExpiryPlan) {
-    if account
-        .extra_files
-        .iter()
-        .any(|f| f.path == Path::new("maildirsize"))
-    {
-        plan.deletions.push(PlannedDeletion::File {
-            path: account.dir.join("maildirsize"),
-            reason: DeletionReason::QuotaCache,
-        });
-    }
-}
-
-/// Delivery time and logical size from a Dovecot maildir file name
-/// `<unix-time>.<unique>,S=<size>[,W=<vsize>][:2,<flags>]`; `None` for other names.
-pub fn parse_dovecot_name(name: &str) -> Option<(u64, u64)> {
-    let (time, rest) = name.split_once('.')?;
-    if time.is_empty() || !time.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let time = time.parse().ok()?;
-    let base = rest.split(':').next()?;
-    let size = base.split(',').find_map(|f| f.strip_prefix("S="))?;
-    if size.is_empty() || !size.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some((time, size.parse().ok()?))
-}
-
-/// Oldest-first trimming (spec 6.2): from `messages` (the top-level `cur`/`new` mail),
-/// those with Dovecot names sorted by (time, size, name) are removed while their total
-/// `S=` size exceeds `target_bytes`, stopping at the first message younger than 24 h.
-/// Returns the messages to remove, oldest first.
-pub fn plan_quota_trim<'a>(
-    messages: &[&'a ScannedMessage],
+/// Oldest-first trimming (spec 6.2): sorted by (time, size, key), candidates are removed
+/// while their total size exceeds `target_bytes`, stopping at the first one younger than
+/// [`TRIM_PROTECTION_SECS`] at `now`. Returns the keys to remove, oldest first.
+pub fn plan_trim<K: Ord>(
+    mut candidates: Vec<TrimCandidate<K>>,
     target_bytes: u64,
     now: u64,
-) -> Vec<&'a ScannedMessage> {
-    let mut candidates: Vec<(u64, u64, &str, &'a ScannedMessage)> = messages
+) -> Vec<K> {
+    candidates.sort_by(|a, b| (a.time, a.size, &a.key).cmp(&(b.time, b.size, &b.key)));
+    let mut total: u64 = candidates
         .iter()
-        .filter_map(|m| {
-            let (time, size) = parse_dovecot_name(m.file_name())?;
-            Some((time, size, m.file_name(), *m))
-        })
-        .collect();
-    candidates.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
-    let mut total: u64 = candidates.iter().map(|c| c.1).fold(0, u64::saturating_add);
+        .map(|c| c.size)
+        .fold(0, u64::saturating_add);
     let mut out = Vec::new();
-    for (time, size, _, m) in candidates {
-        if total <= target_bytes || now.saturating_sub(time) < TRIM_PROTECTION_SECS {
+    for candidate in candidates {
+        if total <= target_bytes || now.saturating_sub(candidate.time) < TRIM_PROTECTION_SECS {
             break;
         }
-        total -= size;
-        out.push(m);
+        total -= candidate.size;
+        out.push(candidate.key);
     }
     out
 }
 
-/// The stand-alone quota clean-up (`chatmail-quota-expire <target> <maildir>`, triggered
-/// at 75 % quota): trims the account to `target_bytes` and drops `maildirsize` if
-/// anything goes. The log line of the reference is [`quota_expire_log_line`].
-pub fn plan_quota_expire(account: &AccountScan, target_bytes: u64, now: u64) -> ExpiryPlan {
-    let mut plan = ExpiryPlan {
-        accounts_total: 1,
-        messages_total: account.messages.len(),
-        ..ExpiryPlan::default()
-    };
-    let top: Vec<&ScannedMessage> = account
-        .messages
-        .iter()
-        .filter(|m| m.top_level && m.subdir != MaildirSubdir::Tmp)
-        .collect();
-    let trimmed = plan_quota_trim(&top, target_bytes, now);
-    for m in &trimmed {
-        plan.deletions.push(PlannedDeletion::File {
-            path: account.dir.join(&m.path),
-            reason: DeletionReason::QuotaTrim,
-        });
-    }
-    if !trimmed.is_empty() {
-        push_quota_cache_removal(account, &mut plan);
-    }
-    plan
-}
-
-/// `quota-expire: removed <n> message(s) from <mailbox>`: the reference's log line, which
-/// metrics count.
+/// `quota-expire: removed <n> message(s) from <mailbox>`: the reference's log line for a
+/// trim, which metrics count.
 pub fn quota_expire_log_line(removed: usize, mailbox: &str) -> String {
     format!("quota-expire: removed {removed} message(s) from {mailbox}")
-}
-
-/// What [`apply_plan`] did.
-#[derive(Debug, Default)]
-pub struct ApplyReport {
-    /// Account trees removed.
-    pub accounts_removed: usize,
-    /// Files removed.
-    pub files_removed: usize,
-    /// Empty directories removed.
-    pub directories_removed: usize,
-    /// Deletions that failed (already-missing targets are not failures).
-    pub failures: Vec<(PathBuf, io::Error)>,
-}
-
-/// Performs `plan`, best effort: every deletion is tried; failures are collected.
-pub fn apply_plan(plan: &ExpiryPlan) -> ApplyReport {
-    let mut report = ApplyReport::default();
-    for d in &plan.deletions {
-        let (path, result, counter) = match d {
-            PlannedDeletion::Account { dir, .. } => {
-                (dir, fs::remove_dir_all(dir), &mut report.accounts_removed)
-            }
-            PlannedDeletion::EmptyDirectory { dir } => {
-                (dir, fs::remove_dir(dir), &mut report.directories_removed)
-            }
-            PlannedDeletion::File { path, .. } => {
-                (path, fs::remove_file(path), &mut report.files_removed)
-            }
-        };
-        match result {
-            Ok(()) => *counter += 1,
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => {
-                tracing::warn!("expiry: cannot remove {}: {e}", path.display());
-                report.failures.push((path.clone(), e));
-            }
-        }
-    }
-    report
 }

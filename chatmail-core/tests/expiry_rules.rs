@@ -1,5 +1,6 @@
 //! Every expiry rule of spec 6.1/6.2 with an injected clock, mirroring the reference's
-//! `test_expire.py` and `test_delete_inactive_users.py`.
+//! `test_expire.py` and `test_delete_inactive_users.py`: the plan the maildir backend
+//! makes on files, and the store carrying it out.
 
 use std::fs::{self, File, FileTimes};
 use std::path::{Path, PathBuf};
@@ -7,6 +8,10 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use chatmail_core::config::Config;
 use chatmail_core::expiry::*;
+use chatmail_core::store::maildir::expiry::*;
+use chatmail_core::store::{MailStore, MaildirStore};
+use chatmail_core::{Address, Uid, INBOX};
+use futures::executor::block_on;
 
 const NOW: u64 = 1_700_000_000;
 const DAY: u64 = 86_400;
@@ -35,12 +40,24 @@ fn policy() -> ExpiryPolicy {
     ExpiryPolicy::from_config(&Config::with_domain("chat.example.org"))
 }
 
-fn run(root: &Path, policy: &ExpiryPolicy) -> (ExpiryPlan, ApplyReport) {
+/// The plan for the tree under `root` (a dry run), then the store's expiry run.
+fn run(root: &Path, policy: &ExpiryPolicy) -> (ExpiryPlan, ExpiryReport) {
+    // Opened after the files were written, the store sweeps `tmp/` (by the real clock).
+    run_with(&MaildirStore::open(root).unwrap(), root, policy)
+}
+
+fn run_with(
+    store: &MaildirStore,
+    root: &Path,
+    policy: &ExpiryPolicy,
+) -> (ExpiryPlan, ExpiryReport) {
     let scan = scan_mailboxes(root, None);
     assert!(scan.errors.is_empty(), "{:?}", scan.errors);
     let plan = plan_expiry(policy, &scan, NOW);
-    let report = apply_plan(&plan);
+    let report = block_on(store.expire(policy, NOW)).unwrap();
     assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert_eq!(report.accounts_total, plan.accounts_total);
+    assert_eq!(report.messages_total, plan.messages_total);
     (plan, report)
 }
 
@@ -101,6 +118,8 @@ fn scan_is_recursive_and_separates_messages_from_extra_files() {
 #[test]
 fn old_messages_are_removed_in_every_folder_and_subdir() {
     let tmp = tempfile::tempdir().unwrap();
+    // Open before the files exist: its sweep of `tmp/` at open is not what is tested.
+    let store = MaildirStore::open(tmp.path()).unwrap();
     let dir = account(tmp.path(), "user1@chat.example.org", NOW);
     let old = NOW - 21 * DAY;
     let kept = NOW - 19 * DAY;
@@ -114,8 +133,9 @@ fn old_messages_are_removed_in_every_folder_and_subdir() {
     put(&dir.join("cur/edge"), 100, NOW - 20 * DAY);
     put(&dir.join("maildirsize"), 10, NOW);
 
-    let (plan, report) = run(tmp.path(), &policy());
-    assert_eq!(report.files_removed, 5, "{plan:?}");
+    let (plan, report) = run_with(&store, tmp.path(), &policy());
+    // Four messages; and the stale quota cache `maildirsize` (below).
+    assert_eq!(report.messages_removed, 4, "{plan:?}");
     for p in [
         "cur/old1",
         "new/old2",
@@ -380,7 +400,7 @@ fn daily_expiry_trims_to_seventy_percent_using_s_sizes() {
 }
 
 #[test]
-fn quota_expire_standalone_and_log_line() {
+fn quota_expire_trims_the_inbox_and_logs() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = account(tmp.path(), "user1@chat.example.org", NOW);
     put(
@@ -390,49 +410,26 @@ fn quota_expire_standalone_and_log_line() {
     );
     put(&dir.join(format!("new/{}.M2,S=1000", NOW - 60)), 5, NOW);
     put(&dir.join("maildirsize"), 10, NOW);
-    let mut errors = Vec::new();
-    let scan = scan_account(&dir, "user1@chat.example.org".into(), &mut errors);
-    let plan = plan_quota_expire(&scan, 500, NOW);
-    assert_eq!(plan.files_removed(), 2, "{plan:?}");
-    let report = apply_plan(&plan);
-    assert_eq!(report.files_removed, 2);
+    let store = MaildirStore::open(tmp.path()).unwrap();
+    let user = Address::parse("user1@chat.example.org").unwrap();
+    // Down to 500 bytes: the older goes, the one younger than a day stays.
+    let trimmed = block_on(store.trim_to_quota(&user, 500, NOW)).unwrap();
+    assert_eq!(trimmed.len(), 1, "{trimmed:?}");
+    let left = block_on(store.list_messages(&user, INBOX, None)).unwrap();
+    assert_eq!(left.len(), 1);
+    assert!(left[0].uid != trimmed[0]);
+    assert!(!dir
+        .join(format!("cur/{}.M1,S=1000", NOW - 2 * DAY))
+        .exists());
+    assert!(dir.join(format!("new/{}.M2,S=1000", NOW - 60)).exists());
+    assert!(!dir.join("maildirsize").exists());
+    // Nothing left to trim: nothing removed, nothing published.
+    assert_eq!(
+        block_on(store.trim_to_quota(&user, 500, NOW)).unwrap(),
+        Vec::<Uid>::new()
+    );
     assert_eq!(
         quota_expire_log_line(1, "user1@chat.example.org"),
         "quota-expire: removed 1 message(s) from user1@chat.example.org"
     );
-}
-
-#[test]
-fn apply_reports_failures_and_goes_on() {
-    let tmp = tempfile::tempdir().unwrap();
-    let a_dir = tmp.path().join("a-directory");
-    fs::create_dir(&a_dir).unwrap();
-    let file = tmp.path().join("file");
-    fs::write(&file, b"x").unwrap();
-    let plan = ExpiryPlan {
-        deletions: vec![
-            PlannedDeletion::File {
-                path: a_dir.clone(),
-                reason: DeletionReason::OldMessage,
-            },
-            PlannedDeletion::File {
-                path: tmp.path().join("already-gone"),
-                reason: DeletionReason::OldMessage,
-            },
-            PlannedDeletion::EmptyDirectory {
-                dir: tmp.path().to_path_buf(),
-            },
-            PlannedDeletion::File {
-                path: file.clone(),
-                reason: DeletionReason::OldMessage,
-            },
-        ],
-        ..ExpiryPlan::default()
-    };
-    let report = apply_plan(&plan);
-    assert_eq!(report.files_removed, 1);
-    assert_eq!(report.failures.len(), 2, "{:?}", report.failures);
-    assert_eq!(report.failures[0].0, a_dir);
-    assert!(!file.exists());
-    assert!(a_dir.exists());
 }

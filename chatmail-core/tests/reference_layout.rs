@@ -13,7 +13,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use chatmail_core::account::*;
 use chatmail_core::config::Config;
-use chatmail_core::expiry::{plan_expiry, scan_mailboxes, ExpiryPolicy, MaildirSubdir};
+use chatmail_core::expiry::ExpiryPolicy;
+use chatmail_core::store::maildir::expiry::{plan_expiry, scan_mailboxes, MaildirSubdir};
 use chatmail_core::store::{MailStore, MaildirStore};
 use chatmail_core::{Address, Flag, InlineExecutor, INBOX};
 use futures::executor::block_on;

@@ -1,11 +1,15 @@
 //! The quota usage the `maildir` store keeps per account stays exact: after every kind
-//! of change it equals what a store opened afresh on the same directory computes from
-//! scratch, and the sum of the listed message sizes.
+//! of change (append, copy, expunge, move, rename, delete, trimming, expiry, the takeover
+//! from Dovecot, a restart) it equals what a store opened afresh on the same directory
+//! computes from scratch, and the sum of the listed message sizes.
 
 use std::fs;
 use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use chatmail_core::config::Config;
+use chatmail_core::expiry::ExpiryPolicy;
 use chatmail_core::store::{MailStore, MaildirStore};
 use chatmail_core::{Address, Flag, Flags, Uid, INBOX};
 use futures::executor::block_on;
@@ -156,6 +160,24 @@ fn usage_stays_exact_through_every_operation_and_a_restart() {
             assert_exact(&store, root, "a restart").await,
             before_restart
         );
+
+        // Trimming removes the INBOX messages Dovecot delivered long ago.
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let trimmed = store.trim_to_quota(&who, 0, now).await.unwrap();
+        assert!(!trimmed.is_empty());
+        let after_trim = assert_exact(&store, root, "trimming").await;
+        assert!(after_trim < before_restart);
+
+        // The expiry removes what was appended with an internal date in 2023.
+        fs::write(root.join(who.as_str()).join("password"), b"{SHA512-CRYPT}x").unwrap();
+        let policy = ExpiryPolicy::from_config(&Config::with_domain("chat.example.org"));
+        let report = store.expire(&policy, now).await.unwrap();
+        assert!(report.messages_removed > 0, "{report:?}");
+        let after_expiry = assert_exact(&store, root, "the expiry").await;
+        assert!(after_expiry < after_trim);
     });
 }
 

@@ -206,10 +206,6 @@ impl RelayBuilder {
                 executor.clone(),
             ),
         };
-        let maildir_executor = match self.backend {
-            Backend::Maildir(executor) => Some(executor),
-            Backend::Memory => None,
-        };
         let limits = self.limits.unwrap_or_else(|| Arc::new(LinuxSystemLimits));
         let pool = self
             .hashing_pool
@@ -231,7 +227,6 @@ impl RelayBuilder {
             outbound: self.outbound,
             notifier: self.notifier,
             server_metadata: self.server_metadata,
-            maildir_executor,
             executor,
         })
     }
@@ -250,8 +245,6 @@ pub struct Relay {
     outbound: Arc<dyn OutboundQueue>,
     notifier: Option<Arc<dyn NewMailNotifier>>,
     server_metadata: Option<Arc<dyn ServerMetadata>>,
-    /// Set for the maildir backend: where expiry's file-system work runs.
-    maildir_executor: Option<Arc<dyn BlockingExecutor>>,
     /// Where CPU-bound work of the engines' requests runs (SEARCH scans), off the
     /// runtime's workers.
     executor: Arc<dyn BlockingExecutor>,
@@ -529,8 +522,7 @@ impl Relay {
             }
         }
         let quota = self.config.max_mailbox_bytes();
-        // One measurement serves both the quota check and the trim decision below: it
-        // rescans every folder of the account, too dear to do twice per message.
+        // One reading serves both the quota check and the trim decision below.
         let used_after = match self.store.quota_usage(&account).await {
             Ok(used) => used.saturating_add(message.len() as u64),
             Err(e) => return Err(store_error(e)),

@@ -360,7 +360,9 @@ async fn expire_daily(relay: Arc<Relay>) {
     let mut wait = Duration::from_secs(60);
     loop {
         tokio::time::sleep(wait).await;
-        relay.run_expiry().await;
+        if let Err(e) = relay.run_expiry().await {
+            tracing::warn!(error = %e, "expiry could not run");
+        }
         let now = crate::relay::unix_now();
         let next = (now - now % DAY) + AT;
         let next = if next > now { next } else { next + DAY };

@@ -10,7 +10,8 @@ use bytes::Bytes;
 use super::index::{check_keywords, sorted_uids, MailboxIndex};
 use super::{lock, validate_mailbox_name, AppendOutcome, ChangeHub, ChangeSubscription};
 use super::{CopyOutcome, MailStore, StoreError, StoreFlagsOutcome, StoreLimits};
-use crate::types::{Address, Change, FlagOp, Flags, MailboxInfo, MailboxStatus, MessageMeta};
+use crate::expiry::{plan_trim, ExpiryPolicy, ExpiryReport, TrimCandidate, LARGE_MESSAGE_BYTES};
+use crate::types::{Address, Change, Flag, FlagOp, Flags, MailboxInfo, MailboxStatus, MessageMeta};
 use crate::types::{ModSeq, SpecialUse, Uid, UidValidity, INBOX};
 
 /// A [`MailStore`] in memory: for tests, fuzzing and embedders that want no persistence.
@@ -306,19 +307,8 @@ impl MailStore for MemoryStore {
         let account = self.account(address);
         let mut account = lock(&account);
         let mailbox = account.mailbox(&name)?;
-        let uids = sorted_uids(uids);
-        let mut removed = Vec::new();
         let mut changes = Vec::new();
-        for uid in uids {
-            if let Some((_, modseq)) = mailbox.index.remove(uid) {
-                removed.push(uid);
-                changes.push(Change::Expunged {
-                    mailbox: name.clone(),
-                    uid,
-                    modseq,
-                });
-            }
-        }
+        let removed = expunge_from(&name, &mut mailbox.index, uids, &mut changes);
         self.hub.publish(address, changes);
         Ok(removed)
     }
@@ -369,9 +359,113 @@ impl MailStore for MemoryStore {
         Ok(account.mailboxes.values().map(|m| m.index.size).sum())
     }
 
+    /// The daily clean-up by internal date: messages older than
+    /// `delete_mails_after_secs`, messages over [`LARGE_MESSAGE_BYTES`] flagged `\Seen`
+    /// older than `delete_large_after_secs` (the maildir rule says "in `cur/`", which a
+    /// message reaches once a client has seen it), then each INBOX trimmed. This store
+    /// knows no logins: removing inactive accounts is left to the account service.
+    async fn expire(&self, policy: &ExpiryPolicy, now: u64) -> Result<ExpiryReport, StoreError> {
+        let accounts: Vec<(Address, Arc<Mutex<Account>>)> = lock(&self.accounts)
+            .iter()
+            .map(|(address, account)| (address.clone(), account.clone()))
+            .collect();
+        let old_cutoff = now.saturating_sub(policy.delete_mails_after_secs);
+        let large_cutoff = now.saturating_sub(policy.delete_large_after_secs);
+        let mut report = ExpiryReport::default();
+        for (address, account) in accounts {
+            let mut account = lock(&account);
+            let mut changes = Vec::new();
+            report.accounts_total += 1;
+            for (name, mailbox) in &mut account.mailboxes {
+                report.messages_total += mailbox.index.messages.len();
+                let expired: Vec<Uid> = mailbox
+                    .index
+                    .messages
+                    .values()
+                    .map(|entry| &entry.meta)
+                    .filter(|meta| {
+                        let date = delivery_time(meta);
+                        date < old_cutoff
+                            || (meta.size > LARGE_MESSAGE_BYTES
+                                && date < large_cutoff
+                                && meta.flags.contains(&Flag::Seen))
+                    })
+                    .map(|meta| meta.uid)
+                    .collect();
+                report.messages_removed +=
+                    expunge_from(name, &mut mailbox.index, &expired, &mut changes).len();
+            }
+            if let Some(inbox) = account.mailboxes.get_mut(INBOX) {
+                let trimmed = trim_plan(&inbox.index, policy.quota_target_bytes, now);
+                report.messages_removed +=
+                    expunge_from(INBOX, &mut inbox.index, &trimmed, &mut changes).len();
+            }
+            self.hub.publish(&address, changes);
+        }
+        Ok(report)
+    }
+
+    /// Trims by internal date and size as delivered.
+    async fn trim_to_quota(
+        &self,
+        address: &Address,
+        target_bytes: u64,
+        now: u64,
+    ) -> Result<Vec<Uid>, StoreError> {
+        let account = self.account(address);
+        let mut account = lock(&account);
+        let inbox = account.mailbox(INBOX)?;
+        let trimmed = trim_plan(&inbox.index, target_bytes, now);
+        let mut changes = Vec::new();
+        let removed = expunge_from(INBOX, &mut inbox.index, &trimmed, &mut changes);
+        self.hub.publish(address, changes);
+        Ok(removed)
+    }
+
     fn subscribe(&self, account: &Address) -> ChangeSubscription {
         self.hub.subscribe(account)
     }
+}
+
+/// Removes `uids` from a mailbox's index, adding their `Expunged` changes to `changes`;
+/// returns the UIDs removed, ascending.
+fn expunge_from(
+    mailbox: &str,
+    index: &mut MailboxIndex<Bytes>,
+    uids: &[Uid],
+    changes: &mut Vec<Change>,
+) -> Vec<Uid> {
+    let mut removed = Vec::new();
+    for uid in sorted_uids(uids) {
+        if let Some((_, modseq)) = index.remove(uid) {
+            removed.push(uid);
+            changes.push(Change::Expunged {
+                mailbox: mailbox.to_string(),
+                uid,
+                modseq,
+            });
+        }
+    }
+    removed
+}
+
+/// A message's delivery time for expiry: its internal date (before 1970: the epoch).
+fn delivery_time(meta: &MessageMeta) -> u64 {
+    meta.internal_date.max(0).unsigned_abs()
+}
+
+/// The messages oldest-first trimming removes from a mailbox (see [`plan_trim`]).
+fn trim_plan(index: &MailboxIndex<Bytes>, target_bytes: u64, now: u64) -> Vec<Uid> {
+    let candidates = index
+        .messages
+        .values()
+        .map(|entry| TrimCandidate {
+            time: delivery_time(&entry.meta),
+            size: entry.meta.size,
+            key: entry.meta.uid,
+        })
+        .collect();
+    plan_trim(candidates, target_bytes, now)
 }
 
 /// The `FlagsChanged` changes of a STORE.

@@ -3,7 +3,8 @@
 //! [`MailStore`] is everything the IMAP engine and local delivery need from a mail store,
 //! per account ([`Address`]) and mailbox name: mailboxes (create, delete, rename, list,
 //! subscribe), messages (append, list with UIDs and modseqs, read, flags, expunge, copy,
-//! move), quota usage and a [change feed](ChangeSubscription) an IDLE session waits on.
+//! move), quota usage, expiry and quota trimming, and a [change feed](ChangeSubscription)
+//! an IDLE session waits on.
 //! The trait says nothing about files, so a networked backend (a database for the index,
 //! an object store for bodies) can implement it too.
 //!
@@ -75,6 +76,7 @@ mod name;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use crate::expiry::{ExpiryPolicy, ExpiryReport};
 use crate::types::{Address, FlagOp, Flags, MailboxInfo, MailboxStatus, MessageMeta, ModSeq};
 use crate::types::{Uid, UidValidity};
 
@@ -336,6 +338,31 @@ pub trait MailStore: Send + Sync {
     /// delivered), for QUOTA and the quota check before delivery. Called once per
     /// delivery: backends keep the figure rather than walk the messages.
     async fn quota_usage(&self, account: &Address) -> Result<u64, StoreError>;
+
+    /// Removes what the daily clean-up removes (spec 6.1; see [`crate::expiry`]) from
+    /// every account, at `now` (unix seconds): messages older than
+    /// `policy.delete_mails_after_secs`, large seen ones older than
+    /// `delete_large_after_secs`, then each INBOX trimmed as by
+    /// [`MailStore::trim_to_quota`] to `quota_target_bytes`. A backend that knows the
+    /// accounts' last logins (maildir: the `password` file's mtime) also removes accounts
+    /// unused for `delete_inactive_after_secs`, and empty account directories.
+    ///
+    /// Each message removed is expunged as by [`MailStore::expunge`], publishing
+    /// [`crate::Change::Expunged`]; a removed account's mailboxes are published as
+    /// [`crate::Change::MailboxReset`]. Best effort: what fails is in the report, and
+    /// the run goes on.
+    async fn expire(&self, policy: &ExpiryPolicy, now: u64) -> Result<ExpiryReport, StoreError>;
+
+    /// Removes the oldest messages of the account's INBOX while its messages take more
+    /// than `target_bytes`, never one younger than 24 hours at `now` (spec 6.2, the
+    /// trimming a delivery past 75 % of the quota starts); returns their UIDs, ascending.
+    /// Publishes [`crate::Change::Expunged`] as [`MailStore::expunge`] does.
+    async fn trim_to_quota(
+        &self,
+        account: &Address,
+        target_bytes: u64,
+        now: u64,
+    ) -> Result<Vec<Uid>, StoreError>;
 
     /// Starts listening to the account's changes; the subscription sees every change
     /// published after this call.

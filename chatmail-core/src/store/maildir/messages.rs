@@ -164,40 +164,8 @@ impl Inner {
         uids: &[Uid],
     ) -> Result<Vec<Uid>, StoreError> {
         self.with_mailbox(address, name, |inner, state| {
-            let uids = sorted_uids(uids);
-            let mut batch = Batch::default();
-            let mut removed = Vec::new();
-            let mut touched = BTreeSet::new();
-            let mut failure = None;
-            for uid in uids {
-                let Some(entry) = state.index.messages.get(&uid) else {
-                    continue;
-                };
-                // File first: if the index record were written first and the unlink
-                // failed, a later scan would bring the message back under a new UID.
-                match std::fs::remove_file(state.path(&entry.body)) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        failure = Some(StoreError::io("deleting message", e));
-                        break;
-                    }
-                }
-                touched.insert(entry.body.sub.dir());
-                state.remove(uid, &mut batch);
-                removed.push(uid);
-            }
-            for sub in touched {
-                if let Err(e) = sync_dir(&state.dir.join(sub)) {
-                    failure.get_or_insert(StoreError::io("expunging", e));
-                }
-            }
-            // What was removed is recorded even if a later message failed.
-            state.commit(inner, address, batch)?;
-            match failure {
-                Some(e) => Err(e),
-                None => Ok(removed),
-            }
+            let (removed, result) = state.expunge(inner, address, uids);
+            result.map(|()| removed)
         })
     }
 
@@ -324,5 +292,55 @@ impl Inner {
             });
         }
         result
+    }
+}
+
+impl MailboxState {
+    /// Removes exactly the messages `uids` (IMAP EXPUNGE, expiry, trimming): each file
+    /// first, then the index records, then the [`Change::Expunged`]s are published.
+    /// Returns the UIDs removed, ascending, also when a later one failed (they stay
+    /// removed and recorded), with the failure.
+    ///
+    /// [`Change::Expunged`]: crate::Change::Expunged
+    pub(super) fn expunge(
+        &mut self,
+        inner: &Inner,
+        account: &Address,
+        uids: &[Uid],
+    ) -> (Vec<Uid>, Result<(), StoreError>) {
+        let uids = sorted_uids(uids);
+        let mut batch = Batch::default();
+        let mut removed = Vec::new();
+        let mut touched = BTreeSet::new();
+        let mut failure = None;
+        for uid in uids {
+            let Some(entry) = self.index.messages.get(&uid) else {
+                continue;
+            };
+            // File first: if the index record were written first and the unlink
+            // failed, a later scan would bring the message back under a new UID.
+            match std::fs::remove_file(self.path(&entry.body)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    failure = Some(StoreError::io("deleting message", e));
+                    break;
+                }
+            }
+            touched.insert(entry.body.sub.dir());
+            self.remove(uid, &mut batch);
+            removed.push(uid);
+        }
+        for sub in touched {
+            if let Err(e) = sync_dir(&self.dir.join(sub)) {
+                failure.get_or_insert(StoreError::io("expunging", e));
+            }
+        }
+        // What was removed is recorded even if a later message failed.
+        let result = self.commit(inner, account, batch).and(match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        });
+        (removed, result)
     }
 }

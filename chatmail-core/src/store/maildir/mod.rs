@@ -44,15 +44,19 @@
 //! has flags), fsyncs that directory, then appends the UID record to the mailbox's
 //! [`INDEX_FILE`] and fsyncs that, all before it returns: three fsyncs per message.
 //! UIDNEXT and the highest modseq are in the index, so UIDs never repeat across a restart.
+//! A delivery killed between the write and the rename leaves its file in `tmp/`: at open
+//! the store removes files in any `tmp/` older than 36 hours, as Dovecot does.
 //!
 //! # Files changed by others
 //!
-//! The daily expiry deletes message files and whole account directories behind the
-//! store's back. Every operation that reads a mailbox first compares the mtimes of its
-//! `cur/` and `new/` with those of its last scan, and rescans on a difference (or when
-//! they are so recent that a change in the same clock tick could hide). Appends do not
-//! scan: a file found later just gets a later UID. A rescan turns
-//! vanished files into expunges and unknown files into new UIDs, both published
+//! Other programs (Dovecot before the takeover, an operator's scripts) may add and
+//! delete message files and whole account directories behind the store's back; the
+//! store's own expiry and trimming go through the index ([`MailStore::expire`],
+//! [`MailStore::trim_to_quota`]). Every operation that reads a mailbox first compares
+//! the mtimes of its `cur/` and `new/` with those of its last scan, and rescans on a
+//! difference (or when they are so recent that a change in the same clock tick could
+//! hide). Appends do not scan: a file found later just gets a later UID. A rescan
+//! turns vanished files into expunges and unknown files into new UIDs, both published
 //! on the change feed. An INBOX whose directory vanished starts over with a new
 //! UIDVALIDITY.
 //!
@@ -86,16 +90,19 @@
 //! This file holds the store's types and its async face (each [`MailStore`] method hands
 //! one job to the executor). The jobs are in files by concern: `mailboxes` (CREATE,
 //! DELETE, RENAME, subscriptions, LIST), `messages` (append, read, expunge, copy),
-//! `flags` (STORE), `usage` (quota usage); `state` loads a mailbox and makes its changes
-//! durable, `rescan` follows files changed by others, `dovecot` reads and takes over
-//! what Dovecot left, `account` and `uid_validity` keep the store-wide bookkeeping;
-//! `files` and `uidlist` are the formats on disk.
+//! `flags` (STORE), `usage` (quota usage), `maintenance` (expiry, trimming and the
+//! sweep of `tmp/`, with [`expiry`] deciding on files); `state` loads a mailbox and
+//! makes its changes durable, `rescan` follows files changed by others, `dovecot` reads
+//! and takes over what Dovecot left, `account` and `uid_validity` keep the store-wide
+//! bookkeeping; `files` and `uidlist` are the formats on disk.
 
 mod account;
 mod dovecot;
+pub mod expiry;
 mod files;
 mod flags;
 mod mailboxes;
+mod maintenance;
 mod messages;
 mod rescan;
 mod state;
@@ -119,6 +126,7 @@ use super::index::MailboxIndex;
 use super::{AppendOutcome, ChangeHub, ChangeSubscription};
 use super::{CopyOutcome, MailStore, StoreError, StoreFlagsOutcome, StoreLimits};
 use crate::executor::{run_blocking, BlockingExecutor, InlineExecutor};
+use crate::expiry::{ExpiryPolicy, ExpiryReport};
 use crate::types::{Address, Change, FlagOp, Flags, MailboxInfo, MailboxStatus, MessageMeta};
 use crate::types::{ModSeq, Uid};
 
@@ -196,6 +204,8 @@ struct MailboxState {
     log_records: usize,
     /// Mtimes of `cur/` and `new/` at the last scan, if they can be trusted.
     scanned: Option<(SystemTime, SystemTime)>,
+    /// Whether the directories were listed (scanned) since the state was loaded.
+    listed: bool,
     /// Base names being written by an append or copy, not to be taken for foreign files.
     pending: HashSet<String>,
     /// An index write failed: memory and disk may differ, reload before the next use.
@@ -210,6 +220,9 @@ struct MailboxState {
 #[derive(Clone, Copy)]
 enum Scan {
     Yes,
+    /// Only if the mailbox was not listed since it was loaded: the index knows every
+    /// file then, up to changes by others since (trimming, which a delivery starts).
+    Once,
     No,
 }
 
@@ -229,6 +242,13 @@ impl MaildirStore {
         std::fs::create_dir_all(&root)
             .map_err(|e| StoreError::io(format!("creating {}", root.display()), e))?;
         let reserved = uid_validity::read_reserved(&root)?;
+        let swept = maintenance::sweep_tmp(&root, SystemTime::now());
+        if swept > 0 {
+            tracing::info!(
+                files = swept,
+                "removed files left in tmp/ for over 36 hours"
+            );
+        }
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .unwrap_or_default()
             .trim()
@@ -451,6 +471,22 @@ impl MailStore for MaildirStore {
     async fn quota_usage(&self, account: &Address) -> Result<u64, StoreError> {
         let account = account.clone();
         self.run(move |inner| inner.quota_usage(&account)).await
+    }
+
+    async fn expire(&self, policy: &ExpiryPolicy, now: u64) -> Result<ExpiryReport, StoreError> {
+        let policy = *policy;
+        self.run(move |inner| Ok(inner.expire(&policy, now))).await
+    }
+
+    async fn trim_to_quota(
+        &self,
+        account: &Address,
+        target_bytes: u64,
+        now: u64,
+    ) -> Result<Vec<Uid>, StoreError> {
+        let account = account.clone();
+        self.run(move |inner| inner.trim_to_quota(&account, target_bytes, now))
+            .await
     }
 
     fn subscribe(&self, account: &Address) -> ChangeSubscription {

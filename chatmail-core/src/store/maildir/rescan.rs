@@ -125,6 +125,7 @@ impl MailboxState {
 
     pub(super) fn scan(&mut self, inner: &Inner, account: &Address) -> Result<(), StoreError> {
         let mut on_disk = self.list_files()?;
+        self.listed = true;
         let mut batch = Batch::default();
         // Gone from disk: expunged by someone else.
         let gone: Vec<Uid> = self

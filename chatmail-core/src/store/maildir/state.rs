@@ -81,6 +81,7 @@ impl AccountDir {
             log: None,
             log_records: 0,
             scanned: None,
+            listed: false,
             pending: HashSet::new(),
             broken: false,
             usage: UsageShare::new(self.usage.clone()),
@@ -154,9 +155,10 @@ impl AccountDir {
             }
             let refreshed = match scan {
                 Scan::Yes => state.refresh(inner, &self.address),
+                Scan::Once if !state.listed => state.refresh(inner, &self.address),
                 // Only a vanished directory matters to a writer.
-                Scan::No if !state.dir.join("new").is_dir() => state.refresh(inner, &self.address),
-                Scan::No => Ok(()),
+                _ if !state.dir.join("new").is_dir() => state.refresh(inner, &self.address),
+                Scan::Once | Scan::No => Ok(()),
             };
             let result = match refreshed {
                 Ok(()) => match op.take() {

@@ -8,8 +8,10 @@
 //! as Dovecot names them (no fsync), which the store then indexes once like mail taken
 //! over from Dovecot. Each criterion iteration is one delivery, so `thrpt` is deliveries
 //! per second; the deliveries measured add to the mailbox (a few hundred per level).
+//! A delivery includes three fsyncs, so the figures follow the disk's fsync latency,
+//! which other load on the machine moves: compare the levels within one run.
 //!
-//! Run: `cargo bench --bench mailbox_growth` (about a minute).
+//! Run: `cargo bench --bench mailbox_growth` (under a minute).
 
 use std::path::Path;
 use std::sync::Arc;

@@ -78,8 +78,8 @@
 //! # Blocking
 //!
 //! All file-system work runs in jobs handed to the store's
-//! [`BlockingExecutor`](crate::BlockingExecutor). The default,
-//! [`InlineExecutor`](crate::InlineExecutor), runs them on the thread that
+//! [`BlockingExecutor`]. The default,
+//! [`InlineExecutor`], runs them on the thread that
 //! polls the future, which blocks it for the length of the fsyncs (milliseconds): right
 //! for tests and blocking programs. An async program passes an executor that runs jobs
 //! where blocking is allowed (`tokio::task::spawn_blocking`) via

@@ -80,7 +80,8 @@ fn bench(c: &mut Criterion) {
         assert!(held >= level, "{held} < {level}");
         group.bench_function(format!("deliver_4k/holding_{level}"), |b| {
             b.iter(|| {
-                let outcome = block_on(relay.deliver("a@example.org", &recipients, data.clone()));
+                let outcome =
+                    block_on(relay.deliver("a@example.org", &recipients, &[], data.clone()));
                 assert!(outcome.iter().all(|o| o.is_ok()), "{outcome:?}");
             })
         });

@@ -9,14 +9,16 @@ A file depends on another when it
     owns and exposes the child);
   * calls a method that an `impl Session { .. }` block of the other file defines
     (`self.handle_list(..)`): handlers as `impl` blocks add no `use` line, so the
-    imports alone would hide the calls that make a circle.
+    imports alone would hide the calls that make a circle. Every type whose name ends
+    in `Session` counts (IMAP's `Session`, SMTP's `ServerSession` and `ClientSession`).
 
-Method calls are matched by name: `self.name(`, `s.name(`, `session.name(` or
-`Session::name(` against the inherent methods `impl Session` blocks define in other
-files (receivers are not typed, so this can only add edges, never hide one). Prints
-the cycles (strongly connected components of more than one file) and exits 1 if there
-are any; otherwise prints the files in layers, each depending only on lower layers
-it, and exits 0.
+Method calls are matched by name against the inherent methods the `impl` blocks of
+such a type define in other files: `self.name(` against the methods of the type whose
+`impl` (inherent or trait) encloses the call, `Type::name(` against that type's, and
+`s.name(` or `session.name(` (receivers that are not typed) against every such type's,
+so this can only add edges, never hide one. Prints the cycles (strongly connected
+components of more than one file) and exits 1 if there are any; otherwise prints the
+files in layers, each depending only on lower layers it, and exits 0.
 """
 
 import os
@@ -25,8 +27,8 @@ import sys
 from collections import defaultdict
 
 IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
-# The type whose `impl` blocks hold the command handlers.
-SESSION = "Session"
+# The types whose `impl` blocks hold the command handlers: any name ending in Session.
+SESSION = r"[A-Za-z0-9_]*Session"
 
 
 def strip_comments_and_strings(text):
@@ -167,7 +169,7 @@ def resolve(path, here, mods):
 
 
 def impl_methods(code, ty):
-    """{method name} of every inherent `impl <ty> {` block (not trait impls)."""
+    """{(type, method name)} of every inherent `impl <ty> {` block (not trait impls)."""
     names = set()
     for m in re.finditer(r"\bimpl\s+(" + ty + r")\s*\{", code):
         depth, i = 1, m.end()
@@ -181,9 +183,33 @@ def impl_methods(code, ty):
             if level == 0:
                 f = re.match(r"\s*(?:pub(?:\([^)]*\))?\s+)?(?:const\s+)?fn\s+(" + IDENT + ")", line)
                 if f:
-                    names.add(f.group(1))
+                    names.add((m.group(1), f.group(1)))
             level += line.count("{") - line.count("}")
     return names
+
+
+def impl_spans(code):
+    """(start, end, self type) of every `impl` block, inherent or of a trait."""
+    spans = []
+    # At the start of a line: an item, not `impl Trait` in an argument's type.
+    for m in re.finditer(r"(?m)^[ \t]*(?:unsafe\s+)?impl\b([^{;]*)\{", code):
+        header = m.group(1)
+        while re.search(r"<[^<>]*>", header):
+            header = re.sub(r"<[^<>]*>", "", header)
+        target = re.split(r"\bwhere\b", re.split(r"\bfor\b", header)[-1])[0]
+        name = re.findall(IDENT, target)
+        depth, i = 1, m.end()
+        while i < len(code) and depth:
+            depth += {"{": 1, "}": -1}.get(code[i], 0)
+            i += 1
+        spans.append((m.start(), i, name[-1] if name else ""))
+    return spans
+
+
+def self_type(spans, pos):
+    """The type `self` is at a position: that of the innermost `impl` around it."""
+    inner = [s for s in spans if s[0] < pos < s[1]]
+    return max(inner)[2] if inner else None
 
 
 def graph(src):
@@ -210,18 +236,28 @@ def graph(src):
             target = resolve(r, module_at(files[f], spans, pos), mods)
             if target is not None and mods[target] != f:
                 edges[f].add(mods[target])
-    # The session's methods by name, wherever its `impl` blocks are.
+    # The sessions' methods by type and name, wherever their `impl` blocks are.
     owners = defaultdict(set)
     for f, code in codes.items():
-        for name in impl_methods(code, SESSION):
-            owners[name].add(f)
-    call = r"(?:\b(?:self|s|session)\.|\b" + SESSION + r"::)(" + IDENT + r")\s*(?:::<[^>]*>)?\("
+        for key in impl_methods(code, SESSION):
+            owners[key].add(f)
+    types = {ty for ty, _ in owners}
+    call = r"(?:\b(self|s|session)\.|\b(" + SESSION + r")::)(" + IDENT + r")\s*(?:::<[^>]*>)?\("
     for f, code in codes.items():
-        called = set(re.findall(call, code))
-        for name in called:
-            for owner in owners.get(name, ()):
-                if owner != f:
-                    edges[f].add(owner)
+        spans = impl_spans(code)
+        for m in re.finditer(call, code):
+            value, ty, name = m.groups()
+            receiver = value or ty
+            if receiver == "self":
+                callee = {self_type(spans, m.start())} & types
+            elif receiver in ("s", "session"):
+                callee = types
+            else:
+                callee = {receiver}
+            for ty in callee:
+                for owner in owners.get((ty, name), ()):
+                    if owner != f:
+                        edges[f].add(owner)
     return sorted(files), edges
 
 

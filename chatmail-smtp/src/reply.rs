@@ -1,7 +1,7 @@
 //! Writing SMTP replies onto the wire: one place that guarantees every reply line is
 //! well formed whatever text it carries.
 
-use crate::policy::Reply;
+use chatmail_policy::Reply;
 
 /// Longest reply text put on the wire; RFC 5321 4.5.3.1.5 bounds a reply line at 512
 /// octets including the code and CRLF.

@@ -19,13 +19,11 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use chatmail_core::engine::{self, AnswerError, Engine, RequestId};
-
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-
-use crate::policy::Reply;
+use bytes::Bytes;
+use chatmail_core::engine::{self, AnswerError, Engine, RequestId};
+use chatmail_policy::Reply;
 
 mod reply;
 

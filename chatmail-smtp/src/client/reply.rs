@@ -1,6 +1,6 @@
 //! Reading server replies (RFC 5321 4.2): single- and multi-line, bounded.
 
-use crate::policy::Reply;
+use chatmail_policy::Reply;
 
 /// A reply as read from the wire: code and the text of each line.
 #[derive(Debug, Clone, PartialEq, Eq)]

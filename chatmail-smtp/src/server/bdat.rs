@@ -5,9 +5,10 @@
 //! Chunks carry no dot-stuffing. Line endings are checked across chunk borders like in
 //! DATA (the message must be CRLF text: 8BITMIME, not BINARYMIME).
 
+use chatmail_policy::Reply;
+
 use super::data::MessageSink;
 use super::{Phase, ServerSession};
-use crate::policy::Reply;
 use crate::reply::reply;
 
 /// One announced chunk being read.

@@ -9,9 +9,9 @@
 //! taken from it as they arrive; past it they are dropped and the reply is `452 4.3.1`.
 
 use chatmail_core::budget::Reservation;
+use chatmail_policy::Reply;
 
 use super::{Phase, ServerSession};
-use crate::policy::Reply;
 use crate::reply::reply;
 
 /// The message being received, bounded by the size limit and the shared memory budget,

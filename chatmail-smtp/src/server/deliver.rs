@@ -8,9 +8,9 @@
 use std::time::Instant;
 
 use bytes::Bytes;
+use chatmail_policy::{Direction, Envelope, Reply, Verdict};
 
 use super::{AnswerError, Awaited, Request, RequestId, Role, ServerSession, Wait};
-use crate::policy::{Direction, Envelope, Reply, Verdict};
 use crate::reply::reply;
 
 /// An accepted message and its envelope, handed to the embedder.

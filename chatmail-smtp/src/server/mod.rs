@@ -23,8 +23,8 @@ use chatmail_core::budget::{MemoryBudget, Reservation};
 use chatmail_core::config::{transfer_time, Timeouts};
 use chatmail_core::engine;
 pub use chatmail_core::engine::{AnswerError, Engine, RequestId};
+use chatmail_policy::{Direction, Policy, Reply};
 
-use crate::policy::{Direction, Policy, Reply};
 use crate::reply::{reply, write_line};
 
 mod auth;

@@ -6,7 +6,8 @@
 A file depends on another when it
   * names it in a path: `use crate::a::b`, `use super::x`, `crate::a::f()` in code,
     `pub use a::B` / `mod a;` in a parent (a module declaration counts: the parent
-    owns and exposes the child);
+    owns and exposes the child); not in a visibility (`pub(in crate::a)` says who
+    may call, it uses nothing);
   * calls a method that an `impl Session { .. }` block of the other file defines
     (`self.handle_list(..)`): handlers as `impl` blocks add no `use` line, so the
     imports alone would hide the calls that make a circle. Every type whose name ends
@@ -216,6 +217,8 @@ def graph(src):
     mods = modules(src)
     files = {f: mod for mod, f in mods.items()}
     codes = {f: strip_comments_and_strings(open(f, encoding="utf-8").read()) for f in files}
+    # `pub(in crate::server)` names an ancestor to say who may call, not what is used.
+    codes = {f: re.sub(r"\bpub\s*\(\s*in\s+[^)]*\)", "pub", code) for f, code in codes.items()}
     edges = defaultdict(set)
     for f, code in codes.items():
         spans = inline_modules(code)

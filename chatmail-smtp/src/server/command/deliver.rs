@@ -5,99 +5,18 @@
 //! SMTP gets one reply per message; LMTP (RFC 2033 4.2) one per accepted recipient, in
 //! RCPT order.
 
-use std::time::Instant;
-
 use bytes::Bytes;
-use chatmail_policy::{Direction, Envelope, Reply, Verdict};
+use chatmail_core::engine::{AnswerError, RequestId};
+use chatmail_policy::{Envelope, Reply, Verdict};
 
-use super::{AnswerError, Awaited, Request, RequestId, Role, ServerSession, Wait};
 use crate::reply::reply;
-
-/// An accepted message and its envelope, handed to the embedder.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivery {
-    /// Outgoing (submission) or incoming (MX, LMTP).
-    pub direction: Direction,
-    /// The authenticated user (submission).
-    pub auth_user: Option<String>,
-    /// The envelope sender; `""` for `<>`, and also when the policy resets it (incoming
-    /// mail whose From differs from MAIL FROM, spec 3.3 step 4).
-    pub mail_from: String,
-    /// The recipients in RCPT order.
-    pub recipients: Vec<String>,
-    /// One per recipient: whether the embedder confirmed that mailbox at RCPT
-    /// ([`RecipientAnswer::Accept`](super::RecipientAnswer::Accept), MX and LMTP), so the
-    /// delivery need not look it up again. Submission asks nothing at RCPT: all `false`.
-    pub confirmed: Vec<bool>,
-    /// The message after the policy's rewrite (spec 4.4 on submission). It shares the
-    /// buffer the session received it into: no copy was made.
-    pub message: Bytes,
-}
-
-/// Why a message (or a recipient at RCPT) was not taken, as the embedder reports it.
-/// The session words the reply ([`DeliveryFailure::reply`]): all SMTP reply text lives
-/// in this crate.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DeliveryFailure {
-    /// No such mailbox: `550 5.1.1`.
-    UnknownRecipient,
-    /// The mailbox is over its quota: `552 5.2.2`.
-    QuotaExceeded,
-    /// The store does not take messages this large: `552 5.3.4`.
-    MessageTooLarge,
-    /// Storage or the account service failed: `451 4.3.0`, the sender retries.
-    LocalError,
-    /// A remote recipient, and this relay delivers to no other server: `451 4.4.0`, so
-    /// the client keeps the message (never a silent drop).
-    OutboundDisabled,
-    /// Refused further on (the outbound queue, another server) with this reply.
-    Refused(Reply),
-}
-
-impl DeliveryFailure {
-    /// The reply for `recipient`, as every role of the session says it.
-    pub fn reply(&self, recipient: &str) -> Reply {
-        match self {
-            DeliveryFailure::UnknownRecipient => reply(
-                550,
-                format!("5.1.1 <{recipient}>: Recipient address rejected: User unknown"),
-            ),
-            DeliveryFailure::QuotaExceeded => reply(
-                552,
-                format!("5.2.2 <{recipient}>: Quota exceeded (mailbox for user is full)"),
-            ),
-            DeliveryFailure::MessageTooLarge => reply(552, "5.3.4 Message exceeds maximum size"),
-            DeliveryFailure::LocalError => reply(451, "4.3.0 Local error in processing"),
-            DeliveryFailure::OutboundDisabled => reply(
-                451,
-                format!(
-                    "4.4.0 <{recipient}>: delivery to other servers is not enabled on this relay"
-                ),
-            ),
-            DeliveryFailure::Refused(reply) => reply.clone(),
-        }
-    }
-}
-
-/// The embedder's answer to [`Request::Deliver`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeliveryAnswer {
-    /// Durable for every recipient: `250`.
-    Durable,
-    /// Not stored at all, for this reason (every recipient's reply on LMTP).
-    Failed(DeliveryFailure),
-    /// One outcome per recipient, in [`Delivery::recipients`] order. LMTP replies each;
-    /// SMTP has one reply per message: the first failure when all failed. When some
-    /// failed, submission says `250` (the embedder then owns the report to its
-    /// authenticated sender) and MX says the failure (a temporary one if any): mail from
-    /// other servers is refused in the dialogue, never bounced.
-    PerRecipient(Vec<Result<(), DeliveryFailure>>),
-}
+use crate::server::config::Role;
+use crate::server::request::{Delivery, DeliveryAnswer, DeliveryFailure, Request};
+use crate::server::session::{Awaited, ServerSession, Wait};
 
 impl ServerSession {
     /// The message is complete: check it and ask for delivery, or refuse it.
-    pub(super) fn end_of_message(&mut self) {
+    pub(in crate::server) fn end_of_message(&mut self) {
         let txn = std::mem::take(&mut self.txn);
         self.reset_transaction();
         let recipients: Vec<String> = txn.recipients.iter().map(|r| r.address.clone()).collect();
@@ -182,11 +101,10 @@ impl ServerSession {
 
     /// The embedder's answer to [`Request::Deliver`]: sends the `250` (or the failures)
     /// and resumes reading pipelined commands.
-    pub(super) fn on_delivery_answer(
+    pub(in crate::server) fn on_delivery_answer(
         &mut self,
         id: RequestId,
         answer: DeliveryAnswer,
-        now: Instant,
     ) -> Result<(), AnswerError> {
         let recipients = self.take_awaited(id, |awaited| match awaited {
             Awaited::Delivery(recipients) => Ok(recipients),
@@ -255,7 +173,6 @@ impl ServerSession {
                 }
             }
         }
-        self.process(now);
         Ok(())
     }
 }

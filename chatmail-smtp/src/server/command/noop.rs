@@ -1,6 +1,6 @@
 //! `NOOP` (RFC 5321 4.1.1.9).
 
-use super::{ok, ServerSession};
+use crate::server::session::{ok, ServerSession};
 
 impl ServerSession {
     /// `NOOP`: `250`, nothing else changes (clients use it as a keep-alive).

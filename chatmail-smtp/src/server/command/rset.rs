@@ -1,6 +1,6 @@
 //! `RSET`: abandon the current mail transaction (RFC 5321 4.1.1.5).
 
-use super::{ok, ServerSession};
+use crate::server::session::{ok, ServerSession};
 
 impl ServerSession {
     /// `RSET`: drops sender, recipients and message; greeting and login stay.

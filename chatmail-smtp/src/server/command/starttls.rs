@@ -1,10 +1,14 @@
 //! `STARTTLS` (RFC 3207): hand the connection to the driver for the TLS handshake.
 
-use super::{Output, Role, ServerSession, Wait};
+use crate::server::config::Role;
+use crate::server::request::Output;
+use crate::server::session::{ServerSession, Wait};
 
 impl ServerSession {
     /// `STARTTLS`: `220`, then [`Output::StartTls`]; the session resumes in
-    /// [`ServerSession::tls_started`] and drops any cleartext pipelined after the command.
+    /// [`Engine::tls_started`] and drops any cleartext pipelined after the command.
+    ///
+    /// [`Engine::tls_started`]: crate::server::Engine::tls_started
     pub(super) fn on_starttls(&mut self) {
         if self.config.role == Role::Lmtp {
             return self.send_error(502, "5.5.1 Error: command not implemented");

@@ -1,7 +1,8 @@
 //! `EHLO`, `HELO` and `LHLO`: the greeting that opens (or restarts) a session.
 
-use super::{Hello, Role, ServerSession};
 use crate::reply::write_line;
+use crate::server::config::Role;
+use crate::server::session::{Hello, ServerSession};
 
 impl ServerSession {
     /// `EHLO`: resets the transaction and lists the extensions of this role and state.

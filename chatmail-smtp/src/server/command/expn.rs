@@ -1,6 +1,6 @@
 //! `EXPN` (RFC 5321 3.5.3): the relay has no mailing lists to expand and reveals no users.
 
-use super::ServerSession;
+use crate::server::session::ServerSession;
 
 impl ServerSession {
     /// `EXPN`: refused with `502 5.5.1`.

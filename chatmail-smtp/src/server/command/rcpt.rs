@@ -10,12 +10,13 @@
 //! per accepted RCPT after the message, and the embedder delivers once per mailbox.
 
 use std::borrow::Cow;
-use std::time::Instant;
 
+use chatmail_core::engine::{AnswerError, RequestId};
 use smtp_proto::RcptTo;
 
-use super::{domain_of, printable, AnswerError, Awaited, Recipient, RecipientAnswer, Request};
-use super::{RequestId, Role, ServerSession};
+use crate::server::config::Role;
+use crate::server::request::{RecipientAnswer, Request};
+use crate::server::session::{domain_of, printable, Awaited, Recipient, ServerSession};
 
 impl ServerSession {
     /// `RCPT TO`. `ORCPT` and `NOTIFY` parameters are parsed and ignored (spec 3.2).
@@ -110,11 +111,10 @@ impl ServerSession {
     }
 
     /// The embedder's answer to [`Request::Recipient`].
-    pub(super) fn on_recipient_answer(
+    pub(in crate::server) fn on_recipient_answer(
         &mut self,
         id: RequestId,
         answer: RecipientAnswer,
-        now: Instant,
     ) -> Result<(), AnswerError> {
         let address = self.take_awaited(id, |awaited| match awaited {
             Awaited::Recipient(address) => Ok(address),
@@ -127,7 +127,6 @@ impl ServerSession {
             }
             RecipientAnswer::Refuse(failure) => self.send(&failure.reply(&address)),
         }
-        self.process(now);
         Ok(())
     }
 }

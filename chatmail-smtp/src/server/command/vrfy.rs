@@ -1,6 +1,7 @@
 //! `VRFY` (RFC 5321 3.5.3): never reveals whether a user exists (spec 4.1).
 
-use super::{Role, ServerSession};
+use crate::server::config::Role;
+use crate::server::session::ServerSession;
 
 impl ServerSession {
     /// `VRFY`: always `252 2.0.0`, for existing, unknown and malformed names alike; but

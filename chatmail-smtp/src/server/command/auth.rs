@@ -3,34 +3,28 @@
 //!
 //! The check itself (and account creation on first login, spec 2.2) is the embedder's:
 //! the session emits [`Request::Authenticate`]. Failures are slowed (n-th failure waits n
-//! times [`super::ServerConfig::auth_failure_delay`], or until the embedder's
+//! times [`ServerConfig::auth_failure_delay`], or until the embedder's
 //! [`AuthAnswer::InvalidUntil`] if later) and bounded per connection. The SASL lines are
-//! bounded by [`super::ServerConfig::max_line_length`] like commands, so no password
-//! longer than about 1.5 KB ever reaches the embedder.
+//! bounded by [`ServerConfig::max_line_length`] like commands, so no password longer
+//! than about 1.5 KB ever reaches the embedder.
+//!
+//! [`ServerConfig::auth_failure_delay`]: crate::server::ServerConfig::auth_failure_delay
+//! [`ServerConfig::max_line_length`]: crate::server::ServerConfig::max_line_length
 
 use std::time::Instant;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use chatmail_core::engine::{AnswerError, RequestId};
 
-use super::{AnswerError, AuthAnswer, Awaited, Phase, Request, RequestId, Role, ServerSession};
-use super::{Hello, Wait};
 use crate::reply::reply;
+use crate::server::config::Role;
+use crate::server::request::{AuthAnswer, Request};
+use crate::server::session::{AuthStep, Awaited, Hello, Phase, ServerSession, Wait};
 
 /// `334` prompts of the LOGIN mechanism: base64 of `Username:` and `Password:`.
 const LOGIN_USERNAME_PROMPT: &str = "VXNlcm5hbWU6";
 const LOGIN_PASSWORD_PROMPT: &str = "UGFzc3dvcmQ6";
-
-/// What the next client line of a SASL exchange carries.
-#[derive(Debug)]
-pub(super) enum AuthStep {
-    /// PLAIN without initial response: `authzid NUL authcid NUL password`.
-    Plain,
-    /// LOGIN, first prompt: the user name.
-    LoginUser,
-    /// LOGIN, second prompt: the password for this user.
-    LoginPassword(String),
-}
 
 impl ServerSession {
     /// `AUTH mechanism [initial-response]`.
@@ -75,7 +69,7 @@ impl ServerSession {
 
     /// One client line of a SASL exchange (CRLF stripped, already checked for bare CR,
     /// LF and NUL).
-    pub(super) fn on_auth_response(&mut self, step: AuthStep, line: &[u8]) {
+    pub(in crate::server) fn on_auth_response(&mut self, step: AuthStep, line: &[u8]) {
         if line == b"*" {
             return self.send_reply(501, "5.7.0 Authentication aborted");
         }
@@ -106,7 +100,7 @@ impl ServerSession {
     }
 
     /// The embedder's answer to [`Request::Authenticate`].
-    pub(super) fn on_auth_answer(
+    pub(in crate::server) fn on_auth_answer(
         &mut self,
         id: RequestId,
         answer: AuthAnswer,
@@ -136,10 +130,8 @@ impl ServerSession {
                     reply: reply(535, "5.7.8 Error: authentication failed"),
                     then_close: self.auth_failures >= self.config.max_auth_failures,
                 };
-                return Ok(());
             }
         }
-        self.process(now);
         Ok(())
     }
 }

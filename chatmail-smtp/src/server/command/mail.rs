@@ -10,7 +10,8 @@ use std::time::Instant;
 
 use smtp_proto::MailFrom;
 
-use super::{Role, ServerSession};
+use crate::server::config::Role;
+use crate::server::session::ServerSession;
 
 impl ServerSession {
     /// `MAIL FROM`: checks order, TLS, login and declared size, then opens the

@@ -5,75 +5,9 @@
 //! Chunks carry no dot-stuffing. Line endings are checked across chunk borders like in
 //! DATA (the message must be CRLF text: 8BITMIME, not BINARYMIME).
 
-use chatmail_policy::Reply;
-
-use super::data::MessageSink;
-use super::{Phase, ServerSession};
 use crate::reply::reply;
-
-/// One announced chunk being read.
-#[derive(Debug)]
-pub(super) struct BdatChunk {
-    remaining: u64,
-    size: u64,
-    last: bool,
-    /// Why the chunk is refused; its octets are read and dropped.
-    refusal: Option<Reply>,
-}
-
-impl BdatChunk {
-    /// Reads up to the rest of the chunk from `input`; returns the bytes used.
-    pub(super) fn consume(&mut self, input: &[u8], sink: &mut MessageSink) -> usize {
-        let take = input
-            .len()
-            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
-        if self.refusal.is_none() {
-            let data = &input[..take];
-            sink.check_line_endings(data);
-            sink.store(data);
-        }
-        self.remaining -= take as u64;
-        take
-    }
-
-    pub(super) fn is_complete(&self) -> bool {
-        self.remaining == 0
-    }
-}
-
-impl MessageSink {
-    /// Notes bare CR or LF in chunk data, including a CR ending the previous chunk.
-    fn check_line_endings(&mut self, data: &[u8]) {
-        if self.bare_line_ending || data.is_empty() {
-            return;
-        }
-        let mut prev_cr = self.bytes.last() == Some(&b'\r');
-        if prev_cr && data[0] != b'\n' {
-            self.bare_line_ending = true;
-            return;
-        }
-        for i in memchr::memchr2_iter(b'\r', b'\n', data) {
-            let is_cr = data[i] == b'\r';
-            if is_cr {
-                if data.get(i + 1).is_some_and(|&b| b != b'\n') {
-                    self.bare_line_ending = true;
-                    return;
-                }
-            } else {
-                let preceded = if i == 0 {
-                    prev_cr
-                } else {
-                    data[i - 1] == b'\r'
-                };
-                if !preceded {
-                    self.bare_line_ending = true;
-                    return;
-                }
-            }
-            prev_cr = is_cr;
-        }
-    }
-}
+use crate::server::message::BdatChunk;
+use crate::server::session::{Phase, ServerSession};
 
 /// Whether a BDAT command line (without CRLF) is exactly `BDAT <digits> [LAST]` with a
 /// size that fits 64 bits.
@@ -103,12 +37,7 @@ impl ServerSession {
             let total = self.txn.message.bytes.len() as u64 + size;
             self.txn.message.expect(total.max(self.txn.declared_size));
         }
-        let chunk = BdatChunk {
-            remaining: size,
-            size,
-            last,
-            refusal,
-        };
+        let chunk = BdatChunk::new(size, last, refusal);
         if size == 0 {
             // `BDAT 0 LAST` ends a message without any octets to wait for.
             self.end_of_chunk(chunk);
@@ -118,7 +47,7 @@ impl ServerSession {
     }
 
     /// All octets of a chunk are in: reply, or end the message after `LAST`.
-    pub(super) fn end_of_chunk(&mut self, chunk: BdatChunk) {
+    pub(in crate::server) fn end_of_chunk(&mut self, chunk: BdatChunk) {
         if let Some(refusal) = chunk.refusal {
             return self.send_error(refusal.code, &refusal.text);
         }
@@ -138,30 +67,5 @@ impl ServerSession {
         }
         let text = format!("2.0.0 {} octets received", chunk.size);
         self.send_reply(250, &text);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn bare(chunks: &[&[u8]]) -> bool {
-        let mut sink = MessageSink::new(1 << 20, Default::default());
-        for chunk in chunks {
-            sink.check_line_endings(chunk);
-            sink.store(chunk);
-        }
-        sink.bare_line_ending
-    }
-
-    #[test]
-    fn line_endings_across_chunks() {
-        assert!(!bare(&[b"a\r\nb\r\n"]));
-        assert!(!bare(&[b"a\r", b"\nb\r\n"]));
-        assert!(bare(&[b"a\r", b"b\r\n"]));
-        assert!(bare(&[b"a\nb"]));
-        assert!(bare(&[b"a\rb"]));
-        assert!(bare(&[b"\nb"]));
-        assert!(bare(&[b"a\r\r\n"]));
     }
 }

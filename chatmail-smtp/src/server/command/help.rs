@@ -1,6 +1,6 @@
 //! `HELP` (RFC 5321 4.1.1.8).
 
-use super::ServerSession;
+use crate::server::session::ServerSession;
 
 impl ServerSession {
     /// `HELP`: lists the commands this session understands.

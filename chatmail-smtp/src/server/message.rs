@@ -1,17 +1,19 @@
-//! `DATA` (RFC 5321 4.1.1.4) and the message text that follows it.
+//! The message text as it arrives after `DATA` or in `BDAT` chunks, and the bounded
+//! buffer it goes into.
 //!
-//! The reader removes dot-stuffing and ends only at `<CRLF>.<CRLF>`. A bare LF or bare
-//! CR anywhere is remembered and the message refused after the terminator (RFC 5321
+//! The DATA reader removes dot-stuffing and ends only at `<CRLF>.<CRLF>`. A bare LF or
+//! bare CR anywhere is remembered and the message refused after the terminator (RFC 5321
 //! 2.3.8), never taken as a line end: `\n.\r\n` is text, not an end of data, so nothing
 //! can be smuggled past the policy. Bytes are carried unchanged otherwise (8-bit,
-//! non-UTF-8). The size bound applies while reading: past it nothing more is stored, and
-//! the reply after the terminator is `552`. So does the shared memory budget: bytes are
+//! non-UTF-8). BDAT chunks carry no dot-stuffing; their line endings are checked across
+//! chunk borders in the same way (the message must be CRLF text: 8BITMIME, not
+//! BINARYMIME). The size bound applies while reading: past it nothing more is stored,
+//! and the reply after the message is `552`. So does the shared memory budget: bytes are
 //! taken from it as they arrive; past it they are dropped and the reply is `452 4.3.1`.
 
 use chatmail_core::budget::Reservation;
 use chatmail_policy::Reply;
 
-use super::{Phase, ServerSession};
 use crate::reply::reply;
 
 /// The message being received, bounded by the size limit and the shared memory budget,
@@ -87,7 +89,7 @@ impl MessageSink {
 
 /// The reply to a message dropped because all sessions together hold too many bytes:
 /// temporary, so the client retries later (RFC 3463 X.3.1 "mail system full").
-pub(super) fn over_budget_reply() -> Reply {
+fn over_budget_reply() -> Reply {
     reply(
         452,
         "4.3.1 Insufficient system resources, too many messages in transfer; try again later",
@@ -199,25 +201,80 @@ impl DataReader {
     }
 }
 
-impl ServerSession {
-    /// `DATA`: `354` when a transaction has a sender and at least one recipient.
-    pub(super) fn on_data(&mut self) {
-        if self.hello.is_none() {
-            return self.send_error(503, "5.5.1 Error: send HELO/EHLO first");
+/// One announced chunk being read.
+#[derive(Debug)]
+pub(super) struct BdatChunk {
+    /// Octets still to come.
+    remaining: u64,
+    /// The announced size.
+    pub(super) size: u64,
+    /// `LAST` was given: the chunk ends the message.
+    pub(super) last: bool,
+    /// Why the chunk is refused; its octets are read and dropped.
+    pub(super) refusal: Option<Reply>,
+}
+
+impl BdatChunk {
+    /// A chunk of `size` octets, none read yet.
+    pub(super) fn new(size: u64, last: bool, refusal: Option<Reply>) -> BdatChunk {
+        BdatChunk {
+            remaining: size,
+            size,
+            last,
+            refusal,
         }
-        if self.txn.mail_from.is_none() {
-            return self.send_error(503, "5.5.1 Error: need MAIL command");
+    }
+
+    /// Reads up to the rest of the chunk from `input`; returns the bytes used.
+    pub(super) fn consume(&mut self, input: &[u8], sink: &mut MessageSink) -> usize {
+        let take = input
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        if self.refusal.is_none() {
+            let data = &input[..take];
+            sink.check_line_endings(data);
+            sink.store(data);
         }
-        if self.txn.bdat_started {
-            return self.send_error(503, "5.5.1 Error: BDAT transaction in progress");
+        self.remaining -= take as u64;
+        take
+    }
+
+    pub(super) fn is_complete(&self) -> bool {
+        self.remaining == 0
+    }
+}
+
+impl MessageSink {
+    /// Notes bare CR or LF in chunk data, including a CR ending the previous chunk.
+    fn check_line_endings(&mut self, data: &[u8]) {
+        if self.bare_line_ending || data.is_empty() {
+            return;
         }
-        if self.txn.recipients.is_empty() {
-            return self.send_error(554, "5.5.1 Error: no valid recipients");
+        let mut prev_cr = self.bytes.last() == Some(&b'\r');
+        if prev_cr && data[0] != b'\n' {
+            self.bare_line_ending = true;
+            return;
         }
-        self.send_reply(354, "End data with <CR><LF>.<CR><LF>");
-        let declared = self.txn.declared_size;
-        self.txn.message.expect(declared);
-        self.phase = Phase::Data(DataReader::new());
+        for i in memchr::memchr2_iter(b'\r', b'\n', data) {
+            let is_cr = data[i] == b'\r';
+            if is_cr {
+                if data.get(i + 1).is_some_and(|&b| b != b'\n') {
+                    self.bare_line_ending = true;
+                    return;
+                }
+            } else {
+                let preceded = if i == 0 {
+                    prev_cr
+                } else {
+                    data[i - 1] == b'\r'
+                };
+                if !preceded {
+                    self.bare_line_ending = true;
+                    return;
+                }
+            }
+            prev_cr = is_cr;
+        }
     }
 }
 
@@ -282,5 +339,25 @@ mod tests {
         assert!(!done && sink.too_big && sink.bytes.capacity() == 0);
         let (_, done) = reader.consume(b"\r\n.\r\n", &mut sink);
         assert!(done && sink.too_big && sink.bytes.is_empty());
+    }
+
+    fn bare(chunks: &[&[u8]]) -> bool {
+        let mut sink = MessageSink::new(1 << 20, Default::default());
+        for chunk in chunks {
+            sink.check_line_endings(chunk);
+            sink.store(chunk);
+        }
+        sink.bare_line_ending
+    }
+
+    #[test]
+    fn line_endings_across_chunks() {
+        assert!(!bare(&[b"a\r\nb\r\n"]));
+        assert!(!bare(&[b"a\r", b"\nb\r\n"]));
+        assert!(bare(&[b"a\r", b"b\r\n"]));
+        assert!(bare(&[b"a\nb"]));
+        assert!(bare(&[b"a\rb"]));
+        assert!(bare(&[b"\nb"]));
+        assert!(bare(&[b"a\r\r\n"]));
     }
 }

@@ -81,6 +81,17 @@
 //! assert!(wire.ends_with("221 2.0.0 Bye\r\n"));
 //! assert_eq!(delivered[0].recipients, ["bob@example.org"]);
 //! ```
+//!
+//! # Source layout
+//!
+//! No file uses a file that uses it back (`.ci/import-graph.py` checks):
+//!
+//! * `server/`: the server session; its [module docs](server) list its files: the
+//!   engine, the dispatch, one file per command under `server/command/`, the state
+//!   every command shares;
+//! * `client/`: the client session (`mod.rs`) and its reply reader (`reply.rs`);
+//! * `reply.rs`: building a reply and writing reply lines, the one place that keeps
+//!   every line on the wire well formed.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -12,8 +12,8 @@
 //! `(PKESK | SKESK)* SEIPD` with PKESK v3/v6, SKESK v4/v5/v6 and SEIPD v1/v2, in new- or
 //! old-format packet headers, partial body lengths allowed on the SEIPD only.
 
+use crate::direction::Direction;
 use crate::headers::strip_eol;
-use crate::Direction;
 
 const BEGIN: &[u8] = b"-----BEGIN PGP MESSAGE-----";
 const END: &[u8] = b"-----END PGP MESSAGE-----";

@@ -53,6 +53,7 @@
 
 mod address;
 mod armor;
+mod direction;
 mod headers;
 mod mime;
 mod policy;
@@ -60,7 +61,8 @@ mod rate_limit;
 mod reply;
 mod rewrite;
 
-pub use policy::{Accepted, Direction, Envelope, MessageClass, Policy, PolicyConfig, Verdict};
+pub use direction::Direction;
+pub use policy::{Accepted, Envelope, MessageClass, Policy, PolicyConfig, Verdict};
 pub use reply::Reply;
 pub use rewrite::{local_delivery_edit, write_for_local_delivery, HeaderEdit};
 

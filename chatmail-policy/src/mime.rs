@@ -2,8 +2,8 @@
 //! pass, transfer encodings decoded only for the small parts that need it.
 
 use crate::armor::check_armor;
+use crate::direction::Direction;
 use crate::headers::{line_end, strip_eol, trim, ContentType, Fields};
-use crate::Direction;
 use std::borrow::Cow;
 
 /// Bodies longer than this cannot be one of the short texts compared against

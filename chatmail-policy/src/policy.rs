@@ -1,21 +1,13 @@
 //! The decision: [`Policy`] and the values it takes and gives.
 
 use crate::address::first_address;
+use crate::direction::Direction;
 use crate::headers::{trim, ContentType, Fields};
 use crate::mime::{is_pgp_mime, is_securejoin_body, Encoding};
 use crate::rate_limit::RateLimiter;
 use crate::reply::{quote, Reply};
 use std::borrow::Cow;
 use std::time::Instant;
-
-/// Which way a message travels through the relay.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Direction {
-    /// Submitted by an authenticated client of this relay (ports 587/465), spec 3.2.
-    Outgoing,
-    /// Received from another mail server (port 25 or `/mxdeliv`), spec 3.3.
-    Incoming,
-}
 
 /// The part of the relay configuration the policy uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,7 +106,7 @@ impl Accepted {
     /// The same rewrite as [`Accepted::write_rewritten`] as a [`HeaderEdit`] of the
     /// header fields, `None` when the message passes unchanged (always for incoming
     /// mail): the caller applies it without copying the body.
-    pub fn header_edit(&self, message: &[u8]) -> Option<crate::HeaderEdit> {
+    pub fn header_edit(&self, message: &[u8]) -> Option<crate::rewrite::HeaderEdit> {
         match self.direction {
             Direction::Outgoing => crate::rewrite::submission_edit(message),
             Direction::Incoming => None,

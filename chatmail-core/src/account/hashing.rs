@@ -1,13 +1,5 @@
-//! A pool of threads of its own for password hashes, with a bounded queue.
-//!
-//! Hashes are CPU work that a client can ask for at will, while the file-system work of
-//! deliveries (the fsyncs before each `250`) waits on the [`crate::BlockingExecutor`]. On a
-//! shared executor a flood of logins would queue ahead of those fsyncs; here, hashes run
-//! on at most `threads` threads, at most `queue` more wait, and any further one is
-//! refused at once with [`PoolBusy`] (the login gets a temporary failure: SMTP `454
-//! 4.7.0`, IMAP `NO [UNAVAILABLE]`), so neither CPU nor memory grows with the flood.
-//!
-//! Threads start on demand, up to `threads`, and end when the pool is dropped.
+//! A pool of threads of its own for password hashes, with a bounded queue
+//! ([`HashingPool`]).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -20,7 +12,16 @@ type Job = Box<dyn FnOnce() + Send + 'static>;
 #[error("every password hashing thread is busy and the queue is full")]
 pub struct PoolBusy;
 
-/// The bounded pool password hashes run on (see the module docs).
+/// A pool of threads of its own for password hashes, with a bounded queue.
+///
+/// Hashes are CPU work that a client can ask for at will, while the file-system work of
+/// deliveries (the fsyncs before each `250`) waits on the [`crate::BlockingExecutor`]. On a
+/// shared executor a flood of logins would queue ahead of those fsyncs; here, hashes run
+/// on at most `threads` threads, at most `queue` more wait, and any further one is
+/// refused at once with [`PoolBusy`] (the login gets a temporary failure: SMTP `454
+/// 4.7.0`, IMAP `NO [UNAVAILABLE]`), so neither CPU nor memory grows with the flood.
+///
+/// Threads start on demand, up to `threads`, and end when the pool is dropped.
 pub struct HashingPool {
     sender: SyncSender<Job>,
     receiver: Arc<Mutex<Receiver<Job>>>,

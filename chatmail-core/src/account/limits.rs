@@ -1,16 +1,19 @@
-//! System limits that refuse *new* accounts when the machine is short of CPU, memory,
-//! disk space or inodes (spec 1.2, added in reference 1.12.0; the inode check is this
-//! relay's: every message is a file, so a file system can run out of inodes with bytes
-//! to spare). Existing accounts keep working.
-//!
-//! A reading that cannot be taken (a container without `/proc`, a missing directory) is
-//! ignored with a warning, and the other checks still apply, as in the reference.
+//! System limits that refuse *new* accounts: the readings ([`SystemLimits`]) and the
+//! check against the configured minimums.
 
 use std::path::Path;
 
 use crate::config::Config;
 
 /// Readings of the machine's resources. `None` means "could not be read".
+///
+/// They refuse *new* accounts when the machine is short of CPU, memory, disk space or
+/// inodes (spec 1.2, added in reference 1.12.0; the inode check is this relay's: every
+/// message is a file, so a file system can run out of inodes with bytes to spare).
+/// Existing accounts keep working.
+///
+/// A reading that cannot be taken (a container without `/proc`, a missing directory) is
+/// ignored with a warning, and the other checks still apply, as in the reference.
 pub trait SystemLimits: Send + Sync {
     /// The 1-minute load average.
     fn load_1m(&self) -> Option<f64>;
@@ -70,7 +73,7 @@ const MB: u64 = 1024 * 1024;
 
 /// Checks every configured limit against `limits`; the disk check looks at
 /// `mailboxes_dir`. Unreadable values are skipped with a warning.
-pub fn check_limits(
+pub(crate) fn check_limits(
     config: &Config,
     limits: &dyn SystemLimits,
     mailboxes_dir: &Path,

@@ -1,11 +1,4 @@
-//! Accounts in the reference relay's directory layout (spec 2.1), so an operator can point
-//! this relay at an existing `mailboxes_dir` and every account keeps working:
-//!
-//! ```text
-//! <mailboxes_dir>/<addr>/password              {SHA512-CRYPT}$6$…  (no newline; mtime = last-login day)
-//! <mailboxes_dir>/<addr>/password.lock         flock held while creating
-//! <mailboxes_dir>/<addr>/enforceE2EEincoming   empty marker: refuse cleartext from outside
-//! ```
+//! Accounts in the reference relay's directory layout ([`MaildirAccountStore`]).
 
 use std::collections::hash_map::DefaultHasher;
 use std::fs::{self, File, FileTimes};
@@ -35,8 +28,17 @@ pub(crate) const ENFORCE_E2EE_FILE: &str = "enforceE2EEincoming";
 /// In-process creation locks, striped by address: bounded memory, no clean-up needed.
 const LOCK_STRIPES: usize = 64;
 
-/// An [`AccountStore`] over `<mailboxes_dir>/<addr>/` directories. File-system calls run
-/// on the [`BlockingExecutor`] given at construction.
+/// An [`AccountStore`] over `<mailboxes_dir>/<addr>/` directories, in the reference
+/// relay's layout (spec 2.1), so an operator can point this relay at an existing
+/// `mailboxes_dir` and every account keeps working:
+///
+/// ```text
+/// <mailboxes_dir>/<addr>/password              {SHA512-CRYPT}$6$…  (no newline; mtime = last-login day)
+/// <mailboxes_dir>/<addr>/password.lock         flock held while creating
+/// <mailboxes_dir>/<addr>/enforceE2EEincoming   empty marker: refuse cleartext from outside
+/// ```
+///
+/// File-system calls run on the [`BlockingExecutor`] given at construction.
 #[derive(Clone)]
 pub struct MaildirAccountStore {
     inner: Arc<Inner>,

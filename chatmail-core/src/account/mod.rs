@@ -4,10 +4,10 @@
 //! relay creates the account, if the address and password pass the reference relay's
 //! rules (spec 2.2) and the machine has room for it (spec 1.2, system limits). The pieces:
 //!
-//! * [`validate`]: which login names and new accounts are acceptable ([`parse_login`],
-//!   [`check_new_account`]).
-//! * [`password`]: Dovecot-compatible password hashes ([`PasswordHash`],
-//!   `{SHA512-CRYPT}` by default), verified in constant time.
+//! * [`parse_login`] and [`check_new_account`]: which login names are looked up and
+//!   which new accounts are acceptable (see "Login names" below).
+//! * [`PasswordHash`]: Dovecot-compatible password hashes (`{SHA512-CRYPT}` by
+//!   default), verified in constant time.
 //! * [`AccountStore`]: where accounts live, with [`MemoryAccountStore`] and
 //!   [`MaildirAccountStore`] (the reference relay's `<mailboxes_dir>/<addr>/password`
 //!   layout, so an existing relay's accounts keep working).
@@ -19,6 +19,20 @@
 //! * [`LoginThrottle`]: failed-login limits per client IP and per account.
 //! * [`DeviceTokenStore`]: push-notification device tokens per account (spec 5.1/5.2), with
 //!   [`MemoryDeviceTokens`] and [`MaildirDeviceTokens`] (`metadata.json`).
+//!
+//! # Login names
+//!
+//! Two steps, as in the reference relay (spec 2.2):
+//!
+//! 1. [`parse_login`] turns the login name into the account's [`Address`](crate::Address). Like Dovecot
+//!    (`auth_username_format=%Lu`), the name is lower-cased first, so `Abc@D` logs into an
+//!    existing `abc@D`. Addresses of other domains are never looked up.
+//! 2. [`check_new_account`] decides whether an unknown address may be created. Here this
+//!    relay is stricter than the letter of the reference in one point: a login name that
+//!    contains an upper-case letter *as given* never creates an account. (The reference
+//!    lower-cases first, so `ABC…@D` would create `abc…@D`; the recommended acceptance
+//!    suite, spec 7.4 item 4, expects upper-case local parts to fail.) Existing accounts
+//!    remain reachable with any capitalisation.
 //!
 //! # Blocking work and async runtimes
 //!
@@ -57,21 +71,21 @@
 
 pub(crate) mod fsutil;
 mod hashing;
-pub mod limits;
+mod limits;
 mod maildir;
 mod memory;
-pub mod password;
+mod password;
 mod service;
 mod store;
-pub mod throttle;
-pub mod tokens;
-pub mod validate;
+mod throttle;
+mod tokens;
+mod validate;
 
 pub use hashing::{HashingPool, PoolBusy};
 pub use limits::{FixedSystemLimits, LimitRefusal, LinuxSystemLimits, SystemLimits};
 pub use maildir::MaildirAccountStore;
 pub use memory::MemoryAccountStore;
-pub use password::{PasswordError, PasswordHash, PasswordScheme};
+pub use password::{PasswordError, PasswordHash, PasswordScheme, MAX_VERIFY_ROUNDS};
 pub use service::{Accounts, LoginOutcome, LoginRefusal, DEFAULT_NOCREATE_PATH};
 pub use store::{
     last_login_day, AccountError, AccountRecord, AccountStore, Creation, LastLoginUpdate,

@@ -1,15 +1,4 @@
-//! Dovecot-compatible password hashes, so an existing relay's accounts keep their
-//! passwords (spec 2.1/2.2).
-//!
-//! New hashes are what the reference writes: `{SHA512-CRYPT}$6$<16-char salt>$<hash>`,
-//! 5000 rounds. Verification also understands what Dovecot itself accepts for such
-//! accounts: `{SHA512-CRYPT}`, `{SHA256-CRYPT}` and `{CRYPT}` with a `$6$`/`$5$` body
-//! (optionally `rounds=N`), a bare `$6$…`/`$5$…` (Dovecot's default scheme is `CRYPT`),
-//! and `{PLAIN}`/`{CLEAR}`. Other schemes are refused with
-//! [`PasswordError::UnsupportedScheme`], never treated as a mismatch silently.
-//!
-//! Hashing and verifying take milliseconds of CPU: call them from a blocking context
-//! (see [`crate::BlockingExecutor`]).
+//! Dovecot-compatible password hashes ([`PasswordHash`]).
 
 use std::fmt;
 
@@ -52,7 +41,19 @@ pub enum PasswordError {
     Random(String),
 }
 
-/// A stored password hash, as the `password` file holds it (with the `{SCHEME}` prefix).
+/// A stored password hash, as the `password` file holds it (with the `{SCHEME}` prefix):
+/// Dovecot-compatible, so an existing relay's accounts keep their passwords (spec
+/// 2.1/2.2).
+///
+/// New hashes are what the reference writes: `{SHA512-CRYPT}$6$<16-char salt>$<hash>`,
+/// 5000 rounds. Verification also understands what Dovecot itself accepts for such
+/// accounts: `{SHA512-CRYPT}`, `{SHA256-CRYPT}` and `{CRYPT}` with a `$6$`/`$5$` body
+/// (optionally `rounds=N`), a bare `$6$…`/`$5$…` (Dovecot's default scheme is `CRYPT`),
+/// and `{PLAIN}`/`{CLEAR}`. Other schemes are refused with
+/// [`PasswordError::UnsupportedScheme`], never treated as a mismatch silently.
+///
+/// Hashing and verifying take milliseconds of CPU: call them from a blocking context
+/// (see [`crate::BlockingExecutor`]).
 ///
 /// `Debug` shows only the scheme, so hashes do not end up in logs.
 #[derive(Clone, PartialEq, Eq)]

@@ -1,45 +1,4 @@
-//! Failed-login limits per client IP and per account, with doubling penalties.
-//!
-//! A password check costs milliseconds of CPU, and a patient guesser may try forever; so
-//! after some free failures (wrong passwords for existing accounts: the caller decides
-//! what counts) every further failure earns a penalty that doubles, from
-//! [`ThrottleSettings::first_delay`] up to a cap. [`LoginThrottle`] decides, before a
-//! password is checked, whether it may be checked at all ([`LoginThrottle::admit`]), and
-//! after a failure, when the failure may be answered ([`LoginThrottle::failed`]). It owns
-//! no clock and no timer: every method takes `now`, and the caller holds the answer back
-//! (the SMTP and IMAP engines have a timer for that).
-//!
-//! # Client IPs
-//!
-//! * Past its free failures, an IP gets **one password check per penalty**: an attempt
-//!   during the penalty is refused without a check (the answer waits for the penalty's
-//!   end), and the attempt let through at its end starts the next penalty at once, so
-//!   parallel connections gain nothing. A failure's answer waits until the penalty ends.
-//! * A success does not clear an IP's failures: a guesser owning one account could
-//!   otherwise clear them between guesses. They fade [`ThrottleSettings::forget_after`]
-//!   after the IP's last failure.
-//! * IPv6 clients are counted per /64, the smallest block a site is given.
-//! * IPs live in memory only, in a bounded map; they are never logged or written.
-//!
-//! # Accounts
-//!
-//! Past its free failures an account's penalty holds back only clients whose IP has
-//! failed before (or whose IP is unknown), one check per penalty among them. A client
-//! whose IP has no failure on record is always checked at once: that is the account's
-//! owner on their usual device, so an attacker cannot lock the owner out however often
-//! they fail. The trade-off: a botnet gets one guess per fresh IP, and an owner who
-//! mistyped while the account is under attack waits until that mistake is forgotten
-//! (at most `forget_after`), or for a free check at the end of a penalty (at most
-//! [`ThrottleSettings::max_delay_per_account`]). Generated passwords (78 bits) are out of
-//! reach of any such guessing; the limits are there for CPU and for weak chosen
-//! passwords. A successful login clears the account's failures.
-//!
-//! # Memory
-//!
-//! Each map keeps at most [`ThrottleSettings::max_tracked`] entries; when full, the entry
-//! with the oldest failure goes first. An attacker with more addresses than that (more
-//! than a /48 of IPv6) can push its own entries out, which only gives it the free
-//! failures again: the hashing pool still bounds the CPU.
+//! Failed-login limits per client IP and per account ([`LoginThrottle`]).
 
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
@@ -210,7 +169,49 @@ struct State {
     accounts: Tracker<String>,
 }
 
-/// Failed-login limits shared by every SMTP and IMAP session (see the module docs).
+/// Failed-login limits per client IP and per account, with doubling penalties, shared
+/// by every SMTP and IMAP session.
+///
+/// A password check costs milliseconds of CPU, and a patient guesser may try forever; so
+/// after some free failures (wrong passwords for existing accounts: the caller decides
+/// what counts) every further failure earns a penalty that doubles, from
+/// [`ThrottleSettings::first_delay`] up to a cap. [`LoginThrottle`] decides, before a
+/// password is checked, whether it may be checked at all ([`LoginThrottle::admit`]), and
+/// after a failure, when the failure may be answered ([`LoginThrottle::failed`]). It owns
+/// no clock and no timer: every method takes `now`, and the caller holds the answer back
+/// (the SMTP and IMAP engines have a timer for that).
+///
+/// # Client IPs
+///
+/// * Past its free failures, an IP gets **one password check per penalty**: an attempt
+///   during the penalty is refused without a check (the answer waits for the penalty's
+///   end), and the attempt let through at its end starts the next penalty at once, so
+///   parallel connections gain nothing. A failure's answer waits until the penalty ends.
+/// * A success does not clear an IP's failures: a guesser owning one account could
+///   otherwise clear them between guesses. They fade [`ThrottleSettings::forget_after`]
+///   after the IP's last failure.
+/// * IPv6 clients are counted per /64, the smallest block a site is given.
+/// * IPs live in memory only, in a bounded map; they are never logged or written.
+///
+/// # Accounts
+///
+/// Past its free failures an account's penalty holds back only clients whose IP has
+/// failed before (or whose IP is unknown), one check per penalty among them. A client
+/// whose IP has no failure on record is always checked at once: that is the account's
+/// owner on their usual device, so an attacker cannot lock the owner out however often
+/// they fail. The trade-off: a botnet gets one guess per fresh IP, and an owner who
+/// mistyped while the account is under attack waits until that mistake is forgotten
+/// (at most `forget_after`), or for a free check at the end of a penalty (at most
+/// [`ThrottleSettings::max_delay_per_account`]). Generated passwords (78 bits) are out of
+/// reach of any such guessing; the limits are there for CPU and for weak chosen
+/// passwords. A successful login clears the account's failures.
+///
+/// # Memory
+///
+/// Each map keeps at most [`ThrottleSettings::max_tracked`] entries; when full, the entry
+/// with the oldest failure goes first. An attacker with more addresses than that (more
+/// than a /48 of IPv6) can push its own entries out, which only gives it the free
+/// failures again: the hashing pool still bounds the CPU.
 ///
 /// `Debug` shows only the settings and how many entries are kept: never an IP.
 pub struct LoginThrottle {

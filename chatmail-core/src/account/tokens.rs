@@ -1,20 +1,5 @@
-//! Push-notification device tokens per account (spec 5.1, 5.2).
-//!
-//! A client sets `/private/devicetoken` with IMAP SETMETADATA; each delivery then notifies
-//! every valid token of the recipient. A token is valid while its timestamp `ts` satisfies
-//! `now - 90 days < ts < now + 60 s`; setting it again refreshes `ts` (keeping its place in
-//! the insertion order), expired tokens are dropped on every read and change, and a token
-//! the notification service answers with HTTP 410 is removed.
-//!
-//! The maildir layout is the reference relay's `<mailboxes_dir>/<addr>/metadata.json`:
-//! `{"devicetoken": {"<token>": <unix-ts>, ...}}`, replaced atomically under
-//! `metadata.json.lock`. The legacy list form `{"devicetoken": ["t1", "t2"]}` is read as
-//! tokens set `now`; a corrupt file is treated as empty (with a warning) and rewritten on
-//! the next change. Other top-level keys are kept as they are.
-//!
-//! Bounds this relay adds: a token is at most [`MAX_TOKEN_LEN`] bytes of printable,
-//! non-space ASCII (GETMETADATA joins tokens with spaces), and an account keeps at most
-//! [`MAX_TOKENS_PER_ACCOUNT`] tokens (the least recently set one goes first).
+//! Push-notification device tokens per account ([`DeviceTokenStore`]) and their two
+//! backends.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -66,7 +51,20 @@ pub enum TokenError {
     Store(#[from] AccountError),
 }
 
-/// Device-token storage per account. Times are unix seconds passed in by the caller.
+/// Device-token storage per account (spec 5.1, 5.2). Times are unix seconds passed in
+/// by the caller.
+///
+/// A client sets [`DEVICE_TOKEN_ENTRY`] with IMAP SETMETADATA; each delivery then
+/// notifies every valid token of the recipient. A token is valid while its timestamp
+/// `ts` satisfies `now - 90 days < ts < now + 60 s` ([`TOKEN_LIFETIME_SECS`],
+/// [`TOKEN_FUTURE_SLACK_SECS`]); setting it again refreshes `ts` (keeping its place in
+/// the insertion order), expired tokens are dropped on every read and change, and a token
+/// the notification service answers with HTTP 410 is removed.
+///
+/// Bounds this relay adds: a token is at most [`MAX_TOKEN_LEN`] bytes of printable,
+/// non-space ASCII (GETMETADATA joins tokens with spaces), and an account keeps at most
+/// [`MAX_TOKENS_PER_ACCOUNT`] tokens (the least recently set one goes first). Every
+/// implementation keeps these rules: [`MemoryDeviceTokens`], [`MaildirDeviceTokens`].
 #[async_trait]
 pub trait DeviceTokenStore: Send + Sync {
     /// Adds `token`, or refreshes its timestamp to `now` if present.
@@ -347,8 +345,12 @@ impl DeviceTokenStore for MemoryDeviceTokens {
     }
 }
 
-/// Device tokens in `<mailboxes_dir>/<addr>/metadata.json` (reference layout). File
-/// access runs on the [`BlockingExecutor`].
+/// Device tokens in `<mailboxes_dir>/<addr>/metadata.json`, the reference relay's
+/// layout: `{"devicetoken": {"<token>": <unix-ts>, ...}}`, replaced atomically under
+/// `metadata.json.lock`. The legacy list form `{"devicetoken": ["t1", "t2"]}` is read as
+/// tokens set `now`; a corrupt file is treated as empty (with a warning) and rewritten on
+/// the next change. Other top-level keys are kept as they are. File access runs on the
+/// [`BlockingExecutor`].
 #[derive(Clone)]
 pub struct MaildirDeviceTokens {
     root: Arc<PathBuf>,

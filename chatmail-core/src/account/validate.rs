@@ -1,16 +1,5 @@
-//! Which login names are looked up, and which new accounts may be created (spec 2.2).
-//!
-//! Two steps, as in the reference relay:
-//!
-//! 1. [`parse_login`] turns the login name into the account's [`Address`]. Like Dovecot
-//!    (`auth_username_format=%Lu`), the name is lower-cased first, so `Abc@D` logs into an
-//!    existing `abc@D`. Addresses of other domains are never looked up.
-//! 2. [`check_new_account`] decides whether an unknown address may be created. Here this
-//!    relay is stricter than the letter of the reference in one point: a login name that
-//!    contains an upper-case letter *as given* never creates an account. (The reference
-//!    lower-cases first, so `ABC…@D` would create `abc…@D`; the recommended acceptance
-//!    suite, spec 7.4 item 4, expects upper-case local parts to fail.) Existing accounts
-//!    remain reachable with any capitalisation.
+//! Which login names are looked up ([`parse_login`]), and which new accounts may be
+//! created ([`check_new_account`]); the rules are in the [account module docs](super).
 
 use crate::config::Config;
 use crate::types::{Address, AddressError};

@@ -13,8 +13,8 @@
 //! The stores carry these out themselves, [`MailStore::expire`] and
 //! [`MailStore::trim_to_quota`], so that every message removed is expunged as an IMAP
 //! EXPUNGE is: a new modseq, the index updated, [`Change::Expunged`] on the change feed
-//! (an IDLE session sees `* N EXPUNGE`). How the `maildir` backend decides on files, as
-//! the reference relay does, is in [`crate::store::maildir::expiry`].
+//! (an IDLE session sees `* N EXPUNGE`). The `maildir` backend decides on files as the
+//! reference relay does (its `store/maildir/expiry.rs`).
 //!
 //! ```
 //! use chatmail_core::config::Config;

@@ -18,3 +18,14 @@ pub mod types;
 
 pub use executor::{run_blocking, BlockingExecutor, ExecutorGone, InlineExecutor, ThreadExecutor};
 pub use types::*;
+
+/// Internals the fuzz targets reach (`fuzz/`; cargo-fuzz builds with `--cfg fuzzing`):
+/// parsers of untrusted input that are not part of the API.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::store::maildir::expiry::parse_dovecot_name;
+}
+
+#[cfg(test)]
+mod tests;

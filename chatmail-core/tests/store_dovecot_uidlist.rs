@@ -7,10 +7,18 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use chatmail_core::store::maildir::{ADOPTED_FILE, INDEX_FILE, UID_VALIDITY_FILE};
 use chatmail_core::store::{MailStore, MaildirStore};
 use chatmail_core::{Address, Flag, FlagOp, Flags, MessageMeta, Uid, INBOX};
 use futures::executor::block_on;
+
+// The store's own files, by the names its docs give (a layout on disk is a promise to
+// the operator's backups and scripts, so the names are spelled out here).
+/// A mailbox's index.
+const INDEX_FILE: &str = "chatmail-uidlist";
+/// The record that a mailbox's Dovecot UIDs were taken over.
+const ADOPTED_FILE: &str = "chatmail-dovecot-adopted";
+/// The UIDVALIDITY reservation in `mailboxes_dir`.
+const UID_VALIDITY_FILE: &str = "chatmail-uidvalidity";
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!("{}/../testdata/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));

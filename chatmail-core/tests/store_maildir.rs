@@ -7,11 +7,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use chatmail_core::store::maildir::{INDEX_FILE, UID_VALIDITY_FILE};
 use chatmail_core::store::{MailStore, MaildirStore, StoreError, StoreLimits};
 use chatmail_core::ThreadExecutor;
 use chatmail_core::{Address, Change, Flag, FlagOp, Flags, Uid, INBOX};
 use futures::executor::block_on;
+
+// The store's own files, by the names its docs give (a layout on disk is a promise to
+// the operator's backups and scripts, so the names are spelled out here).
+/// A mailbox's index.
+const INDEX_FILE: &str = "chatmail-uidlist";
+/// The UIDVALIDITY reservation in `mailboxes_dir`.
+const UID_VALIDITY_FILE: &str = "chatmail-uidvalidity";
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!("{}/../testdata/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));

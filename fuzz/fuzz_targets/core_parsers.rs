@@ -4,7 +4,7 @@
 #![no_main]
 use chatmail_core::account::{check_new_account, parse_login, PasswordHash};
 use chatmail_core::config::Config;
-use chatmail_core::store::maildir::expiry::parse_dovecot_name;
+use chatmail_core::fuzzing::parse_dovecot_name;
 use chatmail_core::Flag;
 use libfuzzer_sys::fuzz_target;
 

@@ -16,7 +16,7 @@
 //!   with `cur/ new/ tmp/` and Maildir++ folders `.<Name>/`, so an existing relay's
 //!   messages (written by Dovecot, gzip-compressed or not) are served without conversion.
 //!   IMAP state that maildir cannot hold lives in a sidecar index per mailbox,
-//!   [`maildir::INDEX_FILE`].
+//!   `chatmail-uidlist`.
 //!
 //! Accounts (whether an address may log in, its password) are not the store's business:
 //! the caller checks them with [`crate::account`] first. The maildir store creates an
@@ -69,7 +69,7 @@
 
 mod feed;
 mod index;
-pub mod maildir;
+pub(crate) mod maildir;
 mod memory;
 mod name;
 

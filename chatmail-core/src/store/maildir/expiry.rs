@@ -3,9 +3,9 @@
 //!
 //! 1. [`scan_account`] reads an account directory into plain data ([`AccountScan`]): its
 //!    messages (any regular file in a `cur`, `new` or `tmp` directory at any depth, with
-//!    mtime and size), its other files, and the `password` mtime (the last-login day);
-//!    [`scan_mailboxes`] does so for every account of a `mailboxes_dir`.
-//! 2. [`plan_account`] (for all: [`plan_expiry`]) takes a scan, an [`ExpiryPolicy`] and
+//!    mtime and size), its other files, and the `password` mtime (the last-login day),
+//!    for every directory [`account_dirs`] finds in a `mailboxes_dir`.
+//! 2. [`plan_account`] takes a scan, an [`ExpiryPolicy`] and
 //!    `now` (unix seconds) and returns the exact deletions of the reference relay
 //!    ([`ExpiryPlan`]):
 //!    * accounts whose last login is older than `delete_inactive_users_after` days are
@@ -21,25 +21,11 @@
 //!      names), never touching mail younger than 24 h;
 //!    * if anything was removed, the Dovecot quota cache `maildirsize` goes too.
 //!
-//! Both steps only read: together they are a dry run. [`MaildirStore::expire`] carries a
-//! plan out through the store's index, so that each message removed is expunged and
+//! Both steps only read: together they are a dry run (the tests make one for a whole
+//! `mailboxes_dir`: `scan_mailboxes`, `plan_expiry`). [`MaildirStore::expire`] carries
+//! a plan out through the store's index, so that each message removed is expunged and
 //! published like an IMAP EXPUNGE; only files no mailbox lists (in `tmp/`, in broken
 //! folders) are simply deleted.
-//!
-//! ```
-//! use chatmail_core::config::Config;
-//! use chatmail_core::expiry::ExpiryPolicy;
-//! use chatmail_core::store::maildir::expiry::{plan_expiry, scan_mailboxes};
-//!
-//! let dir = std::env::temp_dir().join(format!("expiry-doc-{}", std::process::id()));
-//! std::fs::create_dir_all(dir.join("abcdefghi@chat.example.org/cur")).unwrap();
-//! let policy = ExpiryPolicy::from_config(&Config::with_domain("chat.example.org"));
-//! let now = 1_700_000_000;
-//! let plan = plan_expiry(&policy, &scan_mailboxes(&dir, None), now);
-//! // No password file, not empty: kept as the reference keeps it.
-//! assert!(plan.deletions.is_empty());
-//! # std::fs::remove_dir_all(&dir).unwrap();
-//! ```
 //!
 //! [`MaildirStore::expire`]: crate::store::MailStore::expire
 
@@ -136,7 +122,9 @@ pub struct ScanError {
     pub error: io::Error,
 }
 
-/// A whole `mailboxes_dir` as scanned.
+/// A whole `mailboxes_dir` as scanned (the tests' dry run; the store scans account by
+/// account).
+#[cfg(test)]
 #[derive(Debug, Default)]
 pub struct MailboxesScan {
     /// Every directory whose name contains `@`.
@@ -155,6 +143,7 @@ fn mtime_secs(meta: &fs::Metadata) -> u64 {
 /// Scans every entry of `mailboxes_dir` whose name contains `@` (at most `max_accounts`
 /// of them, in directory order, like the reference's `--maxnum`). A missing directory
 /// is an empty scan.
+#[cfg(test)]
 pub fn scan_mailboxes(mailboxes_dir: &Path, max_accounts: Option<usize>) -> MailboxesScan {
     let mut scan = MailboxesScan::default();
     for (name, dir) in account_dirs(mailboxes_dir, max_accounts, &mut scan.errors) {
@@ -309,8 +298,6 @@ fn walk(
 pub enum DeletionReason {
     /// Last login older than `delete_inactive_users_after`.
     InactiveAccount,
-    /// An account directory without `password` and without any entry.
-    EmptyWithoutPassword,
     /// Older than `delete_mails_after`.
     OldMessage,
     /// Over 200000 bytes in `cur`, older than `delete_large_after`.
@@ -359,6 +346,7 @@ pub struct ExpiryPlan {
     pub messages_total: usize,
 }
 
+#[cfg(test)]
 impl ExpiryPlan {
     /// How many whole accounts the plan removes.
     pub fn accounts_removed(&self) -> usize {
@@ -367,17 +355,11 @@ impl ExpiryPlan {
             .filter(|d| matches!(d, PlannedDeletion::Account { .. }))
             .count()
     }
-
-    /// How many files the plan removes one by one.
-    pub fn files_removed(&self) -> usize {
-        self.deletions
-            .iter()
-            .filter(|d| matches!(d, PlannedDeletion::File { .. }))
-            .count()
-    }
 }
 
-/// The reference relay's daily expiry decision for every scanned account at `now`.
+/// The reference relay's daily expiry decision for every scanned account at `now` (the
+/// tests' dry run; the store plans account by account).
+#[cfg(test)]
 pub fn plan_expiry(policy: &ExpiryPolicy, scan: &MailboxesScan, now: u64) -> ExpiryPlan {
     let mut plan = ExpiryPlan {
         accounts_total: scan.accounts.len(),
@@ -504,3 +486,6 @@ pub fn plan_quota_trim<'a>(
         .map(|(_, i)| messages[i])
         .collect()
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,89 +1,5 @@
-//! The `maildir` backend: the reference relay's mail layout on disk.
-//!
-//! ```text
-//! <mailboxes_dir>/<addr>/cur/ new/ tmp/          INBOX
-//! <mailboxes_dir>/<addr>/chatmail-uidlist        INBOX's index (this backend's)
-//! <mailboxes_dir>/<addr>/chatmail-subscriptions  subscribed mailboxes, one per line
-//! <mailboxes_dir>/<addr>/.<Name>/cur/ new/ tmp/  mailbox <Name> (Maildir++), with its own
-//! <mailboxes_dir>/<addr>/.<Name>/chatmail-uidlist  index and a `maildirfolder` marker
-//! ```
-//!
-//! The other files of an account directory (`password`, `enforceE2EEincoming`,
-//! `metadata.json`, Dovecot's `dovecot*` and `maildirsize`) belong to others and are
-//! never written. Messages already there, as Dovecot wrote them (`new/` or `cur/`, plain
-//! or gzip-compressed, `,S=<size>` in the name), are listed and read like the store's
-//! own.
-//!
-//! # Taking over from Dovecot
-//!
-//! A mailbox without an index of this store's gets one when first opened. If Dovecot
-//! served it before and left a valid `dovecot-uidlist` (format 3; see the `dovecot`
-//! module for the format and its bounds), the index takes on Dovecot's UIDVALIDITY and
-//! the UIDs of the listed files that exist, and UIDNEXT continues from the larger of
-//! Dovecot's and one more than the highest UID taken on; files Dovecot did not list get
-//! UIDs from there, in delivery order. Clients then keep their caches. HIGHESTMODSEQ
-//! starts above any Dovecot can have reached (Dovecot's own is in its binary index, not
-//! read), so a CONDSTORE client's cached value is never ahead of the mailbox. Flags
-//! come from the maildir info letters: upper-case ones are system flags, lower-case
-//! ones keywords numbered in `dovecot-keywords` (at most `max_keywords` per message).
-//! Without a valid `dovecot-uidlist` (missing, unreadable, too large, malformed), the
-//! mailbox gets a new UIDVALIDITY and UIDs in delivery order, and clients resynchronise.
-//! Dovecot's files are only read once: the takeover is recorded in [`ADOPTED_FILE`]
-//! before the index is written, and an index of this store's that became unreadable or
-//! went missing after a takeover is rebuilt under a new UIDVALIDITY, since UIDs given
-//! after the takeover are not in Dovecot's list.
-//!
-//! UIDVALIDITY values are unique per `mailboxes_dir`: [`UID_VALIDITY_FILE`] reserves
-//! the values handed out, and an adopted value is reserved too, so every value handed
-//! out later (also after a restart) is larger than any adopted one. A mailbox deleted
-//! and created again, or rebuilt, never gets a UIDVALIDITY it had before.
-//!
-//! # Durability
-//!
-//! An append writes `tmp/<name>`, fsyncs it, renames it into `new/` (or `cur/` when it
-//! has flags), fsyncs that directory, then appends the UID record to the mailbox's
-//! [`INDEX_FILE`] and fsyncs that, all before it returns: three fsyncs per message.
-//! UIDNEXT and the highest modseq are in the index, so UIDs never repeat across a restart.
-//! A delivery killed between the write and the rename leaves its file in `tmp/`: at open
-//! the store removes files in any `tmp/` older than 36 hours, as Dovecot does.
-//!
-//! # Files changed by others
-//!
-//! Other programs (Dovecot before the takeover, an operator's scripts) may add and
-//! delete message files and whole account directories behind the store's back; the
-//! store's own expiry and trimming go through the index ([`MailStore::expire`],
-//! [`MailStore::trim_to_quota`]). Every operation that reads a mailbox first compares
-//! the mtimes of its `cur/` and `new/` with those of its last scan, and rescans on a
-//! difference (or when they are so recent that a change in the same clock tick could
-//! hide). Appends do not scan: a file found later just gets a later UID. A rescan
-//! turns vanished files into expunges and unknown files into new UIDs, both published
-//! on the change feed. An INBOX whose directory vanished starts over with a new
-//! UIDVALIDITY.
-//!
-//! # Quota usage
-//!
-//! Each account's usage is one figure the store keeps: computed once (the first call
-//! after start loads and rescans every mailbox, which also takes in what Dovecot left)
-//! and moved by every change the store commits, so the quota check of a delivery reads
-//! no directory. Files others add are counted when a rescan finds them.
-//!
-//! # Concurrency
-//!
-//! One process owns a `mailboxes_dir`; within it any number of threads may work on the
-//! same mailbox. Each mailbox has a lock held while its index changes; the message file
-//! of an append is written and fsynced outside that lock, so appenders to one mailbox
-//! only queue for the index write. Each account has a readers-writer lock: message
-//! operations share it, CREATE/DELETE/RENAME/SUBSCRIBE take it alone.
-//!
-//! # Blocking
-//!
-//! All file-system work runs in jobs handed to the store's
-//! [`BlockingExecutor`]. The default,
-//! [`InlineExecutor`], runs them on the thread that
-//! polls the future, which blocks it for the length of the fsyncs (milliseconds): right
-//! for tests and blocking programs. An async program passes an executor that runs jobs
-//! where blocking is allowed (`tokio::task::spawn_blocking`) via
-//! [`MaildirStore::with_executor`].
+//! The `maildir` backend: [`MaildirStore`], the reference relay's layout on disk (the
+//! layout and the guarantees are in its docs).
 //!
 //! # Where the code is
 //!
@@ -98,7 +14,7 @@
 
 mod account;
 mod dovecot;
-pub mod expiry;
+pub(crate) mod expiry;
 mod files;
 mod flags;
 mod mailboxes;
@@ -130,24 +46,106 @@ use crate::expiry::{ExpiryPolicy, ExpiryReport};
 use crate::types::{Address, Change, FlagOp, Flags, MailboxInfo, MailboxStatus, MessageMeta};
 use crate::types::{ModSeq, Uid};
 
-pub use self::uidlist::INDEX_FILE;
-
 /// The account-level file listing subscribed mailboxes, one name per line. When it is
 /// missing, Dovecot's `subscriptions` file is read instead.
-pub const SUBSCRIPTIONS_FILE: &str = "chatmail-subscriptions";
+pub(crate) const SUBSCRIPTIONS_FILE: &str = "chatmail-subscriptions";
 
 /// The file in a mailbox directory that records that this store took over Dovecot's UIDs
 /// there (it holds the adopted UIDVALIDITY). It is written before the index and outlives
 /// it: if the index is lost, the mailbox is not adopted a second time (which could hand
 /// out UIDs already used under that UIDVALIDITY) but gets a new UIDVALIDITY.
-pub const ADOPTED_FILE: &str = "chatmail-dovecot-adopted";
+pub(crate) const ADOPTED_FILE: &str = "chatmail-dovecot-adopted";
 
 /// The file in `mailboxes_dir` that reserves UIDVALIDITY values across restarts (its name
 /// has no `@`, so the expiry does not take it for an account).
-pub const UID_VALIDITY_FILE: &str = "chatmail-uidvalidity";
+pub(crate) const UID_VALIDITY_FILE: &str = "chatmail-uidvalidity";
 
-/// A [`MailStore`] on the reference relay's maildir layout; see the
-/// [module docs](self) for the layout, durability and concurrency.
+/// A [`MailStore`] on the reference relay's maildir layout:
+///
+/// ```text
+/// <mailboxes_dir>/<addr>/cur/ new/ tmp/          INBOX
+/// <mailboxes_dir>/<addr>/chatmail-uidlist        INBOX's index (this backend's)
+/// <mailboxes_dir>/<addr>/chatmail-subscriptions  subscribed mailboxes, one per line
+/// <mailboxes_dir>/<addr>/.<Name>/cur/ new/ tmp/  mailbox <Name> (Maildir++), with its own
+/// <mailboxes_dir>/<addr>/.<Name>/chatmail-uidlist  index and a `maildirfolder` marker
+/// ```
+///
+/// The other files of an account directory (`password`, `enforceE2EEincoming`,
+/// `metadata.json`, Dovecot's `dovecot*` and `maildirsize`) belong to others and are
+/// never written. Messages already there, as Dovecot wrote them (`new/` or `cur/`, plain
+/// or gzip-compressed, `,S=<size>` in the name), are listed and read like the store's
+/// own.
+///
+/// # Taking over from Dovecot
+///
+/// A mailbox without an index of this store's gets one when first opened. If Dovecot
+/// served it before and left a valid `dovecot-uidlist` (format 3; see the `dovecot`
+/// module for the format and its bounds), the index takes on Dovecot's UIDVALIDITY and
+/// the UIDs of the listed files that exist, and UIDNEXT continues from the larger of
+/// Dovecot's and one more than the highest UID taken on; files Dovecot did not list get
+/// UIDs from there, in delivery order. Clients then keep their caches. HIGHESTMODSEQ
+/// starts above any Dovecot can have reached (Dovecot's own is in its binary index, not
+/// read), so a CONDSTORE client's cached value is never ahead of the mailbox. Flags
+/// come from the maildir info letters: upper-case ones are system flags, lower-case
+/// ones keywords numbered in `dovecot-keywords` (at most `max_keywords` per message).
+/// Without a valid `dovecot-uidlist` (missing, unreadable, too large, malformed), the
+/// mailbox gets a new UIDVALIDITY and UIDs in delivery order, and clients resynchronise.
+/// Dovecot's files are only read once: the takeover is recorded in `chatmail-dovecot-adopted`
+/// before the index is written, and an index of this store's that became unreadable or
+/// went missing after a takeover is rebuilt under a new UIDVALIDITY, since UIDs given
+/// after the takeover are not in Dovecot's list.
+///
+/// UIDVALIDITY values are unique per `mailboxes_dir`: `chatmail-uidvalidity` (in `mailboxes_dir`) reserves
+/// the values handed out, and an adopted value is reserved too, so every value handed
+/// out later (also after a restart) is larger than any adopted one. A mailbox deleted
+/// and created again, or rebuilt, never gets a UIDVALIDITY it had before.
+///
+/// # Durability
+///
+/// An append writes `tmp/<name>`, fsyncs it, renames it into `new/` (or `cur/` when it
+/// has flags), fsyncs that directory, then appends the UID record to the mailbox's
+/// index (`chatmail-uidlist`) and fsyncs that, all before it returns: three fsyncs per message.
+/// UIDNEXT and the highest modseq are in the index, so UIDs never repeat across a restart.
+/// A delivery killed between the write and the rename leaves its file in `tmp/`: at open
+/// the store removes files in any `tmp/` older than 36 hours, as Dovecot does.
+///
+/// # Files changed by others
+///
+/// Other programs (Dovecot before the takeover, an operator's scripts) may add and
+/// delete message files and whole account directories behind the store's back; the
+/// store's own expiry and trimming go through the index ([`MailStore::expire`],
+/// [`MailStore::trim_to_quota`]). Every operation that reads a mailbox first compares
+/// the mtimes of its `cur/` and `new/` with those of its last scan, and rescans on a
+/// difference (or when they are so recent that a change in the same clock tick could
+/// hide). Appends do not scan: a file found later just gets a later UID. A rescan
+/// turns vanished files into expunges and unknown files into new UIDs, both published
+/// on the change feed. An INBOX whose directory vanished starts over with a new
+/// UIDVALIDITY.
+///
+/// # Quota usage
+///
+/// Each account's usage is one figure the store keeps: computed once (the first call
+/// after start loads and rescans every mailbox, which also takes in what Dovecot left)
+/// and moved by every change the store commits, so the quota check of a delivery reads
+/// no directory. Files others add are counted when a rescan finds them.
+///
+/// # Concurrency
+///
+/// One process owns a `mailboxes_dir`; within it any number of threads may work on the
+/// same mailbox. Each mailbox has a lock held while its index changes; the message file
+/// of an append is written and fsynced outside that lock, so appenders to one mailbox
+/// only queue for the index write. Each account has a readers-writer lock: message
+/// operations share it, CREATE/DELETE/RENAME/SUBSCRIBE take it alone.
+///
+/// # Blocking
+///
+/// All file-system work runs in jobs handed to the store's
+/// [`BlockingExecutor`]. The default,
+/// [`InlineExecutor`], runs them on the thread that
+/// polls the future, which blocks it for the length of the fsyncs (milliseconds): right
+/// for tests and blocking programs. An async program passes an executor that runs jobs
+/// where blocking is allowed (`tokio::task::spawn_blocking`) via
+/// [`MaildirStore::with_executor`].
 pub struct MaildirStore {
     inner: Arc<Inner>,
     executor: Arc<dyn BlockingExecutor>,
@@ -236,7 +234,7 @@ struct Batch {
 
 impl MaildirStore {
     /// Serves the maildirs under `mailboxes_dir` (created if missing), running file-system
-    /// work inline (see the module docs on blocking).
+    /// work inline (see "Blocking" above).
     pub fn open(mailboxes_dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let root = mailboxes_dir.into();
         std::fs::create_dir_all(&root)

@@ -6,18 +6,19 @@
 //! read the tokens, scan it for expiry, and list and read the messages through the
 //! `maildir` [`MailStore`] without converting anything.
 
-use std::fs::{self, File, FileTimes};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
 
-use chatmail_core::account::*;
-use chatmail_core::config::Config;
-use chatmail_core::expiry::ExpiryPolicy;
-use chatmail_core::store::maildir::expiry::{plan_expiry, scan_mailboxes, MaildirSubdir};
-use chatmail_core::store::{MailStore, MaildirStore};
-use chatmail_core::{Address, Flag, InlineExecutor, INBOX};
 use futures::executor::block_on;
+
+use super::set_mtime;
+use crate::account::*;
+use crate::config::Config;
+use crate::expiry::ExpiryPolicy;
+use crate::store::maildir::expiry::{plan_expiry, scan_mailboxes, MaildirSubdir};
+use crate::store::{MailStore, MaildirStore};
+use crate::{Address, Flag, InlineExecutor, INBOX};
 
 const NOW: u64 = 1_700_000_000;
 const DAY: u64 = 86_400;
@@ -51,16 +52,6 @@ fn independent_hash() -> String {
             PYTHON_HASH_FALLBACK.to_string()
         }
     }
-}
-
-fn set_mtime(path: &Path, unix: u64) {
-    let t = UNIX_EPOCH + Duration::from_secs(unix);
-    File::options()
-        .write(true)
-        .open(path)
-        .unwrap()
-        .set_times(FileTimes::new().set_accessed(t).set_modified(t))
-        .unwrap();
 }
 
 fn fixture(name: &str) -> Vec<u8> {

@@ -2,16 +2,17 @@
 //! `test_expire.py` and `test_delete_inactive_users.py`: the plan the maildir backend
 //! makes on files, and the store carrying it out.
 
-use std::fs::{self, File, FileTimes};
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, UNIX_EPOCH};
 
-use chatmail_core::config::Config;
-use chatmail_core::expiry::*;
-use chatmail_core::store::maildir::expiry::*;
-use chatmail_core::store::{MailStore, MaildirStore};
-use chatmail_core::{Address, Uid, INBOX};
 use futures::executor::block_on;
+
+use super::*;
+use crate::config::Config;
+use crate::expiry::{quota_expire_log_line, ExpiryReport};
+use crate::store::{MailStore, MaildirStore};
+use crate::tests::set_mtime;
+use crate::{Address, Uid, INBOX};
 
 const NOW: u64 = 1_700_000_000;
 const DAY: u64 = 86_400;
@@ -20,13 +21,7 @@ const DAY: u64 = 86_400;
 fn put(path: &Path, size: usize, mtime: u64) {
     fs::create_dir_all(path.parent().unwrap()).unwrap();
     fs::write(path, vec![b'x'; size]).unwrap();
-    let t = UNIX_EPOCH + Duration::from_secs(mtime);
-    File::options()
-        .write(true)
-        .open(path)
-        .unwrap()
-        .set_times(FileTimes::new().set_accessed(t).set_modified(t))
-        .unwrap();
+    set_mtime(path, mtime);
 }
 
 /// An account directory with a password file whose mtime is `last_login`.
@@ -277,6 +272,16 @@ fn accounts_without_password_are_removed_only_when_empty() {
     // Not touched at all, even the old message: no password means no expiry decisions.
     assert!(full.join("cur/old").exists());
     assert_eq!(plan.kept_without_password, vec![full]);
+}
+
+/// Was the module's doc example: an account directory with no password file whose only
+/// entry is an empty `cur/` is not empty, so the reference keeps it.
+#[test]
+fn account_without_password_holding_an_empty_cur_is_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::create_dir_all(tmp.path().join("abcdefghi@chat.example.org/cur")).unwrap();
+    let plan = plan_expiry(&policy(), &scan_mailboxes(tmp.path(), None), NOW);
+    assert!(plan.deletions.is_empty());
 }
 
 #[test]

@@ -120,8 +120,8 @@ pub struct Config {
     /// deliveries.
     pub password_hash_threads: usize,
     /// `password_hash_queue` (1024; this project's key): logins that may wait for a hash
-    /// thread; past that a login gets a temporary failure (SMTP 454, IMAP NO
-    /// [UNAVAILABLE]) instead of queueing without bound.
+    /// thread; past that a login gets a temporary failure (SMTP 454, IMAP `NO
+    /// [UNAVAILABLE]`) instead of queueing without bound.
     pub password_hash_queue: usize,
     /// `max_load_1m` (5.0).
     pub max_load_1m: f64,
@@ -213,76 +213,11 @@ pub struct Config {
     pub tls_cert_path: Option<PathBuf>,
     /// `tls_key_path`.
     pub tls_key_path: Option<PathBuf>,
-    /// `notify_url`: push notification endpoint.
+    /// `notify_url`: push notification endpoint ([`DEFAULT_NOTIFY_URL`]).
     pub notify_url: String,
     /// Keys present in `[params]` that this relay does not know (reported, not fatal).
     pub unknown_keys: Vec<String>,
 }
-
-/// Every key this relay reads; anything else in `[params]` is reported as unknown.
-pub const KNOWN_KEYS: &[&str] = &[
-    "mail_domain",
-    "max_user_send_per_minute",
-    "max_user_send_burst_size",
-    "max_mailbox_size",
-    "max_message_size",
-    "delete_mails_after",
-    "delete_large_after",
-    "delete_inactive_users_after",
-    "username_min_length",
-    "username_max_length",
-    "password_min_length",
-    "login_free_failures_per_ip",
-    "login_free_failures_per_account",
-    "login_max_delay_per_ip",
-    "login_max_delay_per_account",
-    "login_failures_forget_after",
-    "password_hash_threads",
-    "password_hash_queue",
-    "max_load_1m",
-    "min_available_memory",
-    "min_free_disk_space",
-    "min_free_inodes",
-    "max_imap_connections",
-    "max_smtp_connections",
-    "max_imap_connections_per_ip",
-    "max_smtp_connections_per_ip",
-    "max_message_memory",
-    "tls_external_cert_and_key",
-    "www_folder",
-    "disable_ipv6",
-    "acme_email",
-    "iroh_relay",
-    "mtail_address",
-    "imap_rawlog",
-    "imap_compress",
-    "turn_socket_path",
-    "filtermail_smtp_port",
-    "filtermail_smtp_port_incoming",
-    "filtermail_http_port_incoming",
-    "filtermail_lmtp_port_transport",
-    "postfix_reinject_port",
-    "postfix_reinject_port_incoming",
-    "privacy_postal",
-    "privacy_mail",
-    "privacy_pdo",
-    "privacy_supervisor",
-    "mailboxes_dir",
-    "passdb_path",
-    "listen_address",
-    "smtp_port",
-    "submission_port",
-    "submissions_port",
-    "imap_port",
-    "imaps_port",
-    "https_port",
-    "tls_cert_path",
-    "tls_key_path",
-    "notify_url",
-    // Read only by filtermail in the reference; accepted silently for compatibility.
-    "filtermail_host",
-    "postfix_host",
-];
 
 /// The reference relay's push endpoint (spec 5.4).
 pub const DEFAULT_NOTIFY_URL: &str = "https://notifications.delta.chat/notify";
@@ -753,7 +688,7 @@ fn path(key: &str, v: &str) -> Result<PathBuf, ConfigError> {
 
 /// Parses a size the way the reference does (spec 1.1) into megabytes: `500M`, `2G`,
 /// ` 1g `, `100MB`, `256`.
-pub fn parse_size_mb(v: &str) -> Option<u64> {
+pub(crate) fn parse_size_mb(v: &str) -> Option<u64> {
     let s = v.trim().to_ascii_uppercase();
     let s = s.strip_suffix('B').unwrap_or(&s);
     let (digits, factor) = if let Some(d) = s.strip_suffix('G') {

@@ -173,7 +173,7 @@ impl Flag {
     }
 
     /// The Maildir info letter for system flags (`S`, `R`, `F`, `T`, `D`); keywords have none.
-    pub fn maildir_letter(&self) -> Option<char> {
+    pub(crate) fn maildir_letter(&self) -> Option<char> {
         match self {
             Flag::Draft => Some('D'),
             Flag::Flagged => Some('F'),

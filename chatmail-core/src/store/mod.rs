@@ -80,10 +80,10 @@ use crate::expiry::{ExpiryPolicy, ExpiryReport};
 use crate::types::{Address, FlagOp, Flags, MailboxInfo, MailboxStatus, MessageMeta, ModSeq};
 use crate::types::{Uid, UidValidity};
 
-pub use feed::{ChangeHub, ChangeSubscription, Lagged};
+pub use feed::{ChangeHub, ChangeSubscription, Lagged, DEFAULT_FEED_CAPACITY};
 pub use maildir::MaildirStore;
 pub use memory::MemoryStore;
-pub use name::validate_mailbox_name;
+pub use name::{validate_mailbox_name, MAX_MAILBOX_DEPTH, MAX_MAILBOX_NAME_LEN};
 
 /// Why a storage operation failed. The IMAP engine turns each into a tagged `NO`; none of
 /// them means the session must end.

@@ -4,6 +4,20 @@
 //! Sans-IO: no sockets, files or clock; the time is an argument. One [`Policy`] is shared
 //! by every SMTP session.
 //!
+//! # Entry point
+//!
+//! [`Policy`], built from a [`PolicyConfig`] (`From<&chatmail_core::config::Config>`),
+//! makes two decisions an SMTP server asks for: [`Policy::check_sender`] at MAIL FROM
+//! (sender identity and rate limit), and [`Policy::check_message`] after DATA, whose
+//! [`Verdict`] is either a [`Reply`] to refuse with or an [`Accepted`] message. An
+//! accepted outgoing message is rewritten on its way out ([`Accepted::write_rewritten`],
+//! or [`Accepted::header_edit`] to edit the header in place); a message delivered to a
+//! local mailbox gets [`local_delivery_edit`] first.
+//!
+//! There are no traits to implement: the one fact the policy cannot know, whether a
+//! recipient accepts cleartext mail from outside, is a closure passed to
+//! [`Policy::check_message`] (the relay answers it from the account store).
+//!
 //! The encryption check is one forward pass over the raw message: it finds the MIME
 //! boundaries and part headers without building a tree, validates the armored payload's
 //! base64 in 64-byte blocks whatever its line length, and decodes only the OpenPGP

@@ -103,7 +103,7 @@ impl Accepted {
         }
     }
 
-    /// The same rewrite as [`Accepted::write_rewritten`] as a [`HeaderEdit`] of the
+    /// The same rewrite as [`Accepted::write_rewritten`] as a [`HeaderEdit`](crate::HeaderEdit) of the
     /// header fields, `None` when the message passes unchanged (always for incoming
     /// mail): the caller applies it without copying the body.
     pub fn header_edit(&self, message: &[u8]) -> Option<crate::rewrite::HeaderEdit> {

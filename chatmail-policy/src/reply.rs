@@ -20,7 +20,8 @@ pub struct Reply {
 const MAX_QUOTED_LEN: usize = 200;
 
 impl Reply {
-    /// A reply with the given code and text (the text is used as is; see [`quote`]).
+    /// A reply with the given code and text, used as is (the policy makes peer-supplied
+    /// text safe before it goes in: no control characters, bounded length).
     pub fn new(code: u16, text: impl Into<String>) -> Reply {
         Reply {
             code,

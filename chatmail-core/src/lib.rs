@@ -69,6 +69,8 @@
 //! in the repository's `docs/reference-relay.md`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+// `pub` means the public surface: everything else says `pub(crate)` or less.
+#![warn(unreachable_pub)]
 
 pub mod account;
 pub mod budget;

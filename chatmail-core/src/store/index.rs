@@ -68,7 +68,7 @@ pub(crate) fn check_keywords(flags: &Flags, max_keywords: usize) -> Result<(), S
 
 impl<T> MailboxIndex<T> {
     /// An empty mailbox: UIDNEXT 1, highest modseq 1.
-    pub fn new(uid_validity: UidValidity) -> Self {
+    pub(super) fn new(uid_validity: UidValidity) -> Self {
         MailboxIndex {
             uid_validity,
             uid_next: Uid(1),
@@ -79,13 +79,13 @@ impl<T> MailboxIndex<T> {
     }
 
     /// Takes the next modseq.
-    pub fn bump_modseq(&mut self) -> ModSeq {
+    pub(super) fn bump_modseq(&mut self) -> ModSeq {
         self.highest_modseq.0 += 1;
         self.highest_modseq
     }
 
     /// The UID the next message will get, or an error when none is left.
-    pub fn peek_uid(&self) -> Result<Uid, StoreError> {
+    pub(super) fn peek_uid(&self) -> Result<Uid, StoreError> {
         if self.uid_next.0 == u32::MAX {
             return Err(StoreError::UidsExhausted);
         }
@@ -93,7 +93,7 @@ impl<T> MailboxIndex<T> {
     }
 
     /// Adds a message with the next UID and modseq.
-    pub fn insert(
+    pub(super) fn insert(
         &mut self,
         size: u64,
         internal_date: i64,
@@ -121,7 +121,7 @@ impl<T> MailboxIndex<T> {
     }
 
     /// Puts back a message with known UID and modseq (replaying a persisted index).
-    pub fn restore(&mut self, meta: MessageMeta, body: T) {
+    pub(super) fn restore(&mut self, meta: MessageMeta, body: T) {
         self.uid_next = self.uid_next.max(Uid(meta.uid.0.saturating_add(1)));
         self.highest_modseq = self.highest_modseq.max(meta.modseq);
         self.size = self.size.saturating_add(meta.size);
@@ -131,14 +131,14 @@ impl<T> MailboxIndex<T> {
     }
 
     /// Drops a message without a new modseq (replaying a persisted expunge).
-    pub fn forget(&mut self, uid: Uid) {
+    pub(super) fn forget(&mut self, uid: Uid) {
         if let Some(entry) = self.messages.remove(&uid) {
             self.size = self.size.saturating_sub(entry.meta.size);
         }
     }
 
     /// SELECT/STATUS counters.
-    pub fn status(&self) -> MailboxStatus {
+    pub(super) fn status(&self) -> MailboxStatus {
         let mut status = MailboxStatus {
             uid_validity: self.uid_validity,
             uid_next: self.uid_next,
@@ -157,7 +157,7 @@ impl<T> MailboxIndex<T> {
     }
 
     /// Messages by ascending UID, optionally only those changed after `changed_since`.
-    pub fn list(&self, changed_since: Option<ModSeq>) -> Vec<MessageMeta> {
+    pub(super) fn list(&self, changed_since: Option<ModSeq>) -> Vec<MessageMeta> {
         self.messages
             .values()
             .filter(|e| changed_since.is_none_or(|since| e.meta.modseq > since))
@@ -166,7 +166,7 @@ impl<T> MailboxIndex<T> {
     }
 
     /// Works out what a STORE changes, without changing anything.
-    pub fn plan_flags(
+    pub(super) fn plan_flags(
         &self,
         uids: &[Uid],
         op: FlagOp,
@@ -196,7 +196,7 @@ impl<T> MailboxIndex<T> {
     }
 
     /// Applies one planned flag change with a new modseq.
-    pub fn set_flags(&mut self, uid: Uid, flags: Flags) -> Option<&mut Entry<T>> {
+    pub(super) fn set_flags(&mut self, uid: Uid, flags: Flags) -> Option<&mut Entry<T>> {
         let modseq = self.bump_modseq();
         let entry = self.messages.get_mut(&uid)?;
         entry.meta.flags = flags;
@@ -205,7 +205,7 @@ impl<T> MailboxIndex<T> {
     }
 
     /// Applies a whole plan; the outcome of the STORE.
-    pub fn apply_plan(&mut self, plan: FlagPlan) -> StoreFlagsOutcome {
+    pub(super) fn apply_plan(&mut self, plan: FlagPlan) -> StoreFlagsOutcome {
         let mut outcome = StoreFlagsOutcome {
             modified: Vec::with_capacity(plan.changes.len()),
             unchanged: plan.unchanged,
@@ -220,7 +220,7 @@ impl<T> MailboxIndex<T> {
     }
 
     /// Removes a message; returns it and the modseq of the expunge.
-    pub fn remove(&mut self, uid: Uid) -> Option<(Entry<T>, ModSeq)> {
+    pub(super) fn remove(&mut self, uid: Uid) -> Option<(Entry<T>, ModSeq)> {
         let entry = self.messages.remove(&uid)?;
         self.size = self.size.saturating_sub(entry.meta.size);
         Some((entry, self.bump_modseq()))

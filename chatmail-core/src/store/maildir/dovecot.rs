@@ -179,7 +179,7 @@ pub(crate) struct DovecotKeywords {
 
 impl DovecotKeywords {
     /// The mailbox's `dovecot-keywords`; empty if missing, unreadable or too large.
-    pub fn read(dir: &Path) -> DovecotKeywords {
+    pub(super) fn read(dir: &Path) -> DovecotKeywords {
         read_bounded(dir, KEYWORDS_FILE, MAX_KEYWORDS_BYTES)
             .map(|bytes| DovecotKeywords::parse(&bytes))
             .unwrap_or_default()
@@ -187,7 +187,7 @@ impl DovecotKeywords {
 
     /// Parses `<index> <keyword>` lines; lines that are not of that form, out of range
     /// or not a valid IMAP keyword are skipped.
-    pub fn parse(bytes: &[u8]) -> DovecotKeywords {
+    pub(super) fn parse(bytes: &[u8]) -> DovecotKeywords {
         let mut keywords = DovecotKeywords::default();
         for line in complete_lines(bytes) {
             let Some(space) = line.iter().position(|b| *b == b' ') else {
@@ -211,7 +211,7 @@ impl DovecotKeywords {
 
     /// Adds to `flags` the keywords of `file_name`'s lowercase info letters, without
     /// letting the keywords of the message exceed `max_keywords`.
-    pub fn add_to(&self, file_name: &str, flags: &mut Flags, max_keywords: usize) {
+    pub(super) fn add_to(&self, file_name: &str, flags: &mut Flags, max_keywords: usize) {
         let Some((_, info)) = file_name.split_once(":2,") else {
             return;
         };

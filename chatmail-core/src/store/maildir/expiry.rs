@@ -41,7 +41,7 @@ const MAX_SCAN_DEPTH: usize = 16;
 
 /// The maildir subdirectory a message file sits in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum MaildirSubdir {
+pub(crate) enum MaildirSubdir {
     /// `cur/`: seen by a client.
     Cur,
     /// `new/`: delivered, not yet seen.
@@ -63,7 +63,7 @@ impl MaildirSubdir {
 
 /// A message file found by the scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScannedMessage {
+pub(crate) struct ScannedMessage {
     /// Path relative to the account directory, e.g. `cur/1700000000.M1P2.host,S=10:2,S`
     /// or `.DeltaChat/new/...`.
     pub path: PathBuf,
@@ -79,7 +79,7 @@ pub struct ScannedMessage {
 
 impl ScannedMessage {
     /// The file name (where Dovecot encodes delivery time and size).
-    pub fn file_name(&self) -> &str {
+    pub(crate) fn file_name(&self) -> &str {
         self.path
             .file_name()
             .and_then(|n| n.to_str())
@@ -89,7 +89,7 @@ impl ScannedMessage {
 
 /// A non-message file found by the scan.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScannedFile {
+pub(crate) struct ScannedFile {
     /// Path relative to the account directory.
     pub path: PathBuf,
     /// Size in bytes.
@@ -98,7 +98,7 @@ pub struct ScannedFile {
 
 /// One account directory as scanned.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccountScan {
+pub(crate) struct AccountScan {
     /// The directory name (the address).
     pub name: String,
     /// The directory.
@@ -115,7 +115,7 @@ pub struct AccountScan {
 
 /// Something the scan could not read; it goes on with the rest.
 #[derive(Debug)]
-pub struct ScanError {
+pub(crate) struct ScanError {
     /// What could not be read.
     pub path: PathBuf,
     /// Why.
@@ -126,7 +126,7 @@ pub struct ScanError {
 /// account).
 #[cfg(test)]
 #[derive(Debug, Default)]
-pub struct MailboxesScan {
+pub(crate) struct MailboxesScan {
     /// Every directory whose name contains `@`.
     pub accounts: Vec<AccountScan>,
     /// What could not be read.
@@ -144,7 +144,7 @@ fn mtime_secs(meta: &fs::Metadata) -> u64 {
 /// of them, in directory order, like the reference's `--maxnum`). A missing directory
 /// is an empty scan.
 #[cfg(test)]
-pub fn scan_mailboxes(mailboxes_dir: &Path, max_accounts: Option<usize>) -> MailboxesScan {
+pub(crate) fn scan_mailboxes(mailboxes_dir: &Path, max_accounts: Option<usize>) -> MailboxesScan {
     let mut scan = MailboxesScan::default();
     for (name, dir) in account_dirs(mailboxes_dir, max_accounts, &mut scan.errors) {
         let account = scan_account(&dir, name, &mut scan.errors);
@@ -156,7 +156,7 @@ pub fn scan_mailboxes(mailboxes_dir: &Path, max_accounts: Option<usize>) -> Mail
 /// The account directories of `mailboxes_dir`: every directory whose name contains `@`
 /// (at most `max_accounts`, in directory order), by name. A missing `mailboxes_dir` has
 /// none; what cannot be read is added to `errors`.
-pub fn account_dirs(
+pub(crate) fn account_dirs(
     mailboxes_dir: &Path,
     max_accounts: Option<usize>,
     errors: &mut Vec<ScanError>,
@@ -200,7 +200,7 @@ pub fn account_dirs(
 }
 
 /// Scans one account directory; unreadable parts are added to `errors`.
-pub fn scan_account(dir: &Path, name: String, errors: &mut Vec<ScanError>) -> AccountScan {
+pub(crate) fn scan_account(dir: &Path, name: String, errors: &mut Vec<ScanError>) -> AccountScan {
     let mut account = AccountScan {
         name,
         dir: dir.to_path_buf(),
@@ -295,7 +295,7 @@ fn walk(
 
 /// Why something is deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeletionReason {
+pub(crate) enum DeletionReason {
     /// Last login older than `delete_inactive_users_after`.
     InactiveAccount,
     /// Older than `delete_mails_after`.
@@ -310,7 +310,7 @@ pub enum DeletionReason {
 
 /// One deletion of a plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PlannedDeletion {
+pub(crate) enum PlannedDeletion {
     /// Remove a whole account directory tree.
     Account {
         /// The directory.
@@ -334,7 +334,7 @@ pub enum PlannedDeletion {
 
 /// What [`plan_expiry`] decided.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ExpiryPlan {
+pub(crate) struct ExpiryPlan {
     /// Deletions, account by account.
     pub deletions: Vec<PlannedDeletion>,
     /// Account directories without `password` that are not empty (the reference prints
@@ -349,7 +349,7 @@ pub struct ExpiryPlan {
 #[cfg(test)]
 impl ExpiryPlan {
     /// How many whole accounts the plan removes.
-    pub fn accounts_removed(&self) -> usize {
+    pub(crate) fn accounts_removed(&self) -> usize {
         self.deletions
             .iter()
             .filter(|d| matches!(d, PlannedDeletion::Account { .. }))
@@ -360,7 +360,7 @@ impl ExpiryPlan {
 /// The reference relay's daily expiry decision for every scanned account at `now` (the
 /// tests' dry run; the store plans account by account).
 #[cfg(test)]
-pub fn plan_expiry(policy: &ExpiryPolicy, scan: &MailboxesScan, now: u64) -> ExpiryPlan {
+pub(crate) fn plan_expiry(policy: &ExpiryPolicy, scan: &MailboxesScan, now: u64) -> ExpiryPlan {
     let mut plan = ExpiryPlan {
         accounts_total: scan.accounts.len(),
         ..ExpiryPlan::default()
@@ -373,7 +373,12 @@ pub fn plan_expiry(policy: &ExpiryPolicy, scan: &MailboxesScan, now: u64) -> Exp
 }
 
 /// Adds one account's deletions to `plan` (spec 6.1 steps 2 to 6).
-pub fn plan_account(policy: &ExpiryPolicy, account: &AccountScan, now: u64, plan: &mut ExpiryPlan) {
+pub(crate) fn plan_account(
+    policy: &ExpiryPolicy,
+    account: &AccountScan,
+    now: u64,
+    plan: &mut ExpiryPlan,
+) {
     let Some(last_login) = account.last_login else {
         if account.is_empty {
             plan.deletions.push(PlannedDeletion::EmptyDirectory {
@@ -447,6 +452,8 @@ fn push_quota_cache_removal(account: &AccountScan, plan: &mut ExpiryPlan) {
 
 /// Delivery time and logical size from a Dovecot maildir file name
 /// `<unix-time>.<unique>,S=<size>[,W=<vsize>][:2,<flags>]`; `None` for other names.
+// `pub` for the fuzz targets' re-export (`crate::fuzzing`), crate-internal otherwise.
+#[cfg_attr(not(fuzzing), allow(unreachable_pub))]
 pub fn parse_dovecot_name(name: &str) -> Option<(u64, u64)> {
     let (time, rest) = name.split_once('.')?;
     if time.is_empty() || !time.bytes().all(|b| b.is_ascii_digit()) {
@@ -464,7 +471,7 @@ pub fn parse_dovecot_name(name: &str) -> Option<(u64, u64)> {
 /// Oldest-first trimming (spec 6.2) of `messages` (the top-level `cur`/`new` mail): those
 /// with Dovecot names, by the time and `S=` size in their names (see [`plan_trim`]).
 /// Returns the messages to remove, oldest first.
-pub fn plan_quota_trim<'a>(
+pub(crate) fn plan_quota_trim<'a>(
     messages: &[&'a ScannedMessage],
     target_bytes: u64,
     now: u64,

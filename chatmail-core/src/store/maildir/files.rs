@@ -23,14 +23,14 @@ pub(crate) enum Sub {
 }
 
 impl Sub {
-    pub fn dir(self) -> &'static str {
+    pub(super) fn dir(self) -> &'static str {
         match self {
             Sub::New => "new",
             Sub::Cur => "cur",
         }
     }
 
-    pub fn parse(s: &str) -> Option<Sub> {
+    pub(super) fn parse(s: &str) -> Option<Sub> {
         match s {
             "new" => Some(Sub::New),
             "cur" => Some(Sub::Cur),

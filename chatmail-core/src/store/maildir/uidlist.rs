@@ -25,7 +25,7 @@ use crate::store::index::MailboxIndex;
 use crate::types::{Flag, Flags, MessageMeta, ModSeq, Uid, UidValidity};
 
 /// The index file's name inside each mailbox directory (next to `cur/ new/ tmp/`).
-pub const INDEX_FILE: &str = "chatmail-uidlist";
+pub(super) const INDEX_FILE: &str = "chatmail-uidlist";
 
 const MAGIC: &str = "chatmail-uidlist 1";
 
@@ -38,7 +38,7 @@ pub(crate) struct FileRef {
 }
 
 impl FileRef {
-    pub fn base(&self) -> &str {
+    pub(super) fn base(&self) -> &str {
         super::files::base_of(&self.name)
     }
 }

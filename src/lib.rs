@@ -11,7 +11,7 @@
 //!   runs the expiry.
 //! * The engines, re-exported: [`smtp`] (submission, MX, LMTP, and the client),
 //!   [`imap`], both keeping the one contract of [`core::engine::Engine`], and [`policy`].
-//! * [`tokio_driver`] (feature `tokio`, on by default): the listeners, rustls, and one
+//! * `tokio_driver` (feature `tokio`, on by default): the listeners, rustls, and one
 //!   pump that drives any engine over a socket.
 //!
 //! What a provider plugs in: [`relay::OutboundQueue`] (mail for other servers),

@@ -3,7 +3,7 @@
 //! operations of the mail store, which expunges what it removes as an IMAP EXPUNGE
 //! would, so IDLE sessions learn of it.
 
-use super::{unix_now, Relay};
+use super::service::{unix_now, Relay};
 use chatmail_core::expiry::{
     quota_expire_log_line, quota_target_bytes, ExpiryPolicy, ExpiryReport,
 };

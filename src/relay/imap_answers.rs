@@ -1,6 +1,8 @@
 //! How [`Relay`] answers the IMAP engine's requests: one storage or account call each.
 
-use super::{unix_now, LoginVerdict, Relay, RequestHandler};
+use super::handler::RequestHandler;
+use super::login::LoginVerdict;
+use super::service::{unix_now, Relay};
 use bytes::Bytes;
 use chatmail_core::account::DEVICE_TOKEN_ENTRY;
 use chatmail_core::run_blocking;

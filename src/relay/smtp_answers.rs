@@ -1,6 +1,8 @@
 //! How [`Relay`] answers the SMTP engine's requests: logins, recipients, deliveries.
 
-use super::{unix_now, LoginVerdict, Relay, RequestHandler};
+use super::handler::RequestHandler;
+use super::login::LoginVerdict;
+use super::service::{unix_now, Relay};
 use bytes::Bytes;
 use chatmail_core::{Address, Flags, INBOX};
 use chatmail_policy::Reply;

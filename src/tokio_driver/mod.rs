@@ -29,16 +29,18 @@
 mod https;
 pub mod limits;
 mod pump;
+mod shutdown;
 mod stream;
 pub mod tls;
 
 use crate::credentials::Endpoints;
+use crate::relay::Relay;
 use crate::web::Site;
-use crate::Relay;
 use chatmail_core::BlockingExecutor;
 use chatmail_imap::Session;
 use chatmail_smtp::server::{Role, ServerSession, Transport};
 use limits::ConnectionLimit;
+use shutdown::ShutdownSignal;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -90,21 +92,6 @@ pub struct Ports {
     pub imaps: SocketAddr,
     /// HTTPS (443).
     pub https: SocketAddr,
-}
-
-/// Fires once when the server shuts down; every connection task holds one.
-#[derive(Clone)]
-pub(crate) struct ShutdownSignal(tokio::sync::watch::Receiver<bool>);
-
-impl ShutdownSignal {
-    /// Completes when shutdown has begun.
-    pub(crate) async fn wait(&mut self) {
-        while !*self.0.borrow() {
-            if self.0.changed().await.is_err() {
-                return;
-            }
-        }
-    }
 }
 
 /// Counts open connections so that shutdown can wait for them.

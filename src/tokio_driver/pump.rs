@@ -4,9 +4,9 @@
 //! its four wake-ups. It writes only what the engine gives it: the goodbye on shutdown
 //! is the engine's own (`421`, `* BYE`).
 
+use super::shutdown::ShutdownSignal;
 use super::stream::Connection;
-use super::ShutdownSignal;
-use crate::{Relay, RequestHandler};
+use crate::relay::{Relay, RequestHandler};
 use chatmail_core::engine::{Engine, Output};
 use chatmail_core::store::{ChangeSubscription, Lagged};
 use chatmail_core::Change;

@@ -1,0 +1,160 @@
+//! [`RelayBuilder`]: assembles a [`Relay`] from a configuration, a backend and what the
+//! provider plugs in.
+
+use super::plugins::{NewMailNotifier, OutboundQueue, RefuseOutbound, ServerMetadata};
+use super::service::Relay;
+use chatmail_core::account::{
+    Accounts, DeviceTokenStore, HashingPool, LinuxSystemLimits, LoginThrottle, MaildirAccountStore,
+    MaildirDeviceTokens, MemoryAccountStore, MemoryDeviceTokens, SystemLimits, ThrottleSettings,
+};
+use chatmail_core::budget::MemoryBudget;
+use chatmail_core::config::Config;
+use chatmail_core::store::{MailStore, MaildirStore, MemoryStore, StoreError};
+use chatmail_core::BlockingExecutor;
+use chatmail_policy::{Policy, PolicyConfig};
+use std::sync::Arc;
+
+/// Which storage a [`Relay`] uses.
+enum Backend {
+    Memory,
+    Maildir(Arc<dyn BlockingExecutor>),
+}
+
+/// The three stores of one backend and the executor their blocking work runs on.
+type Stores = (
+    Arc<dyn chatmail_core::account::AccountStore>,
+    Arc<dyn DeviceTokenStore>,
+    Arc<dyn MailStore>,
+    Arc<dyn BlockingExecutor>,
+);
+
+/// Assembles a [`Relay`]; see [`Relay::builder`].
+pub struct RelayBuilder {
+    config: Config,
+    backend: Backend,
+    limits: Option<Arc<dyn SystemLimits>>,
+    outbound: Arc<dyn OutboundQueue>,
+    notifier: Option<Arc<dyn NewMailNotifier>>,
+    server_metadata: Option<Arc<dyn ServerMetadata>>,
+    nocreate_path: Option<std::path::PathBuf>,
+    hashing_pool: Option<Arc<HashingPool>>,
+}
+
+impl RelayBuilder {
+    /// Keep everything in memory (tests, fuzzing, embedders without persistence).
+    pub fn memory(mut self) -> Self {
+        self.backend = Backend::Memory;
+        self
+    }
+
+    /// Keep accounts and mail in `mailboxes_dir` in the reference relay's layout; blocking
+    /// file-system work and password hashes run on `executor`.
+    pub fn maildir(mut self, executor: Arc<dyn BlockingExecutor>) -> Self {
+        self.backend = Backend::Maildir(executor);
+        self
+    }
+
+    /// Replace the machine readings that refuse new accounts when short of resources.
+    pub fn system_limits(mut self, limits: Arc<dyn SystemLimits>) -> Self {
+        self.limits = Some(limits);
+        self
+    }
+
+    /// Where messages for other servers go.
+    pub fn outbound(mut self, queue: Arc<dyn OutboundQueue>) -> Self {
+        self.outbound = queue;
+        self
+    }
+
+    /// Who learns of new mail (push notifications).
+    pub fn notifier(mut self, notifier: Arc<dyn NewMailNotifier>) -> Self {
+        self.notifier = Some(notifier);
+        self
+    }
+
+    /// Extra server metadata entries (TURN credentials ...).
+    pub fn server_metadata(mut self, provider: Arc<dyn ServerMetadata>) -> Self {
+        self.server_metadata = Some(provider);
+        self
+    }
+
+    /// The operator's kill switch for account creation (default `/etc/chatmail-nocreate`).
+    pub fn nocreate_path(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.nocreate_path = Some(path.into());
+        self
+    }
+
+    /// Where password hashes run (default: a pool of `password_hash_threads` threads
+    /// with `password_hash_queue` places, made for this relay).
+    pub fn hashing_pool(mut self, pool: Arc<HashingPool>) -> Self {
+        self.hashing_pool = Some(pool);
+        self
+    }
+
+    /// Builds the relay; fails if the maildir store cannot create its root directory.
+    pub fn build(self) -> Result<Relay, StoreError> {
+        let config = self.config;
+        let (accounts_store, tokens, store, executor): Stores = match self.backend {
+            Backend::Memory => (
+                Arc::new(MemoryAccountStore::new()),
+                Arc::new(MemoryDeviceTokens::new()),
+                Arc::new(MemoryStore::new()),
+                Arc::new(chatmail_core::InlineExecutor),
+            ),
+            Backend::Maildir(ref executor) => (
+                Arc::new(MaildirAccountStore::new(
+                    &config.mailboxes_dir,
+                    executor.clone(),
+                )),
+                Arc::new(MaildirDeviceTokens::new(
+                    &config.mailboxes_dir,
+                    executor.clone(),
+                )),
+                Arc::new(
+                    MaildirStore::open(&config.mailboxes_dir)?.with_executor(executor.clone()),
+                ),
+                executor.clone(),
+            ),
+        };
+        let limits = self.limits.unwrap_or_else(|| Arc::new(LinuxSystemLimits));
+        let pool = self
+            .hashing_pool
+            .unwrap_or_else(|| Arc::new(HashingPool::from_config(&config)));
+        let mut accounts = Accounts::new(config.clone(), accounts_store, limits, executor.clone())
+            .with_hashing_pool(pool);
+        if let Some(path) = self.nocreate_path {
+            accounts = accounts.with_nocreate_path(path);
+        }
+        Ok(Relay {
+            address_domain: config.address_domain(),
+            message_budget: MemoryBudget::new(config.max_message_memory_bytes()),
+            throttle: LoginThrottle::new(ThrottleSettings::from_config(&config)),
+            policy: Arc::new(Policy::new(PolicyConfig::from(&config))),
+            config: Arc::new(config),
+            accounts: Arc::new(accounts),
+            tokens,
+            store,
+            outbound: self.outbound,
+            notifier: self.notifier,
+            server_metadata: self.server_metadata,
+            executor,
+        })
+    }
+}
+
+impl Relay {
+    /// Starts assembling a relay for `config` (maildir storage on `config.mailboxes_dir`
+    /// with blocking work on plain threads, unless told otherwise).
+    pub fn builder(config: Config) -> RelayBuilder {
+        RelayBuilder {
+            config,
+            backend: Backend::Maildir(Arc::new(chatmail_core::ThreadExecutor)),
+            limits: None,
+            outbound: Arc::new(RefuseOutbound),
+            notifier: None,
+            server_metadata: None,
+            nocreate_path: None,
+            hashing_pool: None,
+        }
+    }
+}

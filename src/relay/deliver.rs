@@ -1,0 +1,193 @@
+//! Delivery of an accepted message: local recipients' INBOXes, the outbound queue.
+
+use super::service::{unix_now, Relay};
+use bytes::Bytes;
+use chatmail_core::store::StoreError;
+use chatmail_core::{Address, Flags, INBOX};
+use chatmail_smtp::server::DeliveryFailure;
+
+impl Relay {
+    /// Whether `address` is an address of this relay.
+    pub fn is_local(&self, address: &str) -> bool {
+        address
+            .rsplit_once('@')
+            .is_some_and(|(_, d)| d.eq_ignore_ascii_case(&self.address_domain))
+    }
+
+    /// Whether a local recipient exists, and whether it accepts cleartext from outside.
+    /// `None`: no such account.
+    pub async fn local_recipient(&self, address: &str) -> Result<Option<bool>, DeliveryFailure> {
+        let Ok(addr) = Address::parse(address) else {
+            return Ok(None);
+        };
+        let store = self.accounts.store();
+        match store.lookup(&addr).await {
+            Ok(None) => Ok(None),
+            Ok(Some(_)) => match store.accepts_cleartext(&addr).await {
+                Ok(cleartext) => Ok(Some(cleartext)),
+                Err(e) => Err(local_error(e)),
+            },
+            Err(e) => Err(local_error(e)),
+        }
+    }
+
+    /// Delivers an accepted message: local recipients get it appended to their INBOX
+    /// (after the delivery clean-up of spec 4.3, with a quota check), remote ones go to
+    /// the outbound queue. `confirmed[i]` says the mailbox of `recipients[i]` was looked
+    /// up at RCPT already (missing entries: not confirmed). One outcome per recipient, in
+    /// order; `Ok` means durable.
+    pub async fn deliver(
+        &self,
+        mail_from: &str,
+        recipients: &[String],
+        confirmed: &[bool],
+        message: Bytes,
+    ) -> Vec<Result<(), DeliveryFailure>> {
+        let mut outcomes: Vec<Option<Result<(), DeliveryFailure>>> = vec![None; recipients.len()];
+        let mut remote = Vec::new();
+        let has_remote = recipients.iter().any(|r| !self.is_local(r));
+        let (local_copy, message) = local_delivery_copy(message, has_remote);
+        // The first recipient index of each local mailbox: a repeated recipient (LMTP
+        // keeps repeated RCPTs, and `Bob@` is `bob@`) shares its outcome, not a copy.
+        let mut mailboxes: std::collections::HashMap<String, usize> = Default::default();
+        for (i, rcpt) in recipients.iter().enumerate() {
+            if !self.is_local(rcpt) {
+                remote.push(i);
+                continue;
+            }
+            let mailbox = rcpt.to_ascii_lowercase();
+            if let Some(&first) = mailboxes.get(&mailbox) {
+                outcomes[i] = outcomes[first].clone();
+                continue;
+            }
+            mailboxes.insert(mailbox, i);
+            let known = confirmed.get(i).copied().unwrap_or(false);
+            outcomes[i] = Some(
+                self.deliver_local(mail_from, rcpt, known, local_copy.clone())
+                    .await,
+            );
+        }
+        if !remote.is_empty() {
+            let rcpts: Vec<String> = remote.iter().map(|&i| recipients[i].clone()).collect();
+            let results = match message {
+                Some(message) => self.outbound.enqueue(mail_from, &rcpts, message).await,
+                None => Vec::new(),
+            };
+            for (k, &i) in remote.iter().enumerate() {
+                outcomes[i] = Some(
+                    results
+                        .get(k)
+                        .cloned()
+                        .unwrap_or(Err(DeliveryFailure::LocalError)),
+                );
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or(Err(DeliveryFailure::LocalError)))
+            .collect()
+    }
+
+    /// Appends `message` to the INBOX of local `rcpt`; `known`: the account was found at
+    /// RCPT, no second lookup.
+    async fn deliver_local(
+        &self,
+        mail_from: &str,
+        rcpt: &str,
+        known: bool,
+        message: Bytes,
+    ) -> Result<(), DeliveryFailure> {
+        let account = match Address::parse(rcpt) {
+            Ok(a) => a,
+            Err(_) => return Err(DeliveryFailure::UnknownRecipient),
+        };
+        if !known {
+            match self.accounts.store().lookup(&account).await {
+                Ok(Some(_)) => {}
+                Ok(None) => return Err(DeliveryFailure::UnknownRecipient),
+                Err(e) => return Err(local_error(e)),
+            }
+        }
+        let quota = self.config.max_mailbox_bytes();
+        // One reading serves both the quota check and the trim decision below.
+        let used_after = match self.store.quota_usage(&account).await {
+            Ok(used) => used.saturating_add(message.len() as u64),
+            Err(e) => return Err(store_error(e)),
+        };
+        if used_after > quota {
+            return Err(DeliveryFailure::QuotaExceeded);
+        }
+        let now = unix_now() as i64;
+        if let Err(e) = self
+            .store
+            .append(&account, INBOX, message, &Flags::new(), now)
+            .await
+        {
+            return Err(store_error(e));
+        }
+        // Spec 4.2: past 75 % of the quota, the oldest messages are trimmed to 70 %.
+        if used_after > quota / 4 * 3 {
+            self.trim_to_quota(&account).await;
+        }
+        // Spec 5.3: no push for the sender's own copy (multi-device bcc-self).
+        if !mail_from.eq_ignore_ascii_case(account.as_str()) {
+            if let Some(notifier) = &self.notifier {
+                match self.tokens.tokens(&account, unix_now()).await {
+                    Ok(tokens) if !tokens.is_empty() => notifier.new_message(&account, tokens),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "reading device tokens failed"),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The message as stored in local mailboxes (spec 4.3: without `DKIM-Signature`,
+/// `Authentication-Results` and `Received`), and the message itself when `keep` (remote
+/// recipients need it as accepted).
+///
+/// No byte of the body is copied when nothing else holds the buffer and no original is
+/// kept (incoming mail, the common case of a signed message): the new header fields are
+/// written in place. Otherwise the stored copy shares the buffer when there is nothing to
+/// drop, and is written out once when there is.
+fn local_delivery_copy(message: Bytes, keep: bool) -> (Bytes, Option<Bytes>) {
+    let Some(edit) = chatmail_policy::local_delivery_edit(&message) else {
+        return (message.clone(), keep.then_some(message));
+    };
+    if !keep {
+        match message.try_into_mut() {
+            Ok(mut unique) => {
+                if let Some(start) = edit.apply_in_place(&mut unique) {
+                    return (unique.freeze().slice(start..), None);
+                }
+                let mut out = Vec::new();
+                edit.write(&unique, &mut out);
+                return (Bytes::from(out), None);
+            }
+            Err(shared) => {
+                let mut out = Vec::new();
+                edit.write(&shared, &mut out);
+                return (Bytes::from(out), None);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    edit.write(&message, &mut out);
+    (Bytes::from(out), Some(message))
+}
+
+fn local_error(e: impl std::fmt::Display) -> DeliveryFailure {
+    tracing::error!(error = %e, "account store failed");
+    DeliveryFailure::LocalError
+}
+
+fn store_error(e: StoreError) -> DeliveryFailure {
+    match e {
+        StoreError::MessageTooLarge { .. } => DeliveryFailure::MessageTooLarge,
+        other => {
+            tracing::error!(error = %other, "mail store failed");
+            DeliveryFailure::LocalError
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! The [`Relay`] itself: what it holds and what it hands out to drivers and engines.
+
+use super::plugins::{NewMailNotifier, OutboundQueue, ServerMetadata};
+use chatmail_core::account::{Accounts, DeviceTokenStore, LoginThrottle};
+use chatmail_core::budget::MemoryBudget;
+use chatmail_core::config::Config;
+use chatmail_core::store::{ChangeSubscription, MailStore};
+use chatmail_core::Address;
+use chatmail_core::BlockingExecutor;
+use chatmail_imap::SessionConfig;
+use chatmail_policy::Policy;
+use chatmail_smtp::server::{Role, ServerConfig};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The relay: configuration, policy, accounts, storage and the outbound queue, shared
+/// by every session (keep it in an `Arc`).
+pub struct Relay {
+    pub(super) config: Arc<Config>,
+    pub(super) policy: Arc<Policy>,
+    pub(super) accounts: Arc<Accounts>,
+    /// Failed logins per client IP and per account, shared by SMTP and IMAP.
+    pub(super) throttle: LoginThrottle,
+    pub(super) tokens: Arc<dyn DeviceTokenStore>,
+    pub(super) store: Arc<dyn MailStore>,
+    pub(super) outbound: Arc<dyn OutboundQueue>,
+    pub(super) notifier: Option<Arc<dyn NewMailNotifier>>,
+    pub(super) server_metadata: Option<Arc<dyn ServerMetadata>>,
+    /// Where CPU-bound work of the engines' requests runs (SEARCH scans), off the
+    /// runtime's workers.
+    pub(super) executor: Arc<dyn BlockingExecutor>,
+    /// `config.address_domain()`, computed once: it is compared for every recipient.
+    pub(super) address_domain: String,
+    /// `max_message_memory`: message bytes all sessions together hold while receiving.
+    pub(super) message_budget: Arc<MemoryBudget>,
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Relay {
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The bound on message bytes all sessions hold in memory (`max_message_memory`);
+    /// [`Relay::smtp_config`] and [`Relay::imap_config`] hand it to the engines.
+    pub fn message_budget(&self) -> &Arc<MemoryBudget> {
+        &self.message_budget
+    }
+
+    /// The SMTP engine's settings for a listener in `role`: the mail domain as host
+    /// name, the deadlines of `config.timeouts`, this relay's message budget.
+    pub fn smtp_config(&self, role: Role) -> ServerConfig {
+        let mut config = ServerConfig::new(role, self.config.mail_domain.clone())
+            .with_timeouts(&self.config.timeouts);
+        config.message_budget = Some(self.message_budget.clone());
+        config
+    }
+
+    /// The IMAP engine's settings for a listener whose transport is TLS from the start
+    /// (993) or not (143, STARTTLS): limits and deadlines of the configuration, this
+    /// relay's message budget.
+    pub fn imap_config(&self, tls_active: bool) -> SessionConfig {
+        let mut config = SessionConfig::from_config(&self.config, tls_active);
+        config.message_budget = Some(self.message_budget.clone());
+        config
+    }
+
+    /// The message-acceptance policy every SMTP session shares.
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+
+    /// The mail store.
+    pub fn store(&self) -> &Arc<dyn MailStore> {
+        &self.store
+    }
+
+    /// The account service.
+    pub fn accounts(&self) -> &Arc<Accounts> {
+        &self.accounts
+    }
+
+    /// The failed-login limits every SMTP and IMAP login goes through.
+    pub fn login_throttle(&self) -> &LoginThrottle {
+        &self.throttle
+    }
+
+    /// The device tokens of push notifications.
+    pub fn device_tokens(&self) -> &Arc<dyn DeviceTokenStore> {
+        &self.tokens
+    }
+
+    /// The change feed of `account`, for an IMAP session in IDLE.
+    pub fn subscribe(&self, account: &Address) -> ChangeSubscription {
+        self.store.subscribe(account)
+    }
+}

@@ -13,6 +13,11 @@ A file depends on another when it
     imports alone would hide the calls that make a circle. Every type whose name ends
     in `Session` counts (IMAP's `Session`, SMTP's `ServerSession` and `ClientSession`).
 
+Test code is a leaf: it may use anything, and nothing but other tests uses it. So a
+`#[cfg(test)] mod tests;` declaration adds no edge from its parent (the test file's own
+uses still count, so a test file is a node that depends on what it tests), and what an
+inline `#[cfg(test)] mod tests { .. }` uses is not counted as its file's.
+
 Method calls are matched by name against the inherent methods the `impl` blocks of
 such a type define in other files: `self.name(` against the methods of the type whose
 `impl` (inherent or trait) encloses the call, `Type::name(` against that type's, and
@@ -213,6 +218,29 @@ def self_type(spans, pos):
     return max(inner)[2] if inner else None
 
 
+def test_modules(code):
+    """(start, end) of every `#[cfg(test)]` module: a declaration `mod x;` (its own
+    span) or an inline `mod x { .. }` (up to its closing brace)."""
+    spans = []
+    pattern = (r"#\[cfg\(test\)\]\s*(?:#\[[^\]]*\]\s*)*"
+               r"(?:pub(?:\([^)]*\))?\s+)?mod\s+" + IDENT + r"\s*([;{])")
+    for m in re.finditer(pattern, code):
+        if m.group(1) == ";":
+            spans.append((m.start(), m.end()))
+            continue
+        depth, i = 1, m.end()
+        while i < len(code) and depth:
+            depth += {"{": 1, "}": -1}.get(code[i], 0)
+            i += 1
+        spans.append((m.start(), i))
+    return spans
+
+
+def in_tests(spans, pos):
+    """Whether a position lies in test code (see `test_modules`)."""
+    return any(start <= pos < end for start, end in spans)
+
+
 def graph(src):
     mods = modules(src)
     files = {f: mod for mod, f in mods.items()}
@@ -235,7 +263,10 @@ def graph(src):
             if target is not None and target and target[-1] == last and last not in ("self", "super"):
                 for m in re.finditer(r"(?<![:\w])" + last + r"((?:::" + IDENT + ")+)", code):
                     refs.append(("::".join(("crate",) + target) + m.group(1), m.start()))
+        tests = test_modules(code)
         for r, pos in refs:
+            if in_tests(tests, pos):
+                continue
             target = resolve(r, module_at(files[f], spans, pos), mods)
             if target is not None and mods[target] != f:
                 edges[f].add(mods[target])
@@ -248,7 +279,10 @@ def graph(src):
     call = r"(?:\b(self|s|session)\.|\b(" + SESSION + r")::)(" + IDENT + r")\s*(?:::<[^>]*>)?\("
     for f, code in codes.items():
         spans = impl_spans(code)
+        tests = test_modules(code)
         for m in re.finditer(call, code):
+            if in_tests(tests, m.start()):
+                continue
             value, ty, name = m.groups()
             receiver = value or ty
             if receiver == "self":

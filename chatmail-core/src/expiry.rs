@@ -37,7 +37,7 @@
 //! [`Change::Expunged`]: crate::Change::Expunged
 
 use crate::config::Config;
-use crate::store::StoreError;
+use crate::store::error::StoreError;
 
 /// Seconds per day.
 const DAY: u64 = 86_400;

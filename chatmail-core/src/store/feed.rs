@@ -17,7 +17,7 @@ use std::task::{Context, Poll, Waker};
 
 use futures::Stream;
 
-use super::lock;
+use super::lock::lock;
 use crate::types::{Address, Change};
 
 /// Changes kept per account with subscribers, unless [`ChangeHub::with_capacity`] says

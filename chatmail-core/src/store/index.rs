@@ -4,8 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use super::{StoreError, StoreFlagsOutcome};
-use crate::types::{Flag, FlagOp, Flags, MailboxStatus, MessageMeta, ModSeq, Uid, UidValidity};
+use super::error::StoreError;
+use super::mail_store::StoreFlagsOutcome;
+use crate::types::UidValidity;
+use crate::types::{Change, Flag, FlagOp, Flags, MailboxStatus, MessageMeta, ModSeq, Uid};
 
 /// One message: what listings report, and where the body is.
 #[derive(Debug, Clone)]
@@ -225,4 +227,17 @@ impl<T> MailboxIndex<T> {
         self.size = self.size.saturating_sub(entry.meta.size);
         Some((entry, self.bump_modseq()))
     }
+}
+
+/// The `FlagsChanged` changes of a STORE.
+pub(crate) fn flag_changes(mailbox: &str, modified: &[MessageMeta]) -> Vec<Change> {
+    modified
+        .iter()
+        .map(|meta| Change::FlagsChanged {
+            mailbox: mailbox.to_string(),
+            uid: meta.uid,
+            flags: meta.flags.clone(),
+            modseq: meta.modseq,
+        })
+        .collect()
 }

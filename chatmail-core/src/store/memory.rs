@@ -7,9 +7,13 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::index::{check_keywords, sorted_uids, MailboxIndex};
-use super::{lock, validate_mailbox_name, AppendOutcome, ChangeHub, ChangeSubscription};
-use super::{CopyOutcome, MailStore, StoreError, StoreFlagsOutcome, StoreLimits};
+use super::error::StoreError;
+use super::feed::{ChangeHub, ChangeSubscription};
+use super::index::{check_keywords, flag_changes, sorted_uids, MailboxIndex};
+use super::limits::StoreLimits;
+use super::lock::lock;
+use super::mail_store::{AppendOutcome, CopyOutcome, MailStore, StoreFlagsOutcome};
+use super::name::{renamed_names, validate_mailbox_name};
 use crate::expiry::{plan_trim, ExpiryPolicy, ExpiryReport, TrimCandidate, LARGE_MESSAGE_BYTES};
 use crate::types::{Address, Change, Flag, FlagOp, Flags, MailboxInfo, MailboxStatus, MessageMeta};
 use crate::types::{ModSeq, SpecialUse, Uid, UidValidity, INBOX};
@@ -466,35 +470,4 @@ fn trim_plan(index: &MailboxIndex<Bytes>, target_bytes: u64, now: u64) -> Vec<Ui
         })
         .collect();
     plan_trim(candidates, target_bytes, now)
-}
-
-/// The `FlagsChanged` changes of a STORE.
-pub(crate) fn flag_changes(mailbox: &str, modified: &[MessageMeta]) -> Vec<Change> {
-    modified
-        .iter()
-        .map(|meta| Change::FlagsChanged {
-            mailbox: mailbox.to_string(),
-            uid: meta.uid,
-            flags: meta.flags.clone(),
-            modseq: meta.modseq,
-        })
-        .collect()
-}
-
-/// The (old, new) names a RENAME of `from` to `to` gives `from` and its inferiors
-/// (`from.X` becomes `to.X`), each new name validated.
-pub(crate) fn renamed_names<'a>(
-    existing: impl Iterator<Item = &'a String>,
-    from: &str,
-    to: &str,
-) -> Result<Vec<(String, String)>, StoreError> {
-    let prefix = format!("{from}.");
-    let mut renames = vec![(from.to_string(), to.to_string())];
-    for name in existing {
-        if let Some(rest) = name.strip_prefix(&prefix) {
-            let new = validate_mailbox_name(&format!("{to}.{rest}"))?;
-            renames.push((name.clone(), new));
-        }
-    }
-    Ok(renames)
 }

@@ -1,7 +1,7 @@
 //! Mailbox name validation: the names a client may use, which are also safe as a
 //! Maildir++ directory name (`.<name>`).
 
-use super::StoreError;
+use super::error::StoreError;
 use crate::types::INBOX;
 
 /// Longest mailbox name in bytes (the directory `.<name>` must fit a 255-byte file name).
@@ -48,6 +48,24 @@ pub fn validate_mailbox_name(name: &str) -> Result<String, StoreError> {
         return Err(refuse("nested deeper than 8 levels"));
     }
     Ok(name.to_string())
+}
+
+/// The (old, new) names a RENAME of `from` to `to` gives `from` and its inferiors
+/// (`from.X` becomes `to.X`), each new name validated.
+pub(crate) fn renamed_names<'a>(
+    existing: impl Iterator<Item = &'a String>,
+    from: &str,
+    to: &str,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let prefix = format!("{from}.");
+    let mut renames = vec![(from.to_string(), to.to_string())];
+    for name in existing {
+        if let Some(rest) = name.strip_prefix(&prefix) {
+            let new = validate_mailbox_name(&format!("{to}.{rest}"))?;
+            renames.push((name.clone(), new));
+        }
+    }
+    Ok(renames)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use futures::executor::block_on;
 
-use super::set_mtime;
+use super::support::set_mtime;
 use crate::account::*;
 use crate::config::Config;
 use crate::expiry::ExpiryPolicy;

@@ -7,10 +7,16 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::files::write_replace;
+use super::inner::{AccountDir, Inner};
 use super::usage::Usage;
-use super::{AccountDir, Inner, SUBSCRIPTIONS_FILE};
-use crate::store::{lock, validate_mailbox_name, StoreError};
+use crate::store::error::StoreError;
+use crate::store::lock::lock;
+use crate::store::name::validate_mailbox_name;
 use crate::types::{Address, INBOX};
+
+/// The account-level file listing subscribed mailboxes, one name per line. When it is
+/// missing, Dovecot's `subscriptions` file is read instead.
+pub(crate) const SUBSCRIPTIONS_FILE: &str = "chatmail-subscriptions";
 
 /// Dovecot's subscriptions file (first line `V\t2`, then names), read if ours is missing.
 const DOVECOT_SUBSCRIPTIONS_FILE: &str = "subscriptions";

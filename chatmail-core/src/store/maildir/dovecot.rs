@@ -26,11 +26,17 @@ use std::io::Read;
 use std::path::Path;
 
 use super::files::{self, base_of};
+use super::inner::{now_secs, Inner, MailboxState};
 use super::uidlist::FileRef;
-use super::{now_secs, Inner, MailboxState, ADOPTED_FILE};
+use crate::store::error::StoreError;
 use crate::store::index::MailboxIndex;
-use crate::store::StoreError;
 use crate::types::{Flag, Flags, MessageMeta, ModSeq, Uid, UidValidity};
+
+/// The file in a mailbox directory that records that this store took over Dovecot's UIDs
+/// there (it holds the adopted UIDVALIDITY). It is written before the index and outlives
+/// it: if the index is lost, the mailbox is not adopted a second time (which could hand
+/// out UIDs already used under that UIDVALIDITY) but gets a new UIDVALIDITY.
+pub(crate) const ADOPTED_FILE: &str = "chatmail-dovecot-adopted";
 
 /// Dovecot's UID list in each mailbox directory.
 pub(crate) const UIDLIST_FILE: &str = "dovecot-uidlist";

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use flate2::read::MultiGzDecoder;
 
-use crate::store::StoreError;
+use crate::store::error::StoreError;
 use crate::types::{Flag, Flags};
 
 /// The two maildir subdirectories that hold messages (`tmp/` holds none yet).

@@ -5,11 +5,12 @@
 use std::io;
 
 use super::files::{self, Sub};
+use super::inner::{Batch, Inner};
 use super::uidlist::{self, FileRef};
-use super::{Batch, Inner};
-use crate::store::index::check_keywords;
-use crate::store::memory::flag_changes;
-use crate::store::{validate_mailbox_name, StoreError, StoreFlagsOutcome};
+use crate::store::error::StoreError;
+use crate::store::index::{check_keywords, flag_changes};
+use crate::store::mail_store::StoreFlagsOutcome;
+use crate::store::name::validate_mailbox_name;
 use crate::types::{Address, FlagOp, Flags, ModSeq, Uid};
 
 impl Inner {

@@ -4,11 +4,11 @@
 use std::io;
 
 use super::files::{self, sync_dir};
+use super::inner::{read_guard, write_guard, Inner};
 use super::uidlist;
-use super::{read_guard, write_guard, Inner};
+use crate::store::error::StoreError;
 use crate::store::index::MailboxIndex;
-use crate::store::memory::renamed_names;
-use crate::store::{validate_mailbox_name, StoreError};
+use crate::store::name::{renamed_names, validate_mailbox_name};
 use crate::types::{Address, Change, MailboxInfo, SpecialUse, INBOX};
 
 /// Maildir++ marks a folder directory with this empty file.

@@ -21,9 +21,11 @@ use super::expiry::{
     PlannedDeletion, ScanError,
 };
 use super::files::base_of;
-use super::{read_guard, write_guard, AccountDir, Inner, Scan};
+use super::inner::{read_guard, write_guard, AccountDir, Inner, Scan};
 use crate::expiry::{plan_trim, ExpiryPolicy, ExpiryReport, TrimCandidate};
-use crate::store::{lock, validate_mailbox_name, StoreError};
+use crate::store::error::StoreError;
+use crate::store::lock::lock;
+use crate::store::name::validate_mailbox_name;
 use crate::types::{Address, Change, Uid, INBOX};
 
 /// Dovecot's quota cache in an account directory, stale once messages are removed.

@@ -12,10 +12,12 @@ use std::time::SystemTime;
 use bytes::Bytes;
 
 use super::files::{self, base_of, sync_dir, Sub};
+use super::inner::{read_guard, Batch, Inner, MailboxState, Scan};
 use super::uidlist::FileRef;
-use super::{read_guard, Batch, Inner, MailboxState, Scan};
+use crate::store::error::StoreError;
 use crate::store::index::{check_keywords, sorted_uids};
-use crate::store::{validate_mailbox_name, AppendOutcome, CopyOutcome, StoreError};
+use crate::store::mail_store::{AppendOutcome, CopyOutcome};
+use crate::store::name::validate_mailbox_name;
 use crate::types::{Address, Flags, MessageMeta, Uid};
 
 /// Messages picked for a copy: metadata and an open file (which stays readable even if

@@ -9,10 +9,10 @@ use std::time::{Duration, SystemTime};
 
 use super::dovecot::{self, DovecotKeywords};
 use super::files::{self, base_of, Sub};
+use super::inner::{Batch, Inner, MailboxState};
 use super::uidlist::FileRef;
-use super::{Batch, Inner, MailboxState};
+use crate::store::error::StoreError;
 use crate::store::index::MailboxIndex;
-use crate::store::StoreError;
 use crate::types::{Address, Change, Flags, Uid, INBOX};
 
 /// How close to "now" a directory mtime must be to be distrusted: a change within the

@@ -7,11 +7,13 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use super::files;
+use super::inner::{AccountDir, Batch, Inner, MailboxState, Scan};
 use super::uidlist::{self, FileRef, INDEX_FILE};
 use super::usage::UsageShare;
-use super::{files, AccountDir, Batch, Inner, MailboxState, Scan};
+use crate::store::error::StoreError;
 use crate::store::index::MailboxIndex;
-use crate::store::{lock, StoreError};
+use crate::store::lock::lock;
 use crate::types::{Address, Change, Flags, MessageMeta, Uid, UidValidity, INBOX};
 
 impl AccountDir {

@@ -6,9 +6,14 @@ use std::io;
 use std::path::Path;
 
 use super::files::write_replace;
-use super::{now_secs, Inner, IssuedUidValidity, UID_VALIDITY_FILE};
-use crate::store::{lock, StoreError};
+use super::inner::{now_secs, Inner, IssuedUidValidity};
+use crate::store::error::StoreError;
+use crate::store::lock::lock;
 use crate::types::UidValidity;
+
+/// The file in `mailboxes_dir` that reserves UIDVALIDITY values across restarts (its name
+/// has no `@`, so the expiry does not take it for an account).
+pub(crate) const UID_VALIDITY_FILE: &str = "chatmail-uidvalidity";
 
 /// How many UIDVALIDITY values one write of [`UID_VALIDITY_FILE`] reserves.
 const UID_VALIDITY_BLOCK: u32 = 1024;

@@ -8,26 +8,24 @@
 //! figure by the difference, and a state dropped from the cache (mailbox deleted or
 //! renamed, index to be reloaded, account removed) takes its part back out. The figure
 //! is the account's usage once every mailbox of the account is loaded: the first
-//! [`Inner::quota_usage`] after start loads (and rescans) them all, which also takes in
+//! `Inner::quota_usage` (in `quota`) after start loads (and rescans) them all, which also takes in
 //! messages left by Dovecot, and marks the figure complete; dropping a state that is not
 //! gone for good marks it incomplete again, so the next call loads what is missing.
 
 use std::sync::{Arc, Mutex};
 
-use super::{read_guard, Inner, Scan};
-use crate::store::{lock, StoreError};
-use crate::types::{Address, INBOX};
+use crate::store::lock::lock;
 
 /// One account's usage figure.
 #[derive(Debug, Default)]
 pub(super) struct Usage {
     /// The sum of the sizes of the loaded mailbox states.
-    bytes: u64,
+    pub(super) bytes: u64,
     /// Whether every mailbox of the account is loaded, so that `bytes` is its usage.
-    complete: bool,
+    pub(super) complete: bool,
     /// Counts the times `complete` was cleared: a computation that began before one
     /// does not mark the figure complete.
-    generation: u64,
+    pub(super) generation: u64,
 }
 
 impl Usage {
@@ -93,34 +91,5 @@ impl UsageShare {
         }
         self.counted = 0;
         self.attached = false;
-    }
-}
-
-impl Inner {
-    /// The account's usage: the kept figure, after loading every mailbox not loaded yet.
-    pub(super) fn quota_usage(&self, address: &Address) -> Result<u64, StoreError> {
-        let account = self.account(address);
-        let _layout = read_guard(&account.layout);
-        let generation = {
-            let usage = lock(&account.usage);
-            if usage.complete {
-                return Ok(usage.bytes);
-            }
-            usage.generation
-        };
-        for name in std::iter::once(INBOX.to_string()).chain(account.folder_names()?) {
-            // A scan takes in files of others (Dovecot's before the takeover) once.
-            match account.with_mailbox(self, &name, Scan::Yes, |_| Ok(())) {
-                Ok(()) => {}
-                // Deleted by someone else between the listing and now.
-                Err(StoreError::NoSuchMailbox(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let mut usage = lock(&account.usage);
-        if usage.generation == generation {
-            usage.complete = true;
-        }
-        Ok(usage.bytes)
     }
 }

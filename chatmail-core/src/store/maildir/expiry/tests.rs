@@ -11,7 +11,7 @@ use super::*;
 use crate::config::Config;
 use crate::expiry::{quota_expire_log_line, ExpiryReport};
 use crate::store::{MailStore, MaildirStore};
-use crate::tests::set_mtime;
+use crate::tests::support::set_mtime;
 use crate::{Address, Uid, INBOX};
 
 const NOW: u64 = 1_700_000_000;

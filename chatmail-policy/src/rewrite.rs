@@ -55,7 +55,9 @@ fn edit_fields(message: &[u8], removed: &[&str], hide_subject: bool) -> Option<H
     for f in Fields::new(message) {
         let start = pos;
         pos += f.raw.len();
-        let replace = hide_subject && f.is("Subject");
+        // Delta Chat already sends `Subject: [...]`: that field stays as it is, so its
+        // messages need no edit at all.
+        let replace = hide_subject && f.is("Subject") && !is_hidden_subject(f.raw);
         if replace || removed.iter().any(|n| f.is(n)) {
             changed = true;
             fields.extend_from_slice(&message[copied..start]);
@@ -71,6 +73,12 @@ fn edit_fields(message: &[u8], removed: &[&str], hide_subject: bool) -> Option<H
     }
     fields.extend_from_slice(&message[copied..pos]);
     Some(HeaderEdit { len: pos, fields })
+}
+
+/// Whether a raw `Subject` field is exactly what the submission rewrite writes.
+fn is_hidden_subject(raw: &[u8]) -> bool {
+    raw.strip_prefix(b"Subject: [...]")
+        .is_some_and(|end| end == b"\r\n" || end == b"\n" || end.is_empty())
 }
 
 /// The submission rewrite (spec 4.4): every `Subject` becomes `Subject: [...]`, the
@@ -141,5 +149,48 @@ X-Mailer: m\r\nUser-Agent: u\r\nX-Originating-IP: 1.2.3.4\r\n\r\nReceived: body 
         let mut out = Vec::new();
         write_submission(b"Subject: x\nFrom: a@b", &mut out);
         assert_eq!(out, b"Subject: [...]\nFrom: a@b".to_vec());
+    }
+
+    #[test]
+    fn edits_in_place_move_header_bytes_only() {
+        for (edit, expected) in [
+            (submission_edit(MSG), {
+                let mut out = Vec::new();
+                write_submission(MSG, &mut out);
+                out
+            }),
+            (local_delivery_edit(MSG), {
+                let mut out = Vec::new();
+                write_for_local_delivery(MSG, &mut out);
+                out
+            }),
+        ] {
+            let edit = edit.expect("fields to edit");
+            let mut buffer = MSG.to_vec();
+            let start = edit
+                .apply_in_place(&mut buffer)
+                .expect("shorter fields fit");
+            assert_eq!(&buffer[start..], &expected[..]);
+            // The body was not moved: it sits where it was received.
+            let body = MSG.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+            assert_eq!(&buffer[body..], &MSG[body..]);
+        }
+        // Longer fields than before do not fit; the caller writes the message out.
+        let grown = submission_edit(b"Subject: x\r\n\r\nbody").expect("an edit");
+        assert_eq!(
+            grown.apply_in_place(&mut b"Subject: x\r\n\r\nbody".to_vec()),
+            None
+        );
+    }
+
+    #[test]
+    fn a_hidden_subject_needs_no_edit() {
+        let message = b"From: a@b\r\nSubject: [...]\r\n\r\nbody\r\n";
+        assert_eq!(submission_edit(message), None);
+        let mut out = Vec::new();
+        write_submission(message, &mut out);
+        assert_eq!(out, message.to_vec());
+        // A longer or differently spelled subject is still replaced.
+        assert!(submission_edit(b"Subject: [...] hi\r\n\r\n").is_some());
     }
 }

@@ -407,7 +407,12 @@ fn write_fetch(s: &mut Session, task: &FetchTask, meta: &MessageMeta, message: O
         return;
     };
     let items = &task.items;
-    let parsed = message.map(|m| mime::parse(m));
+    // The part tree is only built when an item needs it: `BODY.PEEK[]`, what clients
+    // fetch most, is the stored bytes as they are.
+    let whole = |item: &SectionItem| item.path.is_empty() && matches!(item.what, What::Full);
+    let needs_tree =
+        items.envelope || items.bodystructure || items.body || !items.sections.iter().all(whole);
+    let parsed = message.filter(|_| needs_tree).map(|m| mime::parse(m));
     let mut line = Vec::with_capacity(128);
     line.extend_from_slice(b"* ");
     wire::number(&mut line, seq.into());
@@ -459,10 +464,16 @@ fn write_fetch(s: &mut Session, task: &FetchTask, meta: &MessageMeta, message: O
             line.extend_from_slice(b"BODY ");
             part.write_structure(msg, &mut line, false);
         }
+    }
+    if let Some(msg) = message {
         for item in &items.sections {
             sep(&mut line);
             line.extend_from_slice(&item.label);
-            let content = section_content(msg, part, item);
+            let content = match parsed.as_ref() {
+                Some(root) => section_content(msg, root, item),
+                // Only whole-message sections: the stored bytes.
+                None => msg.clone(),
+            };
             let content = match item.partial {
                 Some((origin, count)) => {
                     line.push(b'<');

@@ -225,7 +225,10 @@ impl Engine for ServerSession {
             Answer::Recipient(answer) => self.on_recipient_answer(id, answer)?,
             Answer::Delivery(answer) => self.on_delivery_answer(id, answer)?,
         }
-        if matches!(self.wait, Wait::Nothing) {
+        if self.shutting_down && !matches!(self.phase, Phase::Closed) {
+            // The outcome went out above; pipelined commands are not read any more.
+            self.goodbye("4.3.2", "Service shutting down");
+        } else if matches!(self.wait, Wait::Nothing) {
             self.process(now);
         }
         Ok(())
@@ -277,10 +280,23 @@ impl Engine for ServerSession {
         }
     }
 
-    /// Input: the process is shutting down: `421 4.3.2`, then close.
+    /// Input: the process is shutting down: `421 4.3.2`, then close. A request already
+    /// out (a delivery being made durable) is answered first and its reply sent before
+    /// the goodbye; a reply held back by a failed-login delay goes out at once.
     fn shutdown(&mut self, _now: Instant) {
-        if !matches!(self.phase, Phase::Closed) {
-            self.goodbye("4.3.2", "Service shutting down");
+        if matches!(self.phase, Phase::Closed) {
+            return;
+        }
+        match std::mem::replace(&mut self.wait, Wait::Nothing) {
+            Wait::Answer(id, awaited) => {
+                self.wait = Wait::Answer(id, awaited);
+                self.shutting_down = true;
+            }
+            Wait::Delay { reply, .. } => {
+                self.send(&reply);
+                self.goodbye("4.3.2", "Service shutting down");
+            }
+            Wait::Nothing | Wait::Tls => self.goodbye("4.3.2", "Service shutting down"),
         }
     }
 

@@ -147,6 +147,8 @@ pub struct ServerSession {
     pub(super) transfer: Option<(Instant, u64)>,
     /// The budget share of a message handed to the embedder, until it answers.
     pub(super) held: Reservation,
+    /// `shutdown` came while a request was out: the goodbye follows its answer.
+    pub(super) shutting_down: bool,
 }
 
 impl std::fmt::Debug for ServerSession {
@@ -192,6 +194,7 @@ impl ServerSession {
             session_deadline,
             transfer: None,
             held: Reservation::default(),
+            shutting_down: false,
             config,
             policy,
         };

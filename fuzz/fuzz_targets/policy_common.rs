@@ -45,6 +45,11 @@ pub fn run(direction: Direction, data: &[u8]) {
             accepted.write_rewritten(message, &mut out);
             let mut delivered = Vec::new();
             chatmail_policy::write_for_local_delivery(&out, &mut delivered);
+            // The engine applies the same rewrites in place (only header bytes move):
+            // both ways must give the same bytes.
+            assert_eq!(in_place(accepted.header_edit(message), message), out);
+            let cleaned = chatmail_policy::local_delivery_edit(&out);
+            assert_eq!(in_place(cleaned, &out), delivered);
         }
         Verdict::Reject(reply) => {
             let line = reply.to_string();
@@ -52,6 +57,23 @@ pub fn run(direction: Direction, data: &[u8]) {
                 !line.contains('\r') && !line.contains('\n'),
                 "one-line reply"
             );
+        }
+    }
+}
+
+/// `message` with `edit` applied inside a copy of its buffer, as the SMTP engine and the
+/// relay do, or written out when the new fields do not fit.
+fn in_place(edit: Option<chatmail_policy::HeaderEdit>, message: &[u8]) -> Vec<u8> {
+    let Some(edit) = edit else {
+        return message.to_vec();
+    };
+    let mut buffer = message.to_vec();
+    match edit.apply_in_place(&mut buffer) {
+        Some(start) => buffer.split_off(start),
+        None => {
+            let mut out = Vec::new();
+            edit.write(message, &mut out);
+            out
         }
     }
 }

@@ -75,6 +75,7 @@
 pub mod account;
 pub mod budget;
 pub mod config;
+pub mod dns;
 pub mod engine;
 pub mod executor;
 pub mod expiry;

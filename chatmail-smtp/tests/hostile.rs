@@ -278,27 +278,6 @@ fn pending_input_is_bounded_while_waiting() {
     );
 }
 
-#[test]
-fn pending_input_is_bounded_when_it_comes_with_the_command_that_waits() {
-    // One feed: the command that makes the session wait, and a flood behind it.
-    let mut d = Driver::new(submission(), policy(1 << 20), Transport::Tls);
-    let mut input = format!("{EHLO}AUTH PLAIN {}\r\n", plain_alice()).into_bytes();
-    input.extend_from_slice(&vec![b'x'; 4 << 20]);
-    d.session.feed(&input, d.now);
-    assert!(d.session.is_closed());
-    assert_eq!(d.session.buffered_len(), 0);
-    let mut sent = String::new();
-    while let Some(output) = d.session.poll() {
-        if let Output::Send(bytes) = output {
-            sent.push_str(&String::from_utf8_lossy(&bytes));
-        }
-    }
-    assert!(
-        sent.ends_with("421 4.7.0 mail.example.org Error: too much pipelined input\r\n"),
-        "{sent}"
-    );
-}
-
 /// Where a hostile input of the table is sent: the listener, and the commands that
 /// bring the session into the state under attack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -206,14 +206,8 @@ impl Engine for ServerSession {
             // incomplete line is kept. A message's bytes thus go from the driver's read
             // buffer straight into the message (one copy, not two).
             let used = self.consume(bytes, now);
-            let rest = &bytes[used..];
-            // What is left waits for an answer, a delay or the handshake (bounded as
-            // below), or is an incomplete line (bounded by the line length).
-            let waiting = matches!(self.wait, Wait::Answer(..) | Wait::Delay { .. });
-            if waiting && rest.len() > self.config.max_pending_input {
-                self.goodbye("4.7.0", "Error: too much pipelined input");
-            } else if self.reads_on() {
-                self.input.extend_from_slice(rest);
+            if self.reads_on() {
+                self.input.extend_from_slice(&bytes[used..]);
             }
             return;
         }

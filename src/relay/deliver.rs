@@ -155,26 +155,23 @@ fn local_delivery_copy(message: Bytes, keep: bool) -> (Bytes, Option<Bytes>) {
     let Some(edit) = chatmail_policy::local_delivery_edit(&message) else {
         return (message.clone(), keep.then_some(message));
     };
-    if !keep {
-        match message.try_into_mut() {
-            Ok(mut unique) => {
-                if let Some(start) = edit.apply_in_place(&mut unique) {
-                    return (unique.freeze().slice(start..), None);
-                }
-                let mut out = Vec::new();
-                edit.write(&unique, &mut out);
-                return (Bytes::from(out), None);
-            }
-            Err(shared) => {
-                let mut out = Vec::new();
-                edit.write(&shared, &mut out);
-                return (Bytes::from(out), None);
-            }
-        }
+    if keep {
+        return (written(&edit, &message), Some(message));
     }
+    match message.try_into_mut() {
+        Ok(mut unique) => match edit.apply_in_place(&mut unique) {
+            Some(start) => (unique.freeze().slice(start..), None),
+            None => (written(&edit, &unique), None),
+        },
+        Err(shared) => (written(&edit, &shared), None),
+    }
+}
+
+/// `message` with `edit` applied, written out once.
+fn written(edit: &chatmail_policy::HeaderEdit, message: &[u8]) -> Bytes {
     let mut out = Vec::new();
-    edit.write(&message, &mut out);
-    (Bytes::from(out), Some(message))
+    edit.write(message, &mut out);
+    Bytes::from(out)
 }
 
 fn local_error(e: impl std::fmt::Display) -> DeliveryFailure {

@@ -30,7 +30,9 @@ async fn listeners_answer_and_shutdown_is_graceful() {
         .system_limits(Arc::new(FixedSystemLimits::plenty()))
         .build()
         .unwrap();
-    let server = Server::bind(Arc::new(relay), &data).await.unwrap();
+    let server = Server::bind_on_free_ports(Arc::new(relay), &data)
+        .await
+        .unwrap();
     let ports = server.ports();
     assert!(server.self_signed());
     assert!(ports.smtp.ip().is_loopback() && ports.smtp.port() != 0);
@@ -86,4 +88,33 @@ async fn listeners_answer_and_shutdown_is_graceful() {
     // No listener accepts any more.
     assert!(TcpStream::connect(ports.smtp).await.is_err());
     let _ = std::fs::remove_dir_all(&data);
+}
+
+/// A configured port of 0 turns that listener off (an operator behind another HTTPS
+/// server sets `https_port = 0`); the others listen on their configured ports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_of_zero_turns_its_listener_off() {
+    let data = tempfile::tempdir().unwrap();
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let imaps = free.local_addr().unwrap().port();
+    drop(free);
+    let mut c = config();
+    c.imaps_port = imaps;
+    let relay = Relay::builder(c)
+        .memory()
+        .system_limits(Arc::new(FixedSystemLimits::plenty()))
+        .build()
+        .unwrap();
+    let server = Server::bind(Arc::new(relay), data.path()).await.unwrap();
+    let ports = server.ports();
+    assert_eq!(ports.imaps.port(), imaps);
+    for off in [
+        ports.smtp,
+        ports.submission,
+        ports.submissions,
+        ports.imap,
+        ports.https,
+    ] {
+        assert_eq!(off.port(), 0, "{off} should be off");
+    }
 }

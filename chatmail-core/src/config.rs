@@ -68,6 +68,28 @@ pub enum TlsCertMode {
     Acme,
 }
 
+/// Where DNS answers come from (`resolver = system | static:PATH`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResolverSetting {
+    /// The system's resolver configuration (`/etc/resolv.conf`).
+    System,
+    /// A zone file in the RFC 1035 master format subset of
+    /// [`StaticZone`](crate::dns::StaticZone): tests and closed networks.
+    Static(PathBuf),
+}
+
+impl ResolverSetting {
+    /// `system` or `static:PATH`.
+    pub fn parse(v: &str) -> Option<ResolverSetting> {
+        if v.eq_ignore_ascii_case("system") {
+            return Some(ResolverSetting::System);
+        }
+        let path = v.strip_prefix("static:")?.trim();
+        (!path.is_empty() && !path.contains('\0'))
+            .then(|| ResolverSetting::Static(PathBuf::from(path)))
+    }
+}
+
 /// The parsed `[params]` section. Field names are the ini keys.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -215,6 +237,28 @@ pub struct Config {
     pub tls_key_path: Option<PathBuf>,
     /// `notify_url`: push notification endpoint ([`DEFAULT_NOTIFY_URL`]).
     pub notify_url: String,
+    /// `resolver` (`system`): where DNS answers come from for delivery and DKIM keys.
+    pub resolver: ResolverSetting,
+    /// `dkim_selector` (`opendkim`, as the reference, spec 4.5): the selector of the
+    /// relay's DKIM key, published at `<selector>._domainkey.<domain>`.
+    pub dkim_selector: String,
+    /// `outbound_retry_min` (60 s): wait before the first retry of a deferred delivery;
+    /// each further retry waits twice as long, up to `outbound_retry_max`.
+    pub outbound_retry_min: Duration,
+    /// `outbound_retry_max` (4000 s, Postfix's `maximal_backoff_time`): the longest wait
+    /// between two attempts.
+    pub outbound_retry_max: Duration,
+    /// `outbound_queue_lifetime` (2 days, Postfix's `maximal_queue_lifetime`, spec 4.1):
+    /// after it, a recipient not yet delivered is given up and the sender gets a DSN.
+    pub outbound_queue_lifetime: Duration,
+    /// `outbound_queue_max_messages` (100000): most messages the delivery queue holds;
+    /// past it, new mail for recipients not delivered at once gets `452 4.3.1`.
+    pub outbound_queue_max_messages: u64,
+    /// `outbound_queue_max_size` (`2G`): most message bytes the delivery queue holds.
+    pub outbound_queue_max_size_mb: u64,
+    /// `outbound_max_destinations` (500, as the reference's transport, spec 3.4):
+    /// destination domains delivered to at the same time.
+    pub outbound_max_destinations: usize,
     /// Keys present in `[params]` that this relay does not know (reported, not fatal).
     pub unknown_keys: Vec<String>,
 }
@@ -285,6 +329,14 @@ impl Config {
             tls_cert_path: None,
             tls_key_path: None,
             notify_url: DEFAULT_NOTIFY_URL.to_string(),
+            resolver: ResolverSetting::System,
+            dkim_selector: "opendkim".to_string(),
+            outbound_retry_min: Duration::from_secs(60),
+            outbound_retry_max: Duration::from_secs(4000),
+            outbound_queue_lifetime: Duration::from_secs(2 * 24 * 3600),
+            outbound_queue_max_messages: 100_000,
+            outbound_queue_max_size_mb: 2048,
+            outbound_max_destinations: 500,
             unknown_keys: Vec::new(),
         }
     }
@@ -317,6 +369,13 @@ impl Config {
                 key: "username_min_length".into(),
                 value: c.username_min_length.to_string(),
                 expected: "a number not above username_max_length",
+            });
+        }
+        if c.outbound_retry_max < c.outbound_retry_min {
+            return Err(ConfigError::Invalid {
+                key: "outbound_retry_max".into(),
+                value: format!("{}", c.outbound_retry_max.as_secs()),
+                expected: "a duration not below outbound_retry_min",
             });
         }
         if c.tls_cert_path.is_some() != c.tls_key_path.is_some() {
@@ -423,12 +482,12 @@ impl Config {
                     .parse()
                     .map_err(|_| invalid(key, v, "an IPv4 or IPv6 address such as 127.0.0.1"))?
             }
-            "smtp_port" => self.smtp_port = port(key, v)?,
-            "submission_port" => self.submission_port = port(key, v)?,
-            "submissions_port" => self.submissions_port = port(key, v)?,
-            "imap_port" => self.imap_port = port(key, v)?,
-            "imaps_port" => self.imaps_port = port(key, v)?,
-            "https_port" => self.https_port = port(key, v)?,
+            "smtp_port" => self.smtp_port = listener_port(key, v)?,
+            "submission_port" => self.submission_port = listener_port(key, v)?,
+            "submissions_port" => self.submissions_port = listener_port(key, v)?,
+            "imap_port" => self.imap_port = listener_port(key, v)?,
+            "imaps_port" => self.imaps_port = listener_port(key, v)?,
+            "https_port" => self.https_port = listener_port(key, v)?,
             "tls_cert_path" => self.tls_cert_path = Some(path(key, v)?),
             "tls_key_path" => self.tls_key_path = Some(path(key, v)?),
             "notify_url" => {
@@ -437,6 +496,30 @@ impl Config {
                 }
                 self.notify_url = v.to_string()
             }
+            "resolver" => {
+                self.resolver = ResolverSetting::parse(v).ok_or_else(|| {
+                    invalid(key, v, "'system' or 'static:' and the path of a zone file")
+                })?
+            }
+            "dkim_selector" => {
+                let ok = !v.is_empty()
+                    && v.len() <= 63
+                    && v.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                if !ok {
+                    return Err(invalid(key, v, "a DNS label such as opendkim"));
+                }
+                self.dkim_selector = v.to_string();
+            }
+            "outbound_retry_min" => self.outbound_retry_min = duration(key, v)?,
+            "outbound_retry_max" => self.outbound_retry_max = duration(key, v)?,
+            "outbound_queue_lifetime" => self.outbound_queue_lifetime = duration(key, v)?,
+            "outbound_queue_max_messages" => self.outbound_queue_max_messages = positive(key, v)?,
+            "outbound_queue_max_size" => match size_mb(key, v)? {
+                0 => return Err(invalid(key, v, "a size above zero such as 2G")),
+                mb => self.outbound_queue_max_size_mb = mb,
+            },
+            "outbound_max_destinations" => self.outbound_max_destinations = positive(key, v)?,
             "filtermail_host" | "postfix_host" => {}
             other => self.unknown_keys.push(other.to_string()),
         }
@@ -498,6 +581,11 @@ impl Config {
         self.max_imap_connections_per_ip
             .unwrap_or(self.max_imap_connections / 50)
             .clamp(1, self.max_imap_connections)
+    }
+
+    /// `outbound_queue_max_size` in bytes.
+    pub fn outbound_queue_max_bytes(&self) -> u64 {
+        self.outbound_queue_max_size_mb.saturating_mul(1024 * 1024)
     }
 
     /// `max_message_memory` in bytes.
@@ -673,6 +761,40 @@ fn port(key: &str, v: &str) -> Result<u16, ConfigError> {
         .ok()
         .filter(|p| *p > 0)
         .ok_or_else(|| invalid(key, v, "a port number from 1 to 65535"))
+}
+
+/// A listener's port: `0` turns the listener off (an operator behind another HTTPS
+/// server sets `https_port = 0`).
+fn listener_port(key: &str, v: &str) -> Result<u16, ConfigError> {
+    v.parse::<u16>()
+        .map_err(|_| invalid(key, v, "a port number from 0 (off) to 65535"))
+}
+
+/// A duration: whole seconds, or a number with `s`, `m`, `h` or `d` (`60`, `90s`,
+/// `30m`, `2d`).
+fn duration(key: &str, v: &str) -> Result<Duration, ConfigError> {
+    let lower = v.to_ascii_lowercase();
+    let (digits, unit) = match lower.as_bytes().last() {
+        Some(b's') => (&lower[..lower.len() - 1], 1),
+        Some(b'm') => (&lower[..lower.len() - 1], 60),
+        Some(b'h') => (&lower[..lower.len() - 1], 3600),
+        Some(b'd') => (&lower[..lower.len() - 1], 86_400),
+        _ => (lower.as_str(), 1),
+    };
+    digits
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .and_then(|n| n.checked_mul(unit))
+        .map(Duration::from_secs)
+        .ok_or_else(|| {
+            invalid(
+                key,
+                v,
+                "a duration above zero: seconds, or a number with s, m, h or d",
+            )
+        })
 }
 
 fn boolean(v: &str) -> bool {
@@ -942,5 +1064,46 @@ mod tests {
     fn unreadable_file_is_a_clear_error() {
         let err = Config::from_file(Path::new("/nonexistent/chatmail.ini")).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/chatmail.ini"));
+    }
+
+    #[test]
+    fn federation_keys_have_defaults_and_parse() {
+        let c = Config::parse(&ini("")).unwrap();
+        assert_eq!(c.resolver, ResolverSetting::System);
+        assert_eq!(c.dkim_selector, "opendkim");
+        assert_eq!(c.outbound_retry_min, Duration::from_secs(60));
+        assert_eq!(c.outbound_retry_max, Duration::from_secs(4000));
+        assert_eq!(c.outbound_queue_lifetime, Duration::from_secs(2 * 86_400));
+        assert_eq!(c.outbound_queue_max_bytes(), 2048 * 1024 * 1024);
+        let c = Config::parse(&ini(
+            "resolver = static:/etc/chatmail/zone\ndkim_selector = dkim2024\noutbound_retry_min = 30s\noutbound_retry_max = 2h\noutbound_queue_lifetime = 5d\noutbound_queue_max_messages = 10\noutbound_queue_max_size = 1G\noutbound_max_destinations = 7\nhttps_port = 0",
+        ))
+        .unwrap();
+        assert_eq!(
+            c.resolver,
+            ResolverSetting::Static("/etc/chatmail/zone".into())
+        );
+        assert_eq!(c.dkim_selector, "dkim2024");
+        assert_eq!(c.outbound_retry_min, Duration::from_secs(30));
+        assert_eq!(c.outbound_retry_max, Duration::from_secs(7200));
+        assert_eq!(c.outbound_queue_lifetime, Duration::from_secs(5 * 86_400));
+        assert_eq!(c.outbound_queue_max_messages, 10);
+        assert_eq!(c.outbound_queue_max_bytes(), 1024 * 1024 * 1024);
+        assert_eq!(c.outbound_max_destinations, 7);
+        assert_eq!(c.https_port, 0, "0 turns the listener off");
+        for bad in [
+            "resolver = dns",
+            "resolver = static:",
+            "dkim_selector = a.b",
+            "dkim_selector = ",
+            "outbound_retry_min = 0",
+            "outbound_retry_min = 5w",
+            "outbound_retry_min = 600\noutbound_retry_max = 60",
+            "outbound_queue_max_size = 0",
+            "outbound_max_destinations = 0",
+            "smtp_port = 65536",
+        ] {
+            assert!(Config::parse(&ini(bad)).is_err(), "{bad} should be refused");
+        }
     }
 }

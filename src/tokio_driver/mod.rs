@@ -77,7 +77,8 @@ impl BlockingExecutor for TokioBlocking {
     }
 }
 
-/// The local addresses the server listens on.
+/// The local addresses the server listens on; a listener that is off (configured port
+/// 0 with [`Server::bind`]) has port 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ports {
     /// MX (port 25).
@@ -126,6 +127,15 @@ pub struct Server {
     ports: Ports,
 }
 
+/// Which ports [`Server::bind_ports`] binds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PortChoice {
+    /// The configuration's; 0 is off.
+    Configured,
+    /// Free ones the system picks, for every listener.
+    Free,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Service {
     Smtp,
@@ -138,9 +148,28 @@ enum Service {
 
 impl Server {
     /// Loads or creates the TLS certificate (kept in `data_dir` when self-signed) and
-    /// binds every port of the relay's configuration on its `listen_address`. Port 0
-    /// picks a free port; [`Server::ports`] tells which.
+    /// binds every port of the relay's configuration on its `listen_address`. A port of
+    /// 0 turns that listener off (an operator behind another HTTPS server sets
+    /// `https_port = 0`); [`Server::ports`] reports it with port 0.
     pub async fn bind(relay: Arc<Relay>, data_dir: &Path) -> Result<Server, BindError> {
+        Server::bind_ports(relay, data_dir, PortChoice::Configured).await
+    }
+
+    /// As [`Server::bind`], but every listener, whatever its configured port, on a free
+    /// port the system picks: for tests and embedders that run several relays side by
+    /// side. [`Server::ports`] tells which.
+    pub async fn bind_on_free_ports(
+        relay: Arc<Relay>,
+        data_dir: &Path,
+    ) -> Result<Server, BindError> {
+        Server::bind_ports(relay, data_dir, PortChoice::Free).await
+    }
+
+    async fn bind_ports(
+        relay: Arc<Relay>,
+        data_dir: &Path,
+        choice: PortChoice,
+    ) -> Result<Server, BindError> {
         let config = relay.config().clone();
         let tls = tls::load_or_create(&config, data_dir)?;
         let ip = config.listen_address;
@@ -153,6 +182,11 @@ impl Server {
             (Service::Imaps, config.imaps_port),
             (Service::Https, config.https_port),
         ] {
+            let port = match choice {
+                PortChoice::Configured if port == 0 => continue,
+                PortChoice::Configured => port,
+                PortChoice::Free => 0,
+            };
             let addr = SocketAddr::new(ip, port);
             let listener = TcpListener::bind(addr)
                 .await

@@ -22,7 +22,7 @@ use tokio_rustls::TlsConnector;
 
 pub const DOMAIN: &str = "_chat.localhost";
 
-/// Every port free (0), the relay's defaults otherwise.
+/// The relay's defaults; [`start`] binds every listener on a free port.
 pub fn config() -> Config {
     let mut c = Config::with_domain(DOMAIN);
     c.smtp_port = 0;
@@ -58,7 +58,7 @@ pub fn memory_relay(config: Config) -> Arc<Relay> {
 pub async fn start(config: Config) -> Running {
     let data = tempfile::tempdir().expect("temp dir");
     let relay = memory_relay(config);
-    let server = Server::bind(relay.clone(), data.path())
+    let server = Server::bind_on_free_ports(relay.clone(), data.path())
         .await
         .expect("bind");
     let ports = server.ports();

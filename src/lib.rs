@@ -111,6 +111,7 @@ pub use chatmail_smtp as smtp;
 
 pub mod credentials;
 pub mod relay;
+pub mod outbound;
 pub mod web;
 
 pub use relay::{LoginVerdict, Relay, RelayBuilder, RequestHandler};

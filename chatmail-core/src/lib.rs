@@ -85,6 +85,12 @@ pub mod types;
 pub use executor::{run_blocking, BlockingExecutor, ExecutorGone, InlineExecutor, ThreadExecutor};
 pub use types::*;
 
+/// Durable file writes (atomic replace, directory fsync) for the other crates of the
+/// workspace that keep files of their own (the delivery queue of `chatmail`).
+pub mod durable {
+    pub use crate::account::fsutil::{create_dir_all_durable, sync_dir, write_atomic};
+}
+
 /// Internals the fuzz targets reach (`fuzz/`; cargo-fuzz builds with `--cfg fuzzing`):
 /// parsers of untrusted input that are not part of the API.
 #[cfg(fuzzing)]

@@ -1,6 +1,10 @@
 //! Mail for other servers: the [`Transport`] contract that hands a message over to a
-//! destination domain (spec 3.4), and the durable delivery queue that retries it.
+//! destination domain (spec 3.4), and the durable [`DeliveryQueue`] that holds every
+//! recipient not delivered at once and retries it.
 
+mod queue;
+mod signal;
 mod transport;
 
+pub use queue::{Attempt, DeliveryQueue, QueueError, QueueSettings, Recorded};
 pub use transport::{Handover, RecipientOutcome, Transport};

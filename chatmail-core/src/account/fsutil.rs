@@ -14,7 +14,7 @@ pub(crate) const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Replaces `dir/name` with `contents` atomically: a uniquely named temp file in the same
 /// directory is written, fsynced and renamed over the target, then the directory is
 /// fsynced, so readers see the old or the new content, never a partial one.
-pub(crate) fn write_atomic(dir: &Path, name: &str, contents: &[u8]) -> io::Result<()> {
+pub fn write_atomic(dir: &Path, name: &str, contents: &[u8]) -> io::Result<()> {
     let mut suffix = [0u8; 8];
     getrandom::fill(&mut suffix).map_err(|e| io::Error::other(e.to_string()))?;
     let tmp = dir.join(format!(".{name}.{:016x}.tmp", u64::from_le_bytes(suffix)));
@@ -33,7 +33,7 @@ pub(crate) fn write_atomic(dir: &Path, name: &str, contents: &[u8]) -> io::Resul
 }
 
 /// Makes directory entries (new files, renames) durable.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
     #[cfg(test)]
     synced::record(dir);
     File::open(dir)?.sync_all()
@@ -42,7 +42,7 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 /// Creates `dir` and any missing ancestors (with `mode` on Unix, else the default), then fsyncs the parent
 /// of every directory it created: a new directory's own entry lives in its parent, and
 /// without that fsync a crash can lose a directory (an account) already acknowledged.
-pub(crate) fn create_dir_all_durable(dir: &Path, mode: Option<u32>) -> io::Result<()> {
+pub fn create_dir_all_durable(dir: &Path, mode: Option<u32>) -> io::Result<()> {
     let missing: Vec<&Path> = dir
         .ancestors()
         .take_while(|p| !p.as_os_str().is_empty() && !p.exists())

@@ -3,6 +3,7 @@
 
 use super::plugins::{NewMailNotifier, OutboundQueue, RefuseOutbound, ServerMetadata};
 use super::service::Relay;
+use crate::outbound::{DeliveryQueue, QueueSettings};
 use chatmail_core::account::{
     Accounts, DeviceTokenStore, HashingPool, LinuxSystemLimits, LoginThrottle, MaildirAccountStore,
     MaildirDeviceTokens, MemoryAccountStore, MemoryDeviceTokens, SystemLimits, ThrottleSettings,
@@ -38,6 +39,7 @@ pub struct RelayBuilder {
     server_metadata: Option<Arc<dyn ServerMetadata>>,
     nocreate_path: Option<std::path::PathBuf>,
     hashing_pool: Option<Arc<HashingPool>>,
+    queue_dir: Option<std::path::PathBuf>,
 }
 
 impl RelayBuilder {
@@ -91,7 +93,18 @@ impl RelayBuilder {
         self
     }
 
-    /// Builds the relay; fails if the maildir store cannot create its root directory.
+    /// Keep a durable [`DeliveryQueue`] in `dir` (the relay example uses
+    /// `<data-dir>/queue`): mail for other domains, and local recipients whose delivery
+    /// failed for the moment, wait there until
+    /// [`Relay::run_delivery_queue`] hands them over. Without it, remote recipients go
+    /// to the [`OutboundQueue`] plugged in with [`RelayBuilder::outbound`].
+    pub fn delivery_queue(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.queue_dir = Some(dir.into());
+        self
+    }
+
+    /// Builds the relay; fails if the maildir store cannot create its root directory
+    /// or the delivery queue cannot be opened.
     pub fn build(self) -> Result<Relay, StoreError> {
         let config = self.config;
         let (accounts_store, tokens, store, executor): Stores = match self.backend {
@@ -125,7 +138,18 @@ impl RelayBuilder {
         if let Some(path) = self.nocreate_path {
             accounts = accounts.with_nocreate_path(path);
         }
+        let queue = match &self.queue_dir {
+            Some(dir) => Some(Arc::new(
+                DeliveryQueue::open(dir, QueueSettings::from_config(&config), executor.clone())
+                    .map_err(|source| StoreError::Io {
+                        context: format!("opening the delivery queue {}", dir.display()),
+                        source,
+                    })?,
+            )),
+            None => None,
+        };
         Ok(Relay {
+            queue,
             address_domain: config.address_domain(),
             message_budget: MemoryBudget::new(config.max_message_memory_bytes()),
             throttle: LoginThrottle::new(ThrottleSettings::from_config(&config)),
@@ -155,6 +179,7 @@ impl Relay {
             server_metadata: None,
             nocreate_path: None,
             hashing_pool: None,
+            queue_dir: None,
         }
     }
 }

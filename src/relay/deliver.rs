@@ -69,9 +69,15 @@ impl Relay {
         }
         if !remote.is_empty() {
             let rcpts: Vec<String> = remote.iter().map(|&i| recipients[i].clone()).collect();
-            let results = match message {
-                Some(message) => self.outbound.enqueue(mail_from, &rcpts, message).await,
-                None => Vec::new(),
+            let results = match (message, &self.queue) {
+                (Some(message), Some(_)) => {
+                    let queued = self
+                        .queue_for_delivery(mail_from, &rcpts, message, true)
+                        .await;
+                    vec![queued; rcpts.len()]
+                }
+                (Some(message), None) => self.outbound.enqueue(mail_from, &rcpts, message).await,
+                (None, _) => Vec::new(),
             };
             for (k, &i) in remote.iter().enumerate() {
                 outcomes[i] = Some(
@@ -88,9 +94,41 @@ impl Relay {
             .collect()
     }
 
+    /// Puts `message` for `recipients` in the delivery queue, durably; `now`: first
+    /// attempted at once (mail for other domains), else after `outbound_retry_min`
+    /// (local recipients whose delivery just failed for the moment). Without a queue,
+    /// the recipients stay failed (`451 4.3.0`, the sender retries).
+    pub(super) async fn queue_for_delivery(
+        &self,
+        mail_from: &str,
+        recipients: &[String],
+        message: Bytes,
+        now: bool,
+    ) -> Result<(), DeliveryFailure> {
+        let Some(queue) = &self.queue else {
+            return Err(DeliveryFailure::LocalError);
+        };
+        let now_ms = super::queue_runner::unix_ms();
+        let first = if now {
+            now_ms
+        } else {
+            now_ms.saturating_add(queue.settings().retry_min.as_millis() as u64)
+        };
+        match queue
+            .enqueue(mail_from, recipients, message, now_ms, first)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::warn!(error = %e, "message not queued");
+                Err(DeliveryFailure::Refused(e.reply()))
+            }
+        }
+    }
+
     /// Appends `message` to the INBOX of local `rcpt`; `known`: the account was found at
     /// RCPT, no second lookup.
-    async fn deliver_local(
+    pub(super) async fn deliver_local(
         &self,
         mail_from: &str,
         rcpt: &str,
@@ -151,7 +189,7 @@ impl Relay {
 /// kept (incoming mail, the common case of a signed message): the new header fields are
 /// written in place. Otherwise the stored copy shares the buffer when there is nothing to
 /// drop, and is written out once when there is.
-fn local_delivery_copy(message: Bytes, keep: bool) -> (Bytes, Option<Bytes>) {
+pub(super) fn local_delivery_copy(message: Bytes, keep: bool) -> (Bytes, Option<Bytes>) {
     let Some(edit) = chatmail_policy::local_delivery_edit(&message) else {
         return (message.clone(), keep.then_some(message));
     };

@@ -30,6 +30,7 @@ mod imap_answers;
 mod login;
 mod metadata;
 mod plugins;
+mod queue_runner;
 mod service;
 mod smtp_answers;
 

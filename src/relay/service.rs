@@ -24,6 +24,8 @@ pub struct Relay {
     pub(super) tokens: Arc<dyn DeviceTokenStore>,
     pub(super) store: Arc<dyn MailStore>,
     pub(super) outbound: Arc<dyn OutboundQueue>,
+    /// The durable queue of recipients not delivered at once, if the relay has one.
+    pub(super) queue: Option<Arc<crate::outbound::DeliveryQueue>>,
     pub(super) notifier: Option<Arc<dyn NewMailNotifier>>,
     pub(super) server_metadata: Option<Arc<dyn ServerMetadata>>,
     /// Where CPU-bound work of the engines' requests runs (SEARCH scans), off the

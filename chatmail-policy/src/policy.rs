@@ -77,6 +77,7 @@ pub struct Accepted {
     direction: Direction,
     class: MessageClass,
     reset_envelope_sender: bool,
+    from_domain: String,
 }
 
 impl Accepted {
@@ -85,6 +86,13 @@ impl Accepted {
     /// forged sender (spec 3.3 step 4).
     pub fn reset_envelope_sender(&self) -> bool {
         self.reset_envelope_sender
+    }
+
+    /// The domain of the From header's address, lower-cased, as this policy read it:
+    /// what a DKIM signature must be aligned with (spec 3.3 step 6). An address literal
+    /// keeps its brackets (`[192.0.2.1]`).
+    pub fn from_domain(&self) -> &str {
+        &self.from_domain
     }
 
     /// Which exception or rule let the message through.
@@ -346,10 +354,16 @@ impl Policy {
         let from = from_address(&headers)?;
         let mail_from = envelope.mail_from;
         let from_matches = from.eq_ignore_ascii_case(mail_from.as_bytes());
+        let from_domain = from
+            .iter()
+            .rposition(|&b| b == b'@')
+            .map(|at| String::from_utf8_lossy(&from[at + 1..]).to_ascii_lowercase())
+            .unwrap_or_default();
         let accepted = |class, reset_envelope_sender| Accepted {
             direction,
             class,
             reset_envelope_sender,
+            from_domain: from_domain.clone(),
         };
         match direction {
             Direction::Outgoing => {

@@ -78,6 +78,13 @@ fn encrypted_with_forged_from_is_500_outgoing_and_resets_sender_incoming() {
     );
     let a = accepted(incoming(&m, ALICE, &[BOB], false));
     assert!(a.reset_envelope_sender());
+    // DKIM alignment is checked against the From header, not MAIL FROM.
+    assert_eq!(a.from_domain(), "example.net");
+    let m = fixture("encrypted.eml", "Someone@Example.NET", BOB);
+    assert_eq!(
+        accepted(incoming(&m, ALICE, &[BOB], false)).from_domain(),
+        "example.net"
+    );
 }
 
 #[test]

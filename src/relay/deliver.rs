@@ -67,6 +67,8 @@ impl Relay {
                     .await,
             );
         }
+        self.queue_local_retries(mail_from, recipients, &mut outcomes, &local_copy)
+            .await;
         if !remote.is_empty() {
             let rcpts: Vec<String> = remote.iter().map(|&i| recipients[i].clone()).collect();
             let results = match (message, &self.queue) {
@@ -92,6 +94,42 @@ impl Relay {
             .into_iter()
             .map(|o| o.unwrap_or(Err(DeliveryFailure::LocalError)))
             .collect()
+    }
+
+    /// Local recipients whose delivery failed for the moment (storage) go to the
+    /// delivery queue as stored locally, retried after `outbound_retry_min`: the `250`
+    /// the other recipients earn loses nothing, and a peer is not made to send again
+    /// what some recipients already have.
+    async fn queue_local_retries(
+        &self,
+        mail_from: &str,
+        recipients: &[String],
+        outcomes: &mut [Option<Result<(), DeliveryFailure>>],
+        local_copy: &Bytes,
+    ) {
+        if self.queue.is_none() {
+            return;
+        }
+        let mut retry: Vec<String> = Vec::new();
+        for (o, rcpt) in outcomes.iter().zip(recipients) {
+            let mailbox = rcpt.to_ascii_lowercase();
+            if matches!(o, Some(Err(DeliveryFailure::LocalError))) && !retry.contains(&mailbox) {
+                retry.push(mailbox);
+            }
+        }
+        if retry.is_empty() {
+            return;
+        }
+        let queued = self
+            .queue_for_delivery(mail_from, &retry, local_copy.clone(), false)
+            .await;
+        for (o, rcpt) in outcomes.iter_mut().zip(recipients) {
+            if matches!(o, Some(Err(DeliveryFailure::LocalError)))
+                && retry.contains(&rcpt.to_ascii_lowercase())
+            {
+                *o = Some(queued.clone());
+            }
+        }
     }
 
     /// Puts `message` for `recipients` in the delivery queue, durably; `now`: first

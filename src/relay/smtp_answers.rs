@@ -90,7 +90,7 @@ impl Relay {
         } else {
             std::mem::take(&mut delivery.message)
         };
-        let mut outcomes = self
+        let outcomes = self
             .deliver(
                 &delivery.mail_from,
                 &delivery.recipients,
@@ -98,10 +98,6 @@ impl Relay {
                 message,
             )
             .await;
-        if reports {
-            self.queue_temporary_failures(&delivery, &mut outcomes)
-                .await;
-        }
         let failed: Vec<(&String, Reply)> = delivery
             .recipients
             .iter()
@@ -125,39 +121,6 @@ impl Relay {
             }
         }
         DeliveryAnswer::PerRecipient(outcomes)
-    }
-
-    /// Submission: local recipients whose delivery failed for the moment (storage) go
-    /// to the delivery queue, so the `250` the other recipients earn loses nothing; they
-    /// are retried after `outbound_retry_min`.
-    async fn queue_temporary_failures(
-        &self,
-        delivery: &Delivery,
-        outcomes: &mut [Result<(), DeliveryFailure>],
-    ) {
-        if self.delivery_queue().is_none() {
-            return;
-        }
-        let retry: Vec<usize> = outcomes
-            .iter()
-            .enumerate()
-            .filter(|(_, o)| matches!(o, Err(DeliveryFailure::LocalError)))
-            .map(|(i, _)| i)
-            .filter(|&i| self.is_local(&delivery.recipients[i]))
-            .collect();
-        if retry.is_empty() {
-            return;
-        }
-        let rcpts: Vec<String> = retry
-            .iter()
-            .map(|&i| delivery.recipients[i].clone())
-            .collect();
-        let queued = self
-            .queue_for_delivery(&delivery.mail_from, &rcpts, delivery.message.clone(), false)
-            .await;
-        for i in retry {
-            outcomes[i] = queued.clone();
-        }
     }
 
     /// Appends a delivery status notification (RFC 3464) about `failed` to the INBOX of

@@ -9,6 +9,7 @@ use chatmail_core::engine;
 use chatmail_policy::{Direction, Reply};
 
 use crate::reply::reply;
+use crate::server::config::Role;
 
 /// A decision the session needs from the embedder, emitted as
 /// [`Output::Request`](engine::Output::Request) with its id. The session processes no
@@ -85,6 +86,12 @@ pub enum RecipientAnswer {
 pub struct Delivery {
     /// Outgoing (submission) or incoming (MX, LMTP).
     pub direction: Direction,
+    /// The listener it came in on: MX mail is checked for its origin (DKIM, spec 3.3
+    /// step 6) by the embedder; LMTP comes from a local MTA that did it already.
+    pub role: Role,
+    /// The domain of the From header's address, lower-cased, as the policy read it
+    /// ([`chatmail_policy::Accepted::from_domain`]): what a DKIM signature must match.
+    pub from_domain: String,
     /// The authenticated user (submission).
     pub auth_user: Option<String>,
     /// The envelope sender; `""` for `<>`, and also when the policy resets it (incoming

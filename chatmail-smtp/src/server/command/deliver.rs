@@ -77,6 +77,8 @@ impl ServerSession {
                 let confirmed = txn.recipients.iter().map(|r| r.confirmed).collect();
                 let delivery = Delivery {
                     direction,
+                    role: self.config.role,
+                    from_domain: accepted.from_domain().to_string(),
                     auth_user: self.auth_user.clone(),
                     mail_from,
                     recipients: recipients.clone(),

@@ -29,6 +29,7 @@
 mod https;
 pub mod limits;
 mod pump;
+pub mod resolver;
 mod shutdown;
 mod stream;
 pub mod tls;

@@ -26,6 +26,7 @@
 //!
 //! Logs (`tracing`) never contain client IP addresses or message contents.
 
+pub mod delivery;
 mod https;
 pub mod limits;
 mod pump;

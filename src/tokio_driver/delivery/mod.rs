@@ -411,6 +411,9 @@ impl NetworkTransport {
 #[async_trait::async_trait]
 impl Transport for NetworkTransport {
     async fn hand_over(&self, handover: Handover<'_>) -> Vec<RecipientOutcome> {
+        if handover.recipients.is_empty() {
+            return Vec::new();
+        }
         // A little under the queue's own deadline, so that this answer is the one it
         // gets.
         let deadline = self.settings.attempt_deadline;

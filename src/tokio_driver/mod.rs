@@ -26,9 +26,11 @@
 //!
 //! Logs (`tracing`) never contain client IP addresses or message contents.
 
+pub mod delivery;
 mod https;
 pub mod limits;
 mod pump;
+pub mod resolver;
 mod shutdown;
 mod stream;
 pub mod tls;

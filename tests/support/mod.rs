@@ -256,9 +256,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Peer<S> {
     }
 }
 
-/// The `encrypted.eml` fixture from `from` to `to`, CRLF, dot-stuffed, with the
-/// terminating `.` line: the policy accepts it (a real PGP/MIME message).
-pub fn encrypted_data(from: &str, to: &str) -> Vec<u8> {
+/// The `encrypted.eml` fixture from `from` to `to`, CRLF, as a message: the policy
+/// accepts it (a real PGP/MIME message).
+pub fn encrypted_message(from: &str, to: &str) -> String {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/testdata/fixtures/encrypted.eml"
@@ -269,8 +269,18 @@ pub fn encrypted_data(from: &str, to: &str) -> Vec<u8> {
         .replace("{to_addr}", to)
         .replace("{subject}", "[...]")
         .replace("\r\n", "\n");
-    let mut out = Vec::new();
+    let mut out = String::new();
     for line in text.trim_end().lines() {
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// [`encrypted_message`] as DATA: dot-stuffed, with the terminating `.` line.
+pub fn encrypted_data(from: &str, to: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for line in encrypted_message(from, to).lines() {
         if line.starts_with('.') {
             out.push(b'.');
         }

@@ -110,8 +110,9 @@ pub use chatmail_policy as policy;
 pub use chatmail_smtp as smtp;
 
 pub mod credentials;
-pub mod relay;
+pub mod dkim;
 pub mod outbound;
+pub mod relay;
 pub mod web;
 
 pub use relay::{LoginVerdict, Relay, RelayBuilder, RequestHandler};

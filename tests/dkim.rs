@@ -403,3 +403,92 @@ fn the_key_is_kept_on_disk() {
     let error = DkimSigner::load_or_create(dir.path(), "../x", "c.example").unwrap_err();
     assert!(error.to_string().contains("selector"), "{error}");
 }
+
+#[test]
+fn the_published_records_load_as_a_zone_and_verify_a_signature() {
+    use chatmail::core::dns::Record;
+    let config = chatmail::core::config::Config::with_domain(DOMAIN);
+    // 2024-03-05 06:07 UTC.
+    let now = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_709_618_820);
+    let lines = chatmail::dkim::published_records(&config, &signer().1, now);
+    let text = lines.join("\n");
+    let zone = StaticZone::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let answer = |name: &str, kind| zone.answer(name, kind).expect("answer");
+    assert_eq!(
+        answer("a.example", RecordType::Mx),
+        Answer::Records(vec![Record::Mx {
+            preference: 10,
+            exchange: "a.example.".into()
+        }])
+    );
+    assert_eq!(
+        answer("_mta-sts.a.example", RecordType::Txt),
+        Answer::Records(vec![Record::Txt("v=STSv1; id=202403050607".into())])
+    );
+    for (name, value) in [
+        ("a.example", "v=spf1 a ~all"),
+        ("_dmarc.a.example", "v=DMARC1;p=reject;adkim=s;aspf=s"),
+        ("_adsp._domainkey.a.example", "dkim=discardable"),
+    ] {
+        assert_eq!(
+            answer(name, RecordType::Txt),
+            Answer::Records(vec![Record::Txt(value.into())])
+        );
+    }
+    for name in ["mta-sts.a.example", "www.a.example"] {
+        assert_eq!(
+            answer(name, RecordType::Cname),
+            Answer::Records(vec![Record::Cname("a.example.".into())])
+        );
+    }
+    for (service, port) in [
+        ("_submission", 587),
+        ("_submissions", 465),
+        ("_imap", 143),
+        ("_imaps", 993),
+    ] {
+        assert_eq!(
+            answer(&format!("{service}._tcp.a.example"), RecordType::Srv),
+            Answer::Records(vec![Record::Srv {
+                priority: 0,
+                weight: 1,
+                port,
+                target: "a.example.".into()
+            }])
+        );
+    }
+    // Addresses are the operator's to add: comments only.
+    assert_eq!(answer("a.example", RecordType::A), Answer::NoData);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(';') && l.contains(" A ")),
+        "{text}"
+    );
+    // The key record is longer than one TXT string: split, and joined again on lookup.
+    let dkim_line = lines
+        .iter()
+        .find(|l| l.contains("_domainkey.a.example. ") && l.contains("DKIM1"))
+        .unwrap();
+    assert!(dkim_line.matches('"').count() >= 4, "{dkim_line}");
+    assert!(dkim_line.split('"').all(|s| s.len() <= 255), "{dkim_line}");
+    assert_eq!(
+        answer("opendkim._domainkey.a.example", RecordType::Txt),
+        Answer::Records(vec![Record::Txt(signer().1.dns_txt_value())])
+    );
+    assert_eq!(
+        verify(Arc::new(zone), &signed(MESSAGE), DOMAIN),
+        DkimVerdict::Pass
+    );
+
+    // Test domains starting with `_` publish no MTA-STS.
+    let underscore = chatmail::core::config::Config::with_domain("_test.example");
+    let text = chatmail::dkim::published_records(&underscore, &signer().1, now).join("\n");
+    assert!(
+        !text.contains("mta-sts") && text.contains("www._test.example."),
+        "{text}"
+    );
+    // An IPv4-only relay publishes nothing.
+    let ip = chatmail::core::config::Config::with_domain("192.0.2.1");
+    assert!(chatmail::dkim::published_records(&ip, &signer().1, now).is_empty());
+}

@@ -1,5 +1,7 @@
 //! DKIM for the relay: [`DkimSigner`] signs what the relay sends to other relays (spec
-//! 4.5), [`DkimVerifier`] decides the origin check of incoming mail (spec 3.3 step 6).
+//! 4.5), [`DkimVerifier`] decides the origin check of incoming mail (spec 3.3 step 6),
+//! and [`published_records`] lists the DNS records an operator publishes (spec 4.7),
+//! the DKIM key among them.
 //!
 //! The DKIM grammar, canonicalization and RSA come from `mail-auth`; DNS from the
 //! relay's own [`chatmail_core::dns::Resolver`], so a static zone in tests and the system
@@ -9,9 +11,11 @@
 //! published under a domain name (spec 1.3, 4.5).
 
 mod key;
+mod records;
 mod sign;
 mod verify;
 
+pub use records::published_records;
 pub use sign::DkimSigner;
 pub use verify::{DkimVerdict, DkimVerifier, MAX_KEY_RECORDS, MAX_SIGNATURES};
 

@@ -3,7 +3,11 @@
 //! ```sh
 //! cargo run --release --example relay                       # embedded default
 //! cargo run --release --example relay -- --config chatmail.ini [--data-dir DIR]
+//! cargo run --release --example relay -- dns --config chatmail.ini [--data-dir DIR]
 //! ```
+//!
+//! `dns` prints the DNS records to publish for the relay (spec 4.7) as zone-file lines,
+//! creating the DKIM key under `DIR/dkim/` if it does not exist yet, and exits.
 //!
 //! Without `--config` it runs the embedded default: mail domain `_chat.localhost`
 //! (self-signed TLS, as the reference does for `_` domains), every listener on
@@ -20,7 +24,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-const USAGE: &str = "usage: relay [--config chatmail.ini] [--data-dir DIR]";
+const USAGE: &str = "usage: relay [dns] [--config chatmail.ini] [--data-dir DIR]";
 
 /// The embedded default: loopback, unprivileged ports, self-signed TLS.
 fn embedded_default(data_dir: &std::path::Path) -> Config {
@@ -42,7 +46,12 @@ fn main() -> ExitCode {
     tracing_subscriber_init();
     let mut config_path: Option<PathBuf> = None;
     let mut data_dir: Option<PathBuf> = None;
-    let mut args = std::env::args().skip(1);
+    let mut dns = false;
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("dns") {
+        args.next();
+        dns = true;
+    }
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--config" => config_path = args.next().map(PathBuf::from),
@@ -78,6 +87,9 @@ fn main() -> ExitCode {
             config.unknown_keys.join(", ")
         );
     }
+    if dns {
+        return print_dns_records(&config, &data_dir);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -89,6 +101,32 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(run(config, data_dir))
+}
+
+/// `relay dns`: the records to publish, one zone-file line each (spec 4.7).
+fn print_dns_records(config: &Config, data_dir: &std::path::Path) -> ExitCode {
+    if config.is_ipv4_relay() {
+        println!(
+            "; {} is an IP address: no DNS records to publish (spec 1.3).",
+            config.mail_domain
+        );
+        return ExitCode::SUCCESS;
+    }
+    let signer = match chatmail::dkim::DkimSigner::load_or_create(
+        data_dir,
+        &config.dkim_selector,
+        &config.mail_domain,
+    ) {
+        Ok(signer) => signer,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for line in chatmail::dkim::published_records(config, &signer, std::time::SystemTime::now()) {
+        println!("{line}");
+    }
+    ExitCode::SUCCESS
 }
 
 async fn run(config: Config, data_dir: PathBuf) -> ExitCode {

@@ -110,6 +110,7 @@ pub use chatmail_policy as policy;
 pub use chatmail_smtp as smtp;
 
 pub mod credentials;
+pub mod dkim;
 pub mod outbound;
 pub mod relay;
 pub mod web;

@@ -22,6 +22,7 @@ fuzz_target!(|data: &[u8]| {
                     RecordType::Mx,
                     RecordType::Txt,
                     RecordType::Cname,
+                    RecordType::Srv,
                 ] {
                     if let Ok(Answer::Records(records)) = zone.answer(name, kind) {
                         assert!(records.iter().all(|r| r.record_type() == kind));

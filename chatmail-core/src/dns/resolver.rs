@@ -17,6 +17,9 @@ pub enum RecordType {
     Txt,
     /// Canonical name (zone files only: a lookup follows it).
     Cname,
+    /// Service location (RFC 2782): the submission and IMAP records a relay publishes
+    /// for clients (spec 4.7).
+    Srv,
 }
 
 /// One resource record's data.
@@ -38,6 +41,17 @@ pub enum Record {
     Txt(String),
     /// The name this one is an alias of (absolute, lower-case, trailing dot).
     Cname(String),
+    /// A service location (RFC 2782).
+    Srv {
+        /// Lower is tried first.
+        priority: u16,
+        /// Share among records of the same priority.
+        weight: u16,
+        /// The service's port.
+        port: u16,
+        /// The host (absolute, lower-case, trailing dot; `.` alone: no such service).
+        target: String,
+    },
 }
 
 impl Record {
@@ -49,6 +63,7 @@ impl Record {
             Record::Mx { .. } => RecordType::Mx,
             Record::Txt(_) => RecordType::Txt,
             Record::Cname(_) => RecordType::Cname,
+            Record::Srv { .. } => RecordType::Srv,
         }
     }
 }

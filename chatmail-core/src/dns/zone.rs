@@ -5,7 +5,8 @@
 //! Names ending in `.` are absolute, others are relative to `$ORIGIN`; `@` is the origin;
 //! a line starting with a blank repeats the previous owner. `$ORIGIN` and `$TTL`
 //! directives; `;` starts a comment outside quotes. Types: A, AAAA, MX, TXT (one or more
-//! quoted strings, concatenated; `\"`, `\\` and `\DDD` escapes), CNAME. Multi-line
+//! quoted strings, concatenated; `\"`, `\\` and `\DDD` escapes), CNAME, SRV
+//! (`priority weight port target`). Multi-line
 //! records in parentheses are not part of the subset and are refused. A name absent from
 //! the zone is NXDOMAIN; a name without the asked type has no data; CNAMEs are followed
 //! (at most [`MAX_CNAME_CHAIN`] of them).
@@ -330,6 +331,22 @@ fn parse_rdata(kind: &str, rdata: &[Token], origin: Option<&str>) -> Result<Reco
             [target] => Ok(Record::Cname(resolve_name(target, origin)?)),
             _ => Err("CNAME takes one name".into()),
         },
+        "SRV" => match words()?.as_slice() {
+            [priority, weight, port, target] => {
+                let number = |what: &str, value: &str| {
+                    value
+                        .parse::<u16>()
+                        .map_err(|_| format!("{value} is not an SRV {what}"))
+                };
+                Ok(Record::Srv {
+                    priority: number("priority", priority)?,
+                    weight: number("weight", weight)?,
+                    port: number("port", port)?,
+                    target: resolve_name(target, origin)?,
+                })
+            }
+            _ => Err("SRV takes a priority, a weight, a port and a host".into()),
+        },
         "TXT" => {
             if rdata.is_empty() {
                 return Err("TXT takes one or more strings".into());
@@ -428,7 +445,15 @@ opendkim._domainkey TXT ( "x" )
     fn bad_lines_name_their_line() {
         for (text, reason) in [
             ("a.example. A 300.1.1.1", "not an IPv4 address"),
-            ("a.example. SRV 0 0 25 b.", "SRV is not supported"),
+            (
+                "a.example. CAA 0 issue \"ca.example\"",
+                "CAA is not supported",
+            ),
+            ("_imap._tcp.a.example. SRV 0 1 143", "SRV takes"),
+            (
+                "_imap._tcp.a.example. SRV 0 1 70000 a.example.",
+                "not an SRV port",
+            ),
             ("relative A 192.0.2.1", "without $ORIGIN"),
             ("a.example. TXT \"open", "not closed"),
             ("a..example. A 192.0.2.1", "not a domain name"),
@@ -441,6 +466,36 @@ opendkim._domainkey TXT ( "x" )
             assert_eq!(error.line, 1, "{text}");
             assert!(error.reason.contains(reason), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn srv_records() {
+        let zone = StaticZone::parse(
+            "$ORIGIN a.example.\n_imaps._tcp 3600 IN SRV 0 1 993 a.example.\n_submission._tcp SRV 10 5 587 mail\n",
+        )
+        .expect("zone");
+        assert_eq!(
+            zone.answer("_imaps._tcp.a.example", RecordType::Srv),
+            Ok(Answer::Records(vec![Record::Srv {
+                priority: 0,
+                weight: 1,
+                port: 993,
+                target: "a.example.".into()
+            }]))
+        );
+        assert_eq!(
+            zone.answer("_submission._tcp.a.example.", RecordType::Srv),
+            Ok(Answer::Records(vec![Record::Srv {
+                priority: 10,
+                weight: 5,
+                port: 587,
+                target: "mail.a.example.".into()
+            }]))
+        );
+        assert_eq!(
+            zone.answer("_imaps._tcp.a.example", RecordType::Txt),
+            Ok(Answer::NoData)
+        );
     }
 
     #[test]

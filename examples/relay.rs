@@ -18,6 +18,7 @@
 
 use chatmail::core::config::Config;
 use chatmail::credentials::Credentials;
+use chatmail::tokio_driver::resolver::resolver_from_config;
 use chatmail::tokio_driver::{blocking_executor, Server};
 use chatmail::Relay;
 use std::path::PathBuf;
@@ -134,10 +135,43 @@ async fn run(config: Config, data_dir: PathBuf) -> ExitCode {
         eprintln!("cannot create {}: {e}", config.mailboxes_dir.display());
         return ExitCode::from(2);
     }
-    let relay = match Relay::builder(config.clone())
+    let resolver = match resolver_from_config(&config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut builder = Relay::builder(config.clone())
         .maildir(blocking_executor())
-        .build()
-    {
+        .resolver(resolver)
+        .delivery_queue(data_dir.join("queue"));
+    // An IPv4 relay neither signs nor can be checked: no key under an address (spec 1.3).
+    if !config.is_ipv4_relay() {
+        let selector = config.dkim_selector.clone();
+        let (dir, domain) = (data_dir.clone(), config.mail_domain.clone());
+        let signer = tokio::task::spawn_blocking(move || {
+            chatmail::dkim::DkimSigner::load_or_create(&dir, &selector, &domain)
+        })
+        .await;
+        match signer {
+            Ok(Ok(signer)) => builder = builder.dkim_signer(signer),
+            Ok(Err(e)) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("DKIM key: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    // As the reference's FILTERMAIL_SKIP_DKIM: for tests that send unsigned mail.
+    if std::env::var("CHATMAIL_SKIP_DKIM").is_ok_and(|v| v == "1" || v == "true") {
+        eprintln!("warning: CHATMAIL_SKIP_DKIM is set: mail from other servers is not checked for its origin");
+        builder = builder.skip_dkim_verification();
+    }
+    let relay = match builder.build() {
         Ok(r) => Arc::new(r),
         Err(e) => {
             eprintln!("cannot open {}: {e}", config.mailboxes_dir.display());

@@ -1,8 +1,10 @@
 //! [`RelayBuilder`]: assembles a [`Relay`] from a configuration, a backend and what the
 //! provider plugs in.
 
+use super::origin::OriginCheck;
 use super::plugins::{NewMailNotifier, OutboundQueue, RefuseOutbound, ServerMetadata};
 use super::service::Relay;
+use crate::dkim::{DkimSigner, DkimVerifier};
 use crate::outbound::{DeliveryQueue, QueueSettings};
 use chatmail_core::account::{
     Accounts, DeviceTokenStore, HashingPool, LinuxSystemLimits, LoginThrottle, MaildirAccountStore,
@@ -10,6 +12,7 @@ use chatmail_core::account::{
 };
 use chatmail_core::budget::MemoryBudget;
 use chatmail_core::config::Config;
+use chatmail_core::dns::Resolver;
 use chatmail_core::store::{MailStore, MaildirStore, MemoryStore, StoreError};
 use chatmail_core::BlockingExecutor;
 use chatmail_policy::{Policy, PolicyConfig};
@@ -40,6 +43,9 @@ pub struct RelayBuilder {
     nocreate_path: Option<std::path::PathBuf>,
     hashing_pool: Option<Arc<HashingPool>>,
     queue_dir: Option<std::path::PathBuf>,
+    resolver: Option<Arc<dyn Resolver>>,
+    dkim_signer: Option<DkimSigner>,
+    skip_dkim_verification: bool,
 }
 
 impl RelayBuilder {
@@ -90,6 +96,31 @@ impl RelayBuilder {
     /// with `password_hash_queue` places, made for this relay).
     pub fn hashing_pool(mut self, pool: Arc<HashingPool>) -> Self {
         self.hashing_pool = Some(pool);
+        self
+    }
+
+    /// Where DNS answers come from: the mail exchangers of other domains and the DKIM
+    /// keys of incoming mail. The tokio driver's `resolver_from_config` makes the one
+    /// the configuration's `resolver` key names.
+    pub fn resolver(mut self, resolver: Arc<dyn Resolver>) -> Self {
+        self.resolver = Some(resolver);
+        self
+    }
+
+    /// Sign every message that leaves for another domain with `signer` (spec 4.5); the
+    /// relay example loads or creates it with [`DkimSigner::load_or_create`] in its data
+    /// directory.
+    pub fn dkim_signer(mut self, signer: DkimSigner) -> Self {
+        self.dkim_signer = Some(signer);
+        self
+    }
+
+    /// Accept mail from other servers without the DKIM origin check (spec 3.3 step 6),
+    /// as the reference's `FILTERMAIL_SKIP_DKIM`: for tests that send unsigned mail,
+    /// never for a relay on the Internet. Without it and without a
+    /// [`RelayBuilder::resolver`], such mail is refused for the moment (`451 4.7.5`).
+    pub fn skip_dkim_verification(mut self) -> Self {
+        self.skip_dkim_verification = true;
         self
     }
 
@@ -148,8 +179,19 @@ impl RelayBuilder {
             )),
             None => None,
         };
+        let origin_check = match (&self.resolver, self.skip_dkim_verification) {
+            (_, true) => OriginCheck::Skip,
+            (Some(resolver), false) => OriginCheck::Dkim(Arc::new(DkimVerifier::new(
+                resolver.clone(),
+                executor.clone(),
+            ))),
+            (None, false) => OriginCheck::NoResolver,
+        };
         Ok(Relay {
             queue,
+            origin_check,
+            dkim_signer: self.dkim_signer,
+            resolver: self.resolver,
             address_domain: config.address_domain(),
             message_budget: MemoryBudget::new(config.max_message_memory_bytes()),
             throttle: LoginThrottle::new(ThrottleSettings::from_config(&config)),
@@ -180,6 +222,9 @@ impl Relay {
             nocreate_path: None,
             hashing_pool: None,
             queue_dir: None,
+            resolver: None,
+            dkim_signer: None,
+            skip_dkim_verification: false,
         }
     }
 }

@@ -29,6 +29,8 @@ mod handler;
 mod imap_answers;
 mod login;
 mod metadata;
+mod mxdeliv;
+mod origin;
 mod plugins;
 mod queue_runner;
 mod service;
@@ -37,6 +39,7 @@ mod smtp_answers;
 pub use builder::RelayBuilder;
 pub use handler::RequestHandler;
 pub use login::LoginVerdict;
+pub use mxdeliv::{MxDelivAnswer, MAX_MXDELIV_RECIPIENTS};
 pub use plugins::{NewMailNotifier, OutboundQueue, RefuseOutbound, ServerMetadata};
 // The tokio driver times the daily expiry with the relay's clock.
 #[cfg(feature = "tokio")]

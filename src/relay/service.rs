@@ -24,6 +24,12 @@ pub struct Relay {
     pub(super) tokens: Arc<dyn DeviceTokenStore>,
     pub(super) store: Arc<dyn MailStore>,
     pub(super) outbound: Arc<dyn OutboundQueue>,
+    /// Where DNS answers come from (delivery, DKIM keys), if the relay was given one.
+    pub(super) resolver: Option<Arc<dyn chatmail_core::dns::Resolver>>,
+    /// Signs what leaves for other domains, if the relay has a key.
+    pub(super) dkim_signer: Option<crate::dkim::DkimSigner>,
+    /// How the origin of mail from other servers is checked.
+    pub(super) origin_check: super::origin::OriginCheck,
     /// The durable queue of recipients not delivered at once, if the relay has one.
     pub(super) queue: Option<Arc<crate::outbound::DeliveryQueue>>,
     pub(super) notifier: Option<Arc<dyn NewMailNotifier>>,
@@ -98,6 +104,11 @@ impl Relay {
     /// The device tokens of push notifications.
     pub fn device_tokens(&self) -> &Arc<dyn DeviceTokenStore> {
         &self.tokens
+    }
+
+    /// The resolver the relay was built with ([`RelayBuilder::resolver`](super::RelayBuilder::resolver)).
+    pub fn resolver(&self) -> Option<&Arc<dyn chatmail_core::dns::Resolver>> {
+        self.resolver.as_ref()
     }
 
     /// The change feed of `account`, for an IMAP session in IDLE.

@@ -8,7 +8,7 @@ use chatmail_core::{Address, Flags, INBOX};
 use chatmail_policy::Reply;
 use chatmail_smtp::policy::Direction;
 use chatmail_smtp::server::{
-    Answer, AuthAnswer, Delivery, DeliveryAnswer, DeliveryFailure, RecipientAnswer, Request,
+    Answer, AuthAnswer, Delivery, DeliveryAnswer, DeliveryFailure, RecipientAnswer, Request, Role,
     ServerSession,
 };
 use std::net::IpAddr;
@@ -82,6 +82,16 @@ impl Relay {
     /// would arrive. Mail from other servers is never bounced (the envelope sender is the
     /// peer's choice): the MX session refuses what was not delivered in the dialogue.
     pub async fn answer_smtp_delivery(&self, mut delivery: Delivery) -> DeliveryAnswer {
+        // Spec 3.3 step 6, after the policy's content checks: mail from other servers
+        // must be signed by its From domain. LMTP comes from a local MTA that checked.
+        if delivery.role == Role::Mx {
+            if let Err(reply) = self
+                .check_origin(&delivery.message, &delivery.from_domain)
+                .await
+            {
+                return DeliveryAnswer::Failed(DeliveryFailure::Refused(reply));
+            }
+        }
         // Only submission may report failures, quoting the message's header: incoming
         // mail is handed over whole, so its local copy can be cleaned up in place.
         let reports = delivery.direction == Direction::Outgoing;

@@ -1,6 +1,7 @@
-//! The HTTPS listener: [`crate::web::Site`] behind hyper and rustls.
+//! The HTTPS listener: [`crate::web::Site`] and `POST /mxdeliv` behind hyper and rustls.
 
 use super::limits::RequestRate;
+use crate::relay::Relay;
 use crate::web::Site;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -29,6 +30,7 @@ pub(crate) async fn serve_connection(
     tcp: TcpStream,
     peer: SocketAddr,
     acceptor: TlsAcceptor,
+    relay: Arc<Relay>,
     site: Arc<Site>,
     new_rate: Arc<RequestRate>,
     self_signed: bool,
@@ -40,9 +42,16 @@ pub(crate) async fn serve_connection(
     let Ok(Ok(tls)) = tokio::time::timeout(HTTP_TIMEOUT, acceptor.accept(tcp)).await else {
         return;
     };
-    let service = hyper::service::service_fn(move |req| {
-        let response = handle(&site, &new_rate, self_signed, peer, req);
-        async move { Ok::<_, std::convert::Infallible>(response) }
+    let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+        let (relay, site, new_rate) = (relay.clone(), site.clone(), new_rate.clone());
+        async move {
+            let response = if req.uri().path() == "/mxdeliv" {
+                super::mxdeliv::receive(&relay, req).await
+            } else {
+                handle(&site, &new_rate, self_signed, peer, req)
+            };
+            Ok::<_, std::convert::Infallible>(response)
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())

@@ -29,6 +29,7 @@
 pub mod delivery;
 mod https;
 pub mod limits;
+mod mxdeliv;
 mod pump;
 pub mod resolver;
 mod shutdown;
@@ -36,11 +37,12 @@ mod stream;
 pub mod tls;
 
 use crate::credentials::Endpoints;
+use crate::outbound::Transport;
 use crate::relay::Relay;
 use crate::web::Site;
 use chatmail_core::BlockingExecutor;
 use chatmail_imap::Session;
-use chatmail_smtp::server::{Role, ServerSession, Transport};
+use chatmail_smtp::server::{Role, ServerSession, Transport as SmtpTransport};
 use limits::ConnectionLimit;
 use shutdown::ShutdownSignal;
 use std::future::Future;
@@ -124,6 +126,8 @@ impl Drop for InflightGuard {
 /// A bound relay server: every listener is accepting once [`Server::bind`] returns.
 pub struct Server {
     relay: Arc<Relay>,
+    /// How the delivery queue reaches other servers (default: [`delivery::NetworkTransport`]).
+    transport: Option<Arc<dyn Transport>>,
     tls: tls::TlsConfigs,
     listeners: Vec<(Service, TcpListener)>,
     ports: Ports,
@@ -210,12 +214,29 @@ impl Server {
             imaps: local(Service::Imaps),
             https: local(Service::Https),
         };
+        let transport: Option<Arc<dyn Transport>> = match relay.resolver() {
+            Some(resolver) if relay.delivery_queue().is_some() => {
+                Some(Arc::new(delivery::NetworkTransport::new(
+                    delivery::TransportSettings::from_config(&config),
+                    resolver.clone(),
+                )))
+            }
+            _ => None,
+        };
         Ok(Server {
             relay,
+            transport,
             tls,
             listeners,
             ports,
         })
+    }
+
+    /// Hands the delivery queue's attempts to `transport` instead of the network (tests,
+    /// embedders that relay through a smarthost of their own).
+    pub fn with_transport(mut self, transport: Arc<dyn Transport>) -> Server {
+        self.transport = Some(transport);
+        self
     }
 
     /// Where the server listens.
@@ -274,6 +295,7 @@ impl Server {
                             tcp,
                             peer,
                             acceptor.clone(),
+                            relay.clone(),
                             site.clone(),
                             new_rate.clone(),
                             self_signed,
@@ -304,8 +326,8 @@ impl Server {
                                 return;
                             };
                             let transport = match conn {
-                                Connection::Tls(_) => Transport::Tls,
-                                _ => Transport::Cleartext,
+                                Connection::Tls(_) => SmtpTransport::Tls,
+                                _ => SmtpTransport::Cleartext,
                             };
                             let session = ServerSession::new(
                                 smtp_config,
@@ -342,6 +364,21 @@ impl Server {
             tasks.push(task);
         }
         tasks.push(tokio::spawn(expire_daily(self.relay.clone())));
+        let queue_runner = match (self.relay.delivery_queue(), self.transport) {
+            (Some(_), Some(transport)) => {
+                let mut stop = ShutdownSignal(stop_rx.clone());
+                Some(tokio::spawn(self.relay.clone().run_delivery_queue(
+                    transport,
+                    tokio::time::sleep,
+                    async move { stop.wait().await },
+                )))
+            }
+            (Some(_), None) => {
+                tracing::error!("the relay has a delivery queue but no resolver: nothing is delivered to other servers");
+                None
+            }
+            _ => None,
+        };
         shutdown.await;
         tracing::info!("shutting down: no new connections, finishing open ones");
         let _ = stop_tx.send(true);
@@ -352,6 +389,10 @@ impl Server {
         // later; wait for that, so that no listener accepts once shutdown goes on.
         for task in tasks {
             let _ = task.await;
+        }
+        // The queue records what is in flight (10 s at most) before the process ends.
+        if let Some(runner) = queue_runner {
+            let _ = runner.await;
         }
         let wait_idle = async {
             loop {

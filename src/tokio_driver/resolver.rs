@@ -30,6 +30,22 @@ const MAX_RECORDS: usize = 64;
 #[error("resolver configuration: {0}")]
 pub struct ResolverConfigError(String);
 
+/// The resolver `config.resolver` names: the system's ([`SystemResolver`]) or the zone
+/// file of `static:PATH` ([`StaticZone`](chatmail_core::dns::StaticZone)). Call it
+/// inside a tokio runtime.
+pub fn resolver_from_config(
+    config: &chatmail_core::config::Config,
+) -> Result<std::sync::Arc<dyn Resolver>, ResolverConfigError> {
+    use chatmail_core::config::ResolverSetting;
+    Ok(match &config.resolver {
+        ResolverSetting::System => std::sync::Arc::new(SystemResolver::from_system_conf()?),
+        ResolverSetting::Static(path) => std::sync::Arc::new(
+            chatmail_core::dns::StaticZone::load(path)
+                .map_err(|e| ResolverConfigError(format!("zone file {}: {e}", path.display())))?,
+        ),
+    })
+}
+
 /// The operating system's resolver (the name servers of `/etc/resolv.conf`), as the
 /// relay's [`Resolver`]: config `resolver = system`.
 #[derive(Clone)]
@@ -118,6 +134,7 @@ impl Resolver for SystemResolver {
             RecordType::Mx => WireType::MX,
             RecordType::Txt => WireType::TXT,
             RecordType::Cname => WireType::CNAME,
+            RecordType::Srv => WireType::SRV,
         };
         let lookup = tokio::time::timeout(self.total, self.inner.lookup(name.as_str(), wire));
         let lookup = match lookup.await {
@@ -177,6 +194,12 @@ fn convert(data: &RData, kind: RecordType) -> Option<Record> {
             Some(Record::Txt(String::from_utf8_lossy(&text).into_owned()))
         }
         (RData::CNAME(cname), RecordType::Cname) => Some(Record::Cname(name(&cname.0))),
+        (RData::SRV(srv), RecordType::Srv) => Some(Record::Srv {
+            priority: srv.priority,
+            weight: srv.weight,
+            port: srv.port,
+            target: name(&srv.target),
+        }),
         _ => None,
     }
 }

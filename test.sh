@@ -4,7 +4,8 @@
 # 1. Unit, property, engine and doc tests of every crate (cargo).
 # 2. End-to-end: the `relay` example on 127.0.0.1 driven by real clients — python
 #    smtplib/imaplib, swaks, curl, msmtp and mbsync (each skipped if not installed; CI
-#    installs them), and Delta Chat core itself
+#    installs them), Postfix as a peer of three federated relays on 127.0.0.2-5 (as
+#    root: standard ports), and Delta Chat core itself
 #    (deltachat-rpc-server + deltachat-rpc-client from PyPI, in a venv created here).
 #    Set CHATMAIL_SKIP_E2E=1 to run only the cargo tests.
 set -euo pipefail
@@ -21,10 +22,12 @@ fi
 # The relay example in the debug profile: the cargo tests above built the dependencies
 # already, and nothing in these tests measures speed.
 cargo build --example relay
-if [ ! -x .venv/bin/pytest ] || ! .venv/bin/python -c 'import deltachat_rpc_client' 2>/dev/null; then
+if [ ! -x .venv/bin/pytest ] || ! .venv/bin/python -c 'import deltachat_rpc_client, dkim' 2>/dev/null; then
   python3 -m venv .venv
+  # dkimpy: an independent DKIM implementation, to check our signatures and sign the
+  # mail Postfix brings us (tests/e2e/test_federation.py).
   .venv/bin/pip install -q --disable-pip-version-check pytest==8.3.4 \
-    deltachat-rpc-server==2.65.0 deltachat-rpc-client==2.65.0
+    deltachat-rpc-server==2.65.0 deltachat-rpc-client==2.65.0 dkimpy==1.1.8
 fi
 export PATH="$PWD/.venv/bin:$PATH"
 CHATMAIL_RELAY_BIN="$PWD/target/debug/examples/relay" \

@@ -34,20 +34,33 @@ def free_ports(n):
     return ports
 
 
+STANDARD_PORTS = (25, 587, 465, 143, 993, 443)
+
+
 class Relay:
-    def __init__(self, tmp: Path, extra_ini: str = ""):
+    """One `relay` process. By default: `_chat.localhost` on free ports of 127.0.0.1;
+    `domain`, `address` and `ports` (smtp, submission, submissions, imap, imaps, https)
+    place it elsewhere, `extra_ini` adds config lines, `env` environment variables.
+    `start=False` only writes the config (for `relay dns` before the first start)."""
+
+    def __init__(self, tmp: Path, extra_ini: str = "", domain: str = DOMAIN,
+                 address: str = "127.0.0.1", ports=None, env=None, start=True):
         self.tmp = tmp
-        ports = free_ports(6)
+        tmp.mkdir(parents=True, exist_ok=True)
+        ports = ports or free_ports(6)
         (self.smtp_port, self.submission_port, self.submissions_port,
          self.imap_port, self.imaps_port, self.https_port) = ports
-        self.domain = DOMAIN
+        self.domain = domain
+        self.address = address
+        self.env = dict(os.environ, **(env or {}))
         self.mailboxes_dir = tmp / "mail"
+        self.data_dir = tmp / "data"
         self.ini = tmp / "chatmail.ini"
         self.ini.write_text(
             "[params]\n"
-            f"mail_domain = {DOMAIN}\n"
+            f"mail_domain = {domain}\n"
             f"mailboxes_dir = {self.mailboxes_dir}\n"
-            "listen_address = 127.0.0.1\n"
+            f"listen_address = {address}\n"
             f"smtp_port = {self.smtp_port}\n"
             f"submission_port = {self.submission_port}\n"
             f"submissions_port = {self.submissions_port}\n"
@@ -60,16 +73,33 @@ class Relay:
             "notify_url = http://127.0.0.1:9/notify\n"
             + extra_ini
         )
-        binary = os.environ.get("CHATMAIL_RELAY_BIN", str(ROOT / "target/release/examples/relay"))
-        self.log = open(tmp / "relay.log", "w+")
+        self.binary = os.environ.get("CHATMAIL_RELAY_BIN", str(ROOT / "target/release/examples/relay"))
+        self.log_path = tmp / "relay.log"
+        self.log = open(self.log_path, "a+")
+        self.proc = None
+        self.printed_dclogin = None
+        if start:
+            self.start()
+
+    def dns(self):
+        """What `relay dns` prints for this relay (creating its DKIM key)."""
+        out = subprocess.run(
+            [self.binary, "dns", "--config", str(self.ini), "--data-dir", str(self.data_dir)],
+            capture_output=True, text=True, timeout=120, env=self.env,
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    def start(self):
+        offset = self.log_path.stat().st_size
         self.proc = subprocess.Popen(
-            [binary, "--config", str(self.ini), "--data-dir", str(tmp / "data")],
-            stdout=self.log, stderr=subprocess.STDOUT, cwd=tmp,
+            [self.binary, "--config", str(self.ini), "--data-dir", str(self.data_dir)],
+            stdout=self.log, stderr=subprocess.STDOUT, cwd=self.tmp, env=self.env,
         )
         deadline = time.time() + 60
         while time.time() < deadline:
             self.log.flush()
-            text = (tmp / "relay.log").read_text()
+            text = self.log_path.read_text()[offset:]
             if "ready" in text:
                 break
             if self.proc.poll() is not None:
@@ -77,8 +107,13 @@ class Relay:
             time.sleep(0.05)
         else:
             raise RuntimeError("relay did not print 'ready' within 60 s")
-        m = re.search(r"(dclogin:\S+)", (tmp / "relay.log").read_text())
+        m = re.search(r"(dclogin:\S+)", text)
         self.printed_dclogin = m.group(1) if m else None
+
+    def kill(self):
+        """SIGKILL: no shutdown, no last write."""
+        self.proc.kill()
+        self.proc.wait(10)
 
     def creds(self, prefix="ac"):
         local = (prefix + secrets.token_hex(8))[:9]
@@ -87,25 +122,29 @@ class Relay:
 
     def log_text(self):
         self.log.flush()
-        return (self.tmp / "relay.log").read_text()
+        return self.log_path.read_text()
 
     def stop(self):
-        if self.proc.poll() is None:
+        if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+
+    def close(self):
+        self.stop()
         self.log.close()
 
 
 @pytest.fixture(scope="session")
 def relay():
     tmp = Path(tempfile.mkdtemp(prefix="chatmail-e2e-"))
-    r = Relay(tmp)
+    # Unsigned test mail on port 25 is the point of many tests here; DKIM has its own.
+    r = Relay(tmp, env={"CHATMAIL_SKIP_DKIM": "1"})
     yield r
-    r.stop()
+    r.close()
     if os.environ.get("KEEP_E2E_DIR"):
         print(f"relay data kept in {tmp}")
     else:

@@ -10,7 +10,7 @@ use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
 use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey, LineEnding};
 use rsa::RsaPrivateKey;
 
-use super::DkimError;
+use super::error::DkimError;
 
 /// Bits of a generated key: what `opendkim-genkey` makes in practice (spec 4.5), and what
 /// receivers expect today (RFC 8301 requires at least 1024).

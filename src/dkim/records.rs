@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use chatmail_core::config::Config;
 
-use super::DkimSigner;
+use super::sign::DkimSigner;
 
 /// TTL of every record (spec 4.7).
 const TTL: u32 = 3600;

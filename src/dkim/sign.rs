@@ -12,8 +12,8 @@ use mail_auth::dkim::Canonicalization;
 use mail_auth::AuthenticatedMessage;
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs1KeyDer};
 
+use super::error::DkimError;
 use super::key;
-use super::DkimError;
 
 /// OpenDKIM's default signed header fields: `dkim_should_signhdrs` in libopendkim's
 /// `dkim.c`, the set RFC 6376 section 5.4.1 recommends. The reference relay signs these

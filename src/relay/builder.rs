@@ -1,9 +1,8 @@
 //! [`RelayBuilder`]: assembles a [`Relay`] from a configuration, a backend and what the
 //! provider plugs in.
 
-use super::origin::OriginCheck;
 use super::plugins::{NewMailNotifier, OutboundQueue, RefuseOutbound, ServerMetadata};
-use super::service::Relay;
+use super::service::{OriginCheck, Relay};
 use crate::dkim::{DkimSigner, DkimVerifier};
 use crate::outbound::{DeliveryQueue, QueueSettings};
 use chatmail_core::account::{

@@ -176,7 +176,7 @@ impl Relay {
         let Some(queue) = &self.queue else {
             return Err(DeliveryFailure::LocalError);
         };
-        let now_ms = super::queue_runner::unix_ms();
+        let now_ms = super::service::unix_ms();
         let first = if now {
             now_ms
         } else {

@@ -19,8 +19,10 @@
 //!
 //! The files, each depending only on those above it: `plugins` (what a provider plugs
 //! in) and `handler` ([`RequestHandler`]); `service` (the [`Relay`] and its accessors);
-//! `builder`, `login`, `metadata` and `expiry`; `deliver`; then `smtp_answers` and
-//! `imap_answers`, the [`RequestHandler`] impls, which nothing depends on.
+//! `builder`, `login`, `metadata`, `expiry` and `origin` (the DKIM check of mail from
+//! other servers); `deliver` (local INBOXes, DKIM signing, the delivery queue);
+//! `queue_runner` (carries out the queue's attempts); then `mxdeliv` (`POST /mxdeliv`),
+//! `smtp_answers` and `imap_answers`, the answers, which nothing depends on.
 
 mod builder;
 mod deliver;

@@ -1,20 +1,8 @@
 //! The origin check of mail from other servers (spec 3.3 step 6): strict DKIM.
 
-use super::service::Relay;
+use super::service::{OriginCheck, Relay};
 use bytes::Bytes;
 use chatmail_policy::Reply;
-use std::sync::Arc;
-
-/// How a relay checks where mail from other servers comes from.
-pub(crate) enum OriginCheck {
-    /// Strict DKIM with keys from the relay's resolver.
-    Dkim(Arc<crate::dkim::DkimVerifier>),
-    /// Not at all ([`RelayBuilder::skip_dkim_verification`](super::RelayBuilder::skip_dkim_verification), tests).
-    Skip,
-    /// The relay has no resolver to fetch keys with: mail from DNS domains is refused
-    /// for the moment, never let through unchecked.
-    NoResolver,
-}
 
 impl Relay {
     /// Whether `message`, whose From domain the policy read as `from_domain`, carries a

@@ -2,7 +2,7 @@
 //! or to the local INBOXes (local recipients whose delivery had failed for the moment);
 //! what was given up is reported to the local sender.
 
-use super::service::Relay;
+use super::service::{unix_ms, Relay};
 use crate::outbound::{Attempt, DeliveryQueue, Handover, RecipientOutcome, Transport};
 use chatmail_policy::Reply;
 use chatmail_smtp::server::DeliveryFailure;
@@ -10,7 +10,7 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Longest sleep between two looks at the queue, whatever it says is next: a clock
 /// step (NTP) cannot leave due mail waiting for long.
@@ -19,14 +19,6 @@ const MAX_SLEEP: Duration = Duration::from_secs(30);
 /// How long shutdown waits for attempts in flight to be recorded; an attempt cut off
 /// is attempted again after the restart.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-/// Unix milliseconds now.
-pub(crate) fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 impl Relay {
     /// The delivery queue, if this relay has one ([`RelayBuilder::delivery_queue`](super::RelayBuilder::delivery_queue)).

@@ -29,7 +29,7 @@ pub struct Relay {
     /// Signs what leaves for other domains, if the relay has a key.
     pub(super) dkim_signer: Option<crate::dkim::DkimSigner>,
     /// How the origin of mail from other servers is checked.
-    pub(super) origin_check: super::origin::OriginCheck,
+    pub(super) origin_check: OriginCheck,
     /// The durable queue of recipients not delivered at once, if the relay has one.
     pub(super) queue: Option<Arc<crate::outbound::DeliveryQueue>>,
     pub(super) notifier: Option<Arc<dyn NewMailNotifier>>,
@@ -41,6 +41,25 @@ pub struct Relay {
     pub(super) address_domain: String,
     /// `max_message_memory`: message bytes all sessions together hold while receiving.
     pub(super) message_budget: Arc<MemoryBudget>,
+}
+
+/// How a relay checks where mail from other servers comes from.
+pub(crate) enum OriginCheck {
+    /// Strict DKIM with keys from the relay's resolver.
+    Dkim(Arc<crate::dkim::DkimVerifier>),
+    /// Not at all ([`RelayBuilder::skip_dkim_verification`](super::RelayBuilder::skip_dkim_verification), tests).
+    Skip,
+    /// The relay has no resolver to fetch keys with: mail from DNS domains is refused
+    /// for the moment, never let through unchecked.
+    NoResolver,
+}
+
+/// Unix milliseconds now (the delivery queue's clock).
+pub(crate) fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Seconds since the Unix epoch.

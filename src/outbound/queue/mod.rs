@@ -21,7 +21,7 @@
 mod spool;
 
 use crate::outbound::signal::Signal;
-use crate::outbound::RecipientOutcome;
+use crate::outbound::transport::RecipientOutcome;
 use bytes::Bytes;
 use chatmail_core::config::Config;
 use chatmail_core::BlockingExecutor;

@@ -1,7 +1,7 @@
 //! Delivery over HTTPS (spec 3.4 step 1, the receiving side is 3.5): one `POST
 //! /mxdeliv` with the envelope in headers and the raw message as body.
 
-use super::{connect_any, sanitize, Attempt};
+use super::attempt::{connect_any, sanitize, Attempt};
 use bytes::Bytes;
 use chatmail_policy::Reply;
 use http_body_util::{BodyExt, Full};

@@ -31,25 +31,27 @@
 //! # Ok(()) }
 //! ```
 
+mod attempt;
 mod cache;
 mod https;
+mod settings;
 mod smtp;
 mod tls;
 
+pub use settings::TransportSettings;
+
 use crate::outbound::{Handover, RecipientOutcome, Transport};
+use attempt::{connect_any, sanitize, Attempt};
 use cache::{IdleKey, IdlePool, SmtpOnlyMemo};
-use chatmail_core::config::Config;
 use chatmail_core::dns::{Answer, MailExchangers, Record, RecordType, Resolver};
 use chatmail_policy::Reply;
 use chatmail_smtp::client::{OutgoingEnvelope, TransactionOutcome};
 use https::HttpsOutcome;
-use rustls::pki_types::CertificateDer;
 use smtp::{SendFailure, SmtpConnection};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tls::{ClientTls, Protocol};
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 /// Most exchangers tried in one attempt (the most preferred ones).
@@ -70,58 +72,6 @@ pub const MAX_SMTP_ONLY_HOSTS: usize = 10_000;
 /// Most idle SMTP connections kept (one per host and port).
 pub const MAX_IDLE_CONNECTIONS: usize = 64;
 
-/// Most bytes of a peer's text that go into a reply.
-const MAX_REPLY_TEXT: usize = 200;
-
-/// How delivery connects; [`TransportSettings::from_config`] gives the relay's.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct TransportSettings {
-    /// The name sent in `EHLO`: the relay's mail domain (`[a.b.c.d]` for an IPv4
-    /// relay).
-    pub hello_name: String,
-    /// The SMTP port of exchangers (25; other values for tests only).
-    pub smtp_port: u16,
-    /// The HTTPS port of exchangers (443; other values for tests only).
-    pub https_port: u16,
-    /// Longest wait for one TCP connection to be established.
-    pub connect_timeout: Duration,
-    /// Longest wait for each read, write and TLS handshake, and for the whole HTTPS
-    /// exchange (spec 3.4: 60 s).
-    pub io_timeout: Duration,
-    /// Certificates trusted as roots besides the system's (tests, private CAs).
-    pub extra_roots: Vec<CertificateDer<'static>>,
-    /// Whether IPv6 addresses of exchangers are tried (after the IPv4 ones).
-    pub ipv6: bool,
-    /// Longest one attempt may take, every exchanger included
-    /// ([`Transport::attempt_deadline`]).
-    pub attempt_deadline: Duration,
-}
-
-impl TransportSettings {
-    /// The reference's settings for a relay whose `EHLO` name is `hello_name`.
-    pub fn new(hello_name: impl Into<String>) -> TransportSettings {
-        TransportSettings {
-            hello_name: hello_name.into(),
-            smtp_port: 25,
-            https_port: 443,
-            connect_timeout: Duration::from_secs(60),
-            io_timeout: Duration::from_secs(60),
-            extra_roots: Vec::new(),
-            ipv6: true,
-            attempt_deadline: Duration::from_secs(10 * 60),
-        }
-    }
-
-    /// The settings of the relay configured by `config`: its address domain as `EHLO`
-    /// name, IPv6 unless `disable_ipv6`.
-    pub fn from_config(config: &Config) -> TransportSettings {
-        let mut settings = TransportSettings::new(config.address_domain());
-        settings.ipv6 = !config.disable_ipv6;
-        settings
-    }
-}
-
 /// Delivery to other servers over the network (spec 3.4): see the [module docs](self).
 ///
 /// Keeps, in memory only: the hosts to send SMTP only (for [`SMTP_ONLY_FOR`] after a
@@ -133,12 +83,6 @@ pub struct NetworkTransport {
     tls: ClientTls,
     smtp_only: SmtpOnlyMemo,
     idle: IdlePool,
-}
-
-/// One attempt in progress: what every step needs to know.
-pub(crate) struct Attempt<'a> {
-    handover: Handover<'a>,
-    settings: &'a TransportSettings,
 }
 
 /// An exchanger to try.
@@ -478,43 +422,6 @@ fn parse_literal(literal: &str) -> Option<IpAddr> {
             .map(IpAddr::V6);
     }
     inner.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
-}
-
-/// A TCP connection to the first of `addresses` that accepts on `port`, each within
-/// `timeout`; the last error when none does.
-pub(crate) async fn connect_any(
-    addresses: &[IpAddr],
-    port: u16,
-    timeout: Duration,
-) -> Result<TcpStream, String> {
-    let mut last = String::from("no address");
-    for &ip in addresses {
-        let addr = SocketAddr::new(ip, port);
-        match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(tcp)) => {
-                let _ = tcp.set_nodelay(true);
-                return Ok(tcp);
-            }
-            Ok(Err(e)) => last = format!("connect to {addr}: {e}"),
-            Err(_) => last = format!("connect to {addr} timed out"),
-        }
-    }
-    Err(last)
-}
-
-/// Printable ASCII only (anything else becomes `?`), at most [`MAX_REPLY_TEXT`] bytes:
-/// a peer's text as it may go into a reply.
-pub(crate) fn sanitize(text: &[u8]) -> String {
-    text.iter()
-        .take(MAX_REPLY_TEXT)
-        .map(|&b| {
-            if (0x20..0x7f).contains(&b) {
-                b as char
-            } else {
-                '?'
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -4,10 +4,15 @@
 //! cargo run --release --example relay                       # embedded default
 //! cargo run --release --example relay -- --config chatmail.ini [--data-dir DIR]
 //! cargo run --release --example relay -- dns --config chatmail.ini [--data-dir DIR]
+//! cargo run --release --example relay -- expire --config chatmail.ini [--dry-run]
 //! ```
 //!
 //! `dns` prints the DNS records to publish for the relay (spec 4.7) as zone-file lines,
 //! creating the DKIM key under `DIR/dkim/` if it does not exist yet, and exits.
+//! `expire` runs the daily expiry (spec 6.1, 6.2) once and prints every removal; with
+//! `--dry-run` it prints what it would remove and removes nothing. (The running relay
+//! does the same every day at 00:02 UTC, expunging as IMAP does so that IDLE sessions
+//! see it.)
 //!
 //! Without `--config` it runs the embedded default: mail domain `_chat.localhost`
 //! (self-signed TLS, as the reference does for `_` domains), every listener on
@@ -25,7 +30,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-const USAGE: &str = "usage: relay [dns] [--config chatmail.ini] [--data-dir DIR]";
+const USAGE: &str =
+    "usage: relay [dns | expire [--dry-run]] [--config chatmail.ini] [--data-dir DIR]";
 
 /// The embedded default: loopback, unprivileged ports, self-signed TLS.
 fn embedded_default(data_dir: &std::path::Path) -> Config {
@@ -48,15 +54,22 @@ fn main() -> ExitCode {
     let mut config_path: Option<PathBuf> = None;
     let mut data_dir: Option<PathBuf> = None;
     let mut dns = false;
+    let mut expire = false;
+    let mut dry_run = false;
     let mut args = std::env::args().skip(1).peekable();
-    if args.peek().map(String::as_str) == Some("dns") {
+    match args.peek().map(String::as_str) {
+        Some("dns") => dns = true,
+        Some("expire") => expire = true,
+        _ => {}
+    }
+    if dns || expire {
         args.next();
-        dns = true;
     }
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--config" => config_path = args.next().map(PathBuf::from),
             "--data-dir" => data_dir = args.next().map(PathBuf::from),
+            "--dry-run" if expire => dry_run = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return ExitCode::SUCCESS;
@@ -91,6 +104,9 @@ fn main() -> ExitCode {
     if dns {
         return print_dns_records(&config, &data_dir);
     }
+    if expire {
+        return run_expiry_once(config, dry_run);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -102,6 +118,58 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(run(config, data_dir))
+}
+
+/// `relay expire [--dry-run]`: the daily expiry (spec 6.1, 6.2) once, now; prints every
+/// removal (in a dry run: what would be removed, and nothing is) and a summary. Exits 1
+/// if something could not be read or removed.
+fn run_expiry_once(config: Config, dry_run: bool) -> ExitCode {
+    if !config.mailboxes_dir.is_dir() {
+        eprintln!("{}: no such directory", config.mailboxes_dir.display());
+        return ExitCode::from(2);
+    }
+    let relay = match Relay::builder(config)
+        .maildir(Arc::new(chatmail::core::InlineExecutor))
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = match futures::executor::block_on(relay.run_expiry_with(dry_run)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("expiry could not run: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let verb = if dry_run { "would remove" } else { "removed" };
+    for removal in &report.removals {
+        println!(
+            "{verb} {}: {}",
+            removal.kind.describe(),
+            removal.path.display()
+        );
+    }
+    for failure in &report.failures {
+        eprintln!("failed: {failure}");
+    }
+    println!(
+        "{} accounts and {} messages looked at; {verb} {} accounts, {} messages, {} empty directories{}",
+        report.accounts_total,
+        report.messages_total,
+        report.accounts_removed,
+        report.messages_removed,
+        report.directories_removed,
+        if dry_run { " (dry run: nothing removed)" } else { "" }
+    );
+    if report.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// `relay dns`: the records to publish, one zone-file line each (spec 4.7).

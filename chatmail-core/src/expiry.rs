@@ -59,6 +59,9 @@ pub struct ExpiryPolicy {
     pub delete_inactive_after_secs: u64,
     /// Quota trimming target: 70 % of `max_mailbox_size`, in bytes.
     pub quota_target_bytes: u64,
+    /// Decide only: the report lists what would be removed, nothing is touched
+    /// (`relay expire --dry-run`).
+    pub dry_run: bool,
 }
 
 impl ExpiryPolicy {
@@ -69,6 +72,7 @@ impl ExpiryPolicy {
             delete_large_after_secs: u64::from(config.delete_large_after) * DAY,
             delete_inactive_after_secs: u64::from(config.delete_inactive_users_after) * DAY,
             quota_target_bytes: quota_target_bytes(config.max_mailbox_bytes()),
+            dry_run: false,
         }
     }
 }
@@ -96,6 +100,51 @@ pub struct ExpiryReport {
     pub directories_removed: usize,
     /// What could not be read or removed; the run went on with the rest.
     pub failures: Vec<StoreError>,
+    /// Every removal the run decided, in order (in a dry run: would have carried out).
+    pub removals: Vec<Removal>,
+}
+
+/// One removal an expiry run decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removal {
+    /// What is removed and why.
+    pub kind: RemovalKind,
+    /// The file or directory (the memory store names messages `account/mailbox/UID`).
+    pub path: std::path::PathBuf,
+}
+
+/// What a [`Removal`] removes, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RemovalKind {
+    /// A whole account, unused for `delete_inactive_users_after` days.
+    InactiveAccount,
+    /// A message older than `delete_mails_after` days.
+    OldMessage,
+    /// A seen message over [`LARGE_MESSAGE_BYTES`] older than `delete_large_after` days.
+    LargeOldMessage,
+    /// A message trimmed oldest first to 70 % of the quota.
+    QuotaTrim,
+    /// An empty account directory without a password.
+    EmptyDirectory,
+    /// Dovecot's quota cache `maildirsize`, stale after removals.
+    QuotaCache,
+}
+
+impl RemovalKind {
+    /// A few words for an operator: `message older than delete_mails_after`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            RemovalKind::InactiveAccount => {
+                "account inactive longer than delete_inactive_users_after"
+            }
+            RemovalKind::OldMessage => "message older than delete_mails_after",
+            RemovalKind::LargeOldMessage => "large seen message older than delete_large_after",
+            RemovalKind::QuotaTrim => "message trimmed to 70 % of the quota",
+            RemovalKind::EmptyDirectory => "empty account directory without password",
+            RemovalKind::QuotaCache => "stale quota cache",
+        }
+    }
 }
 
 /// A message quota trimming may remove: when it arrived (unix seconds), its size, and

@@ -18,9 +18,17 @@ impl Relay {
     /// store could not run at all (its executor is gone); what failed on the way is in
     /// the report.
     pub async fn run_expiry(&self) -> Result<ExpiryReport, StoreError> {
-        let policy = ExpiryPolicy::from_config(&self.config);
+        self.run_expiry_with(false).await
+    }
+
+    /// [`Relay::run_expiry`], or with `dry_run` only its decisions: the report's
+    /// `removals` list what would go and nothing is removed (`relay expire --dry-run`).
+    pub async fn run_expiry_with(&self, dry_run: bool) -> Result<ExpiryReport, StoreError> {
+        let mut policy = ExpiryPolicy::from_config(&self.config);
+        policy.dry_run = dry_run;
         let report = self.store.expire(&policy, unix_now()).await?;
         tracing::info!(
+            dry_run,
             accounts_total = report.accounts_total,
             messages_total = report.messages_total,
             accounts_removed = report.accounts_removed,

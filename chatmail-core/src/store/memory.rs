@@ -14,7 +14,9 @@ use super::limits::StoreLimits;
 use super::lock::lock;
 use super::mail_store::{AppendOutcome, CopyOutcome, MailStore, StoreFlagsOutcome};
 use super::name::{renamed_names, validate_mailbox_name};
-use crate::expiry::{plan_trim, ExpiryPolicy, ExpiryReport, TrimCandidate, LARGE_MESSAGE_BYTES};
+use crate::expiry::{
+    plan_trim, ExpiryPolicy, ExpiryReport, Removal, RemovalKind, TrimCandidate, LARGE_MESSAGE_BYTES,
+};
 use crate::types::{Address, Change, Flag, FlagOp, Flags, MailboxInfo, MailboxStatus, MessageMeta};
 use crate::types::{ModSeq, SpecialUse, Uid, UidValidity, INBOX};
 
@@ -396,13 +398,44 @@ impl MailStore for MemoryStore {
                     })
                     .map(|meta| meta.uid)
                     .collect();
-                report.messages_removed +=
-                    expunge_from(name, &mut mailbox.index, &expired, &mut changes).len();
+                let old = |uid: &Uid| {
+                    mailbox
+                        .index
+                        .messages
+                        .get(uid)
+                        .is_some_and(|e| delivery_time(&e.meta) < old_cutoff)
+                };
+                for uid in &expired {
+                    let kind = if old(uid) {
+                        RemovalKind::OldMessage
+                    } else {
+                        RemovalKind::LargeOldMessage
+                    };
+                    report
+                        .removals
+                        .push(memory_removal(kind, &address, name, *uid));
+                }
+                report.messages_removed += if policy.dry_run {
+                    expired.len()
+                } else {
+                    expunge_from(name, &mut mailbox.index, &expired, &mut changes).len()
+                };
             }
             if let Some(inbox) = account.mailboxes.get_mut(INBOX) {
                 let trimmed = trim_plan(&inbox.index, policy.quota_target_bytes, now);
-                report.messages_removed +=
-                    expunge_from(INBOX, &mut inbox.index, &trimmed, &mut changes).len();
+                for uid in &trimmed {
+                    report.removals.push(memory_removal(
+                        RemovalKind::QuotaTrim,
+                        &address,
+                        INBOX,
+                        *uid,
+                    ));
+                }
+                report.messages_removed += if policy.dry_run {
+                    trimmed.len()
+                } else {
+                    expunge_from(INBOX, &mut inbox.index, &trimmed, &mut changes).len()
+                };
             }
             self.hub.publish(&address, changes);
         }
@@ -470,4 +503,12 @@ fn trim_plan(index: &MailboxIndex<Bytes>, target_bytes: u64, now: u64) -> Vec<Ui
         })
         .collect();
     plan_trim(candidates, target_bytes, now)
+}
+
+/// How the memory store names a message in an expiry report: `account/mailbox/UID`.
+fn memory_removal(kind: RemovalKind, address: &Address, mailbox: &str, uid: Uid) -> Removal {
+    Removal {
+        kind,
+        path: format!("{}/{mailbox}/{}", address.as_str(), uid.0).into(),
+    }
 }

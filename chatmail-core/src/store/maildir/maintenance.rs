@@ -22,7 +22,7 @@ use super::expiry::{
 };
 use super::files::base_of;
 use super::inner::{read_guard, write_guard, AccountDir, Inner, Scan};
-use crate::expiry::{plan_trim, ExpiryPolicy, ExpiryReport, TrimCandidate};
+use crate::expiry::{plan_trim, ExpiryPolicy, ExpiryReport, Removal, RemovalKind, TrimCandidate};
 use crate::store::error::StoreError;
 use crate::store::lock::lock;
 use crate::store::name::validate_mailbox_name;
@@ -51,6 +51,22 @@ impl Inner {
                     account = %scan.name,
                     "expiry: no password file but not empty, kept"
                 );
+            }
+            report.removals.extend(plan.deletions.iter().map(removal));
+            if policy.dry_run {
+                for deletion in &plan.deletions {
+                    match deletion {
+                        PlannedDeletion::Account { .. } => report.accounts_removed += 1,
+                        PlannedDeletion::EmptyDirectory { .. } => report.directories_removed += 1,
+                        PlannedDeletion::File { reason, .. }
+                            if *reason != DeletionReason::QuotaCache =>
+                        {
+                            report.messages_removed += 1
+                        }
+                        PlannedDeletion::File { .. } => {}
+                    }
+                }
+                continue;
             }
             self.apply(&scan.name, &dir, plan.deletions, &mut report);
         }
@@ -273,6 +289,31 @@ fn remove(result: io::Result<()>, path: &Path, report: &mut ExpiryReport) -> boo
 
 /// Removes the files in every `tmp/` under `root` (INBOX's and each folder's of every
 /// account) last modified more than 36 hours before `now`; returns how many.
+/// A planned deletion as the report lists it.
+fn removal(deletion: &PlannedDeletion) -> Removal {
+    let kind = |reason: &DeletionReason| match reason {
+        DeletionReason::InactiveAccount => RemovalKind::InactiveAccount,
+        DeletionReason::OldMessage => RemovalKind::OldMessage,
+        DeletionReason::LargeOldMessage => RemovalKind::LargeOldMessage,
+        DeletionReason::QuotaTrim => RemovalKind::QuotaTrim,
+        DeletionReason::QuotaCache => RemovalKind::QuotaCache,
+    };
+    match deletion {
+        PlannedDeletion::Account { dir, reason } => Removal {
+            kind: kind(reason),
+            path: dir.clone(),
+        },
+        PlannedDeletion::EmptyDirectory { dir } => Removal {
+            kind: RemovalKind::EmptyDirectory,
+            path: dir.clone(),
+        },
+        PlannedDeletion::File { path, reason } => Removal {
+            kind: kind(reason),
+            path: path.clone(),
+        },
+    }
+}
+
 pub(super) fn sweep_tmp(root: &Path, now: SystemTime) -> usize {
     let Some(cutoff) = now.checked_sub(TMP_MAX_AGE) else {
         return 0;

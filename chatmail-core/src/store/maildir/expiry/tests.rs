@@ -9,7 +9,7 @@ use futures::executor::block_on;
 
 use super::*;
 use crate::config::Config;
-use crate::expiry::{quota_expire_log_line, ExpiryReport};
+use crate::expiry::{quota_expire_log_line, ExpiryReport, RemovalKind};
 use crate::store::{MailStore, MaildirStore};
 use crate::tests::support::set_mtime;
 use crate::{Address, Uid, INBOX};
@@ -437,4 +437,45 @@ fn quota_expire_trims_the_inbox_and_logs() {
         quota_expire_log_line(1, "user1@chat.example.org"),
         "quota-expire: removed 1 message(s) from user1@chat.example.org"
     );
+}
+
+#[test]
+fn a_dry_run_lists_what_the_real_run_removes_and_removes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = MaildirStore::open(tmp.path()).unwrap();
+    let dir = account(tmp.path(), "user1@chat.example.org", NOW);
+    put(&dir.join("cur/1.M1,S=10:2,S"), 10, NOW - 21 * DAY);
+    put(&dir.join("new/2.M2,S=10"), 10, NOW - 19 * DAY);
+    put(&dir.join("cur/3.M3,S=300000:2,S"), 300_000, NOW - 8 * DAY);
+    let gone = account(tmp.path(), "gone0001@chat.example.org", NOW - 91 * DAY);
+    let mut dry = policy();
+    dry.dry_run = true;
+    let listed = block_on(store.expire(&dry, NOW)).unwrap();
+    let mut paths: Vec<(RemovalKind, PathBuf)> = listed
+        .removals
+        .iter()
+        .map(|r| (r.kind, r.path.clone()))
+        .collect();
+    paths.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(
+        paths,
+        vec![
+            (RemovalKind::InactiveAccount, gone.clone()),
+            (RemovalKind::OldMessage, dir.join("cur/1.M1,S=10:2,S")),
+            (
+                RemovalKind::LargeOldMessage,
+                dir.join("cur/3.M3,S=300000:2,S")
+            ),
+        ]
+    );
+    assert_eq!((listed.messages_removed, listed.accounts_removed), (2, 1));
+    assert!(
+        gone.exists() && dir.join("cur/1.M1,S=10:2,S").exists(),
+        "dry run removed"
+    );
+    let real = block_on(store.expire(&policy(), NOW)).unwrap();
+    assert_eq!(real.removals, listed.removals, "the same decisions");
+    assert_eq!((real.messages_removed, real.accounts_removed), (2, 1));
+    assert!(!gone.exists() && !dir.join("cur/1.M1,S=10:2,S").exists());
+    assert!(dir.join("new/2.M2,S=10").exists());
 }

@@ -5,6 +5,7 @@
 //! cargo run --release --example relay -- --config chatmail.ini [--data-dir DIR]
 //! cargo run --release --example relay -- dns --config chatmail.ini [--data-dir DIR]
 //! cargo run --release --example relay -- expire --config chatmail.ini [--dry-run]
+//! cargo run --release --example relay -- fsreport --config chatmail.ini [--textfile DIR]
 //! ```
 //!
 //! `dns` prints the DNS records to publish for the relay (spec 4.7) as zone-file lines,
@@ -12,7 +13,8 @@
 //! `expire` runs the daily expiry (spec 6.1, 6.2) once and prints every removal; with
 //! `--dry-run` it prints what it would remove and removes nothing. (The running relay
 //! does the same every day at 00:02 UTC, expunging as IMAP does so that IDLE sessions
-//! see it.)
+//! see it.) `fsreport` prints the storage and account figures of spec 6.3, or writes them
+//! as the reference's Prometheus textfile `fsreport.prom`.
 //!
 //! Without `--config` it runs the embedded default: mail domain `_chat.localhost`
 //! (self-signed TLS, as the reference does for `_` domains), every listener on
@@ -31,7 +33,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 const USAGE: &str =
-    "usage: relay [dns | expire [--dry-run]] [--config chatmail.ini] [--data-dir DIR]";
+    "usage: relay [dns | expire [--dry-run] | fsreport [--days N] [--min-login-age DAYS]
+                    [--mdir cur|new|tmp] [--maxnum N] [--textfile PATH]]
+             [--config chatmail.ini] [--data-dir DIR]";
 
 /// The embedded default: loopback, unprivileged ports, self-signed TLS.
 fn embedded_default(data_dir: &std::path::Path) -> Config {
@@ -56,20 +60,52 @@ fn main() -> ExitCode {
     let mut dns = false;
     let mut expire = false;
     let mut dry_run = false;
+    let mut fsreport = false;
+    let mut report = ReportArgs::default();
     let mut args = std::env::args().skip(1).peekable();
     match args.peek().map(String::as_str) {
         Some("dns") => dns = true,
         Some("expire") => expire = true,
+        Some("fsreport") => fsreport = true,
         _ => {}
     }
-    if dns || expire {
+    if dns || expire || fsreport {
         args.next();
     }
     while let Some(arg) = args.next() {
+        let mut number = |name: &str| -> Option<u64> {
+            let v = args.next().and_then(|v| v.parse().ok());
+            if v.is_none() {
+                eprintln!("{name} needs a number");
+            }
+            v
+        };
         match arg.as_str() {
             "--config" => config_path = args.next().map(PathBuf::from),
             "--data-dir" => data_dir = args.next().map(PathBuf::from),
             "--dry-run" if expire => dry_run = true,
+            "--days" if fsreport => match number("--days") {
+                Some(n) => report.days = n,
+                None => return ExitCode::from(2),
+            },
+            "--min-login-age" if fsreport => match number("--min-login-age") {
+                Some(n) => report.options.min_login_age_days = n,
+                None => return ExitCode::from(2),
+            },
+            "--maxnum" if fsreport => match number("--maxnum") {
+                Some(n) => report.options.max_accounts = Some(n as usize),
+                None => return ExitCode::from(2),
+            },
+            "--mdir" if fsreport => match args.next() {
+                Some(d) if matches!(d.as_str(), "cur" | "new" | "tmp") => {
+                    report.options.subdir = Some(d)
+                }
+                _ => {
+                    eprintln!("--mdir takes cur, new or tmp");
+                    return ExitCode::from(2);
+                }
+            },
+            "--textfile" if fsreport => report.textfile = args.next().map(PathBuf::from),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return ExitCode::SUCCESS;
@@ -107,6 +143,9 @@ fn main() -> ExitCode {
     if expire {
         return run_expiry_once(config, dry_run);
     }
+    if fsreport {
+        return print_fsreport(&config, &report);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -118,6 +157,49 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(run(config, data_dir))
+}
+
+/// The options of `relay fsreport`, as the reference's `chatmail-fsreport` takes them.
+#[derive(Default)]
+struct ReportArgs {
+    /// Count back from this many days ago (`--days`).
+    days: u64,
+    options: chatmail::core::store::fsreport::FsReportOptions,
+    /// Write the Prometheus textfile here (a directory: `fsreport.prom` in it) instead
+    /// of printing the report.
+    textfile: Option<PathBuf>,
+}
+
+/// `relay fsreport`: the storage and account figures of spec 6.3, read-only.
+fn print_fsreport(config: &Config, args: &ReportArgs) -> ExitCode {
+    use chatmail::core::store::fsreport::FsReport;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        .saturating_sub(args.days.saturating_mul(86_400));
+    let report = FsReport::scan(&config.mailboxes_dir, now, &args.options);
+    for unreadable in &report.unreadable {
+        eprintln!("unreadable: {unreadable}");
+    }
+    match &args.textfile {
+        None => print!("{}", report.text()),
+        Some(path) => {
+            let path = if path.is_dir() {
+                path.join("fsreport.prom")
+            } else {
+                path.clone()
+            };
+            // Written aside and renamed: node_exporter never reads half a file.
+            let tmp = path.with_extension("prom.tmp");
+            let written = std::fs::write(&tmp, report.prometheus())
+                .and_then(|()| std::fs::rename(&tmp, &path));
+            if let Err(e) = written {
+                eprintln!("{}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// `relay expire [--dry-run]`: the daily expiry (spec 6.1, 6.2) once, now; prints every

@@ -65,3 +65,26 @@ def test_expire_dry_run_lists_and_the_real_run_removes_exactly_that(tmp_path):
     # Nothing left to remove.
     again = expire(tmp_path, "--dry-run")
     assert not [line for line in again.splitlines() if line.startswith("would remove")], again
+
+
+def test_fsreport_prints_and_writes_the_reference_textfile(tmp_path):
+    mail = tmp_path / "mail"
+    (tmp_path / "chatmail.ini").write_text(
+        f"[params]\nmail_domain = _chat.localhost\nmailboxes_dir = {mail}\n")
+    put(mail / "alice0001@_chat.localhost" / "password", 20, 3)
+    put(mail / "alice0001@_chat.localhost" / "cur" / "1.M1P1.h,S=150000,W=150000:2,S", 150000, 1)
+    put(mail / "ci-000001@_chat.localhost" / "password", 20, 0)
+    out = subprocess.run([relay_bin(), "fsreport", "--config", str(tmp_path / "chatmail.ini")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "non-ci: 1" in out.stdout and "ci:     1" in out.stdout, out.stdout
+    assert "active in the last  10 days: 1" in out.stdout, out.stdout
+    prom_dir = tmp_path / "prom"
+    prom_dir.mkdir()
+    out = subprocess.run([relay_bin(), "fsreport", "--config", str(tmp_path / "chatmail.ini"),
+                          "--textfile", str(prom_dir)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    prom = (prom_dir / "fsreport.prom").read_text()
+    assert 'chatmail_messages_count{min_size="102400"} 1\n' in prom, prom
+    assert 'chatmail_accounts{kind="all"} 2\n' in prom
+    assert 'chatmail_storage_bytes{kind="messages"} 150000\n' in prom

@@ -76,6 +76,7 @@
 
 pub(crate) mod error;
 mod feed;
+pub mod fsreport;
 mod index;
 mod limits;
 pub(crate) mod lock;

@@ -194,7 +194,8 @@ pub enum Request {
     /// entries. Answer [`Answer::Metadata`] with the entries that have a value:
     /// `/private/devicetoken` is all valid tokens joined by single spaces (spec 5.1);
     /// `/shared/vendor/deltachat/irohrelay`, `.../turn`, `.../maxsmtprecipients`,
-    /// `.../appversions` and `/shared/admin` come from configuration or a provider.
+    /// `.../appversions`, `.../unixtimestamp` and `/shared/admin` come from
+    /// configuration, the clock or a provider.
     GetMetadata {
         /// The account.
         account: Address,

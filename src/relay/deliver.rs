@@ -14,6 +14,19 @@ impl Relay {
             .is_some_and(|(_, d)| d.eq_ignore_ascii_case(&self.address_domain))
     }
 
+    /// Whether the operator disabled `account` (its `DISABLED` file): mail to and from it
+    /// is accepted and dropped, as the reference filter does. A store that cannot tell
+    /// counts as not disabled (the delivery then meets the store's error itself).
+    pub async fn is_disabled(&self, account: &Address) -> bool {
+        match self.accounts.store().is_disabled(account).await {
+            Ok(disabled) => disabled,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the DISABLED marker");
+                false
+            }
+        }
+    }
+
     /// Whether a local recipient exists, and whether it accepts cleartext from outside.
     /// `None`: no such account.
     pub async fn local_recipient(&self, address: &str) -> Result<Option<bool>, DeliveryFailure> {
@@ -213,6 +226,10 @@ impl Relay {
                 Ok(None) => return Err(DeliveryFailure::UnknownRecipient),
                 Err(e) => return Err(local_error(e)),
             }
+        }
+        if self.is_disabled(&account).await {
+            tracing::info!("mail to a disabled address dropped");
+            return Ok(());
         }
         let quota = self.config.max_mailbox_bytes();
         // One reading serves both the quota check and the trim decision below.

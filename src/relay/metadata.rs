@@ -18,6 +18,10 @@ impl Relay {
                 Some(v) => Some(v.clone()),
             },
             "/shared/vendor/deltachat/maxsmtprecipients" => Some("1000".into()),
+            // The server's clock, so a client can tell how far its own is off.
+            "/shared/vendor/deltachat/unixtimestamp" => {
+                Some(super::service::unix_now().to_string())
+            }
             "/shared/vendor/deltachat/appversions" => Some(APPVERSIONS_JSON.into()),
             "/shared/admin" if !self.config.privacy_mail.is_empty() => {
                 Some(format!("mailto:{}", self.config.privacy_mail))

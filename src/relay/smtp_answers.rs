@@ -92,6 +92,18 @@ impl Relay {
                 return DeliveryAnswer::Failed(DeliveryFailure::Refused(reply));
             }
         }
+        // A disabled sender's mail is accepted and dropped (the reference filter's
+        // silent-drop semantics): the client sees no difference.
+        if let Some(sender) = delivery
+            .auth_user
+            .as_deref()
+            .and_then(|u| Address::parse(u).ok())
+        {
+            if self.is_disabled(&sender).await {
+                tracing::info!("mail from a disabled address dropped");
+                return DeliveryAnswer::Durable;
+            }
+        }
         // Only submission may report failures, quoting the message's header: incoming
         // mail is handed over whole, so its local copy can be cleaned up in place.
         let reports = delivery.direction == Direction::Outgoing;

@@ -336,7 +336,7 @@ def test_metadata_devicetoken_and_server_keys(relay):
     typ, data = c._untagged_response(typ, data, "METADATA")
     assert data[0][1] == b"1111 2222", data
     for key in ["/shared/vendor/deltachat/irohrelay", "/shared/vendor/deltachat/maxsmtprecipients",
-                "/shared/vendor/deltachat/appversions"]:
+                "/shared/vendor/deltachat/appversions", "/shared/vendor/deltachat/unixtimestamp"]:
         typ, data = c._simple_command("GETMETADATA", '""', key)
         assert typ == "OK", key
         typ, data = c._untagged_response(typ, data, "METADATA")
@@ -345,6 +345,8 @@ def test_metadata_devicetoken_and_server_keys(relay):
             assert data[0][1] == b"1000"
         if key.endswith("appversions"):
             json.loads(data[0][1])
+        if key.endswith("unixtimestamp"):
+            assert abs(int(data[0][1]) - time.time()) < 60, data
     c.logout()
 
 

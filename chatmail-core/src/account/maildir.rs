@@ -25,6 +25,9 @@ pub(crate) const PASSWORD_FILE: &str = "password";
 const PASSWORD_LOCK_FILE: &str = "password.lock";
 /// Name of the marker that refuses cleartext mail from outside.
 pub(crate) const ENFORCE_E2EE_FILE: &str = "enforceE2EEincoming";
+/// Name of the operator's marker that disables an address (mail to and from it is
+/// dropped silently, as the reference filter does).
+pub(crate) const DISABLED_FILE: &str = "DISABLED";
 /// In-process creation locks, striped by address: bounded memory, no clean-up needed.
 const LOCK_STRIPES: usize = 64;
 
@@ -188,6 +191,15 @@ impl Inner {
         }
     }
 
+    fn is_disabled(&self, address: &Address) -> Result<bool, AccountError> {
+        let marker = self.account_dir(address).join(DISABLED_FILE);
+        match fs::symlink_metadata(&marker) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(AccountError::io("stat", marker, e)),
+        }
+    }
+
     fn accepts_cleartext(&self, address: &Address) -> Result<bool, AccountError> {
         if self.lookup(address)?.is_none() {
             return Ok(false);
@@ -295,6 +307,11 @@ impl AccountStore for MaildirAccountStore {
     async fn accepts_cleartext(&self, address: &Address) -> Result<bool, AccountError> {
         let a = address.clone();
         self.run(move |i| i.accepts_cleartext(&a)).await
+    }
+
+    async fn is_disabled(&self, address: &Address) -> Result<bool, AccountError> {
+        let a = address.clone();
+        self.run(move |i| i.is_disabled(&a)).await
     }
 
     async fn set_enforce_e2ee(&self, address: &Address, enforce: bool) -> Result<(), AccountError> {

@@ -17,6 +17,7 @@ struct Entry {
     password: PasswordHash,
     last_login: u64,
     enforce_e2ee: bool,
+    disabled: bool,
 }
 
 /// An [`AccountStore`] in a map behind a mutex. Operations are short map accesses, so
@@ -30,6 +31,18 @@ impl MemoryAccountStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Disables or enables an existing account (the `DISABLED` file of the maildir
+    /// store): mail from and to it is accepted and dropped.
+    pub fn set_disabled(&self, address: &Address, disabled: bool) -> Result<(), AccountError> {
+        match self.map().get_mut(address) {
+            Some(e) => {
+                e.disabled = disabled;
+                Ok(())
+            }
+            None => Err(AccountError::NoAccount(address.clone())),
+        }
     }
 
     fn map(&self) -> MutexGuard<'_, BTreeMap<Address, Entry>> {
@@ -70,6 +83,7 @@ impl AccountStore for MemoryAccountStore {
             password,
             last_login: last_login_day(now),
             enforce_e2ee: true,
+            disabled: false,
         };
         let r = record(address, &e);
         map.insert(address.clone(), e);
@@ -98,6 +112,10 @@ impl AccountStore for MemoryAccountStore {
 
     async fn accepts_cleartext(&self, address: &Address) -> Result<bool, AccountError> {
         Ok(self.map().get(address).is_some_and(|e| !e.enforce_e2ee))
+    }
+
+    async fn is_disabled(&self, address: &Address) -> Result<bool, AccountError> {
+        Ok(self.map().get(address).is_some_and(|e| e.disabled))
     }
 
     async fn set_enforce_e2ee(&self, address: &Address, enforce: bool) -> Result<(), AccountError> {

@@ -135,6 +135,11 @@ pub trait AccountStore: Send + Sync {
     /// unknown addresses.
     async fn accepts_cleartext(&self, address: &Address) -> Result<bool, AccountError>;
 
+    /// Whether the operator disabled the address: mail from it and to it is accepted
+    /// and dropped (the reference filter's `DISABLED` file in the account directory,
+    /// silent-drop semantics). False for unknown addresses.
+    async fn is_disabled(&self, address: &Address) -> Result<bool, AccountError>;
+
     /// Sets or clears the `enforceE2EEincoming` marker of an existing account.
     async fn set_enforce_e2ee(&self, address: &Address, enforce: bool) -> Result<(), AccountError>;
 

@@ -12,6 +12,8 @@
 
 use crate::credentials::{Credentials, Endpoints};
 use chatmail_core::config::{Config, TlsCertMode};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// An HTTP response, independent of any HTTP library.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,16 +54,34 @@ pub struct Site {
     config: Config,
     /// Host and ports that clients use, put into `dclogin:` URLs on self-signed relays.
     endpoints: Endpoints,
+    /// Whether the certificate clients see now is self-signed (they cannot verify it, so
+    /// credentials come as `dclogin:` URLs that say so). Shared with whoever changes the
+    /// certificate.
+    self_signed: Arc<AtomicBool>,
 }
 
 impl Site {
-    /// A site for `config`, reachable by clients at `endpoints`.
+    /// A site for `config`, reachable by clients at `endpoints`; the certificate counts
+    /// as self-signed when the configuration's mode says so.
     pub fn new(config: Config, endpoints: Endpoints) -> Site {
-        Site { config, endpoints }
+        let self_signed = config.tls_cert_mode() == TlsCertMode::SelfSigned;
+        Site {
+            config,
+            endpoints,
+            self_signed: Arc::new(AtomicBool::new(self_signed)),
+        }
+    }
+
+    /// Take whether the served certificate is self-signed from `flag` (the driver's
+    /// knowledge: a relay without a certificate serves a self-signed one whatever its
+    /// domain, spec 2.6).
+    pub fn with_self_signed(mut self, flag: Arc<AtomicBool>) -> Site {
+        self.self_signed = flag;
+        self
     }
 
     fn self_signed(&self) -> bool {
-        self.config.tls_cert_mode() == TlsCertMode::SelfSigned
+        self.self_signed.load(Ordering::Relaxed)
     }
 
     /// The host name of the relay in URLs and autoconfig.
@@ -208,6 +228,23 @@ mod tests {
         assert!(v["email"].as_str().unwrap().ends_with("@chat.example.org"));
         assert!(v.get("dclogin_url").is_none());
         assert_eq!(s.respond("DELETE", "/new").status, 405);
+    }
+
+    #[test]
+    fn a_domain_relay_serving_a_self_signed_certificate_gives_dclogin_urls_too() {
+        // No `_`, no certificate yet: the driver serves a self-signed one (spec 2.6).
+        let flag = Arc::new(AtomicBool::new(true));
+        let s = site("chat.example.org").with_self_signed(flag.clone());
+        let r = s.respond("POST", "/new");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert!(v["dclogin_url"].as_str().unwrap().starts_with("dclogin:"));
+        assert_eq!(s.respond("GET", "/new").status, 200);
+        // Once a real certificate is served: DCACCOUNT redirect, no dclogin_url.
+        flag.store(false, Ordering::Relaxed);
+        let r = s.respond("POST", "/new");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert!(v.get("dclogin_url").is_none_or(|u| u.is_null()), "{v}");
+        assert_eq!(s.respond("GET", "/new").status, 301);
     }
 
     #[test]

@@ -48,7 +48,7 @@ use shutdown::ShutdownSignal;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use stream::Connection;
@@ -284,7 +284,10 @@ impl Server {
             let inflight = inflight.clone();
             let task = match service {
                 Service::Https => {
-                    let site = Arc::new(Site::new(config.clone(), endpoints.clone()));
+                    let site = Arc::new(
+                        Site::new(config.clone(), endpoints.clone())
+                            .with_self_signed(Arc::new(AtomicBool::new(self_signed))),
+                    );
                     let acceptor = client_acceptor.clone();
                     // Self-signed relays let anyone GET /new: limited per IP as nginx does.
                     let new_rate = Arc::new(limits::RequestRate::new(2, 5));

@@ -119,7 +119,12 @@ fn a_disabled_address_gets_and_sends_nothing_silently() {
     );
 
     // Only to bob, on port 25: 250, nothing stored.
-    let reply = send(&relay, Role::Mx, "someone@example.net", std::slice::from_ref(&bob));
+    let reply = send(
+        &relay,
+        Role::Mx,
+        "someone@example.net",
+        std::slice::from_ref(&bob),
+    );
     assert!(reply.starts_with("250 "), "{reply}");
     assert_eq!(inbox_len(&relay, "bob000001"), 0);
 

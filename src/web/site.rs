@@ -1,15 +1,6 @@
-//! The relay's HTTPS endpoints as plain functions: a request's method and path in, a
-//! [`WebResponse`] out. The tokio driver puts them behind hyper; another runtime can put
-//! them behind anything else.
-//!
-//! | path | what (spec) |
-//! |---|---|
-//! | `/new`, `/cgi-bin/newemail.py` | fresh credentials as JSON (2.6) |
-//! | `/.well-known/autoconfig/mail/config-v1.1.xml` | client autoconfiguration (4.9) |
-//! | `/.well-known/mta-sts.txt` | MTA-STS policy (4.8) |
-//! | `/` | home page with the account QR code |
-//! | `/robots.txt` | disallow all crawlers |
+//! [`Site`]: the endpoints' answers, request by request.
 
+use super::www_folder::WwwFolder;
 use crate::credentials::{Credentials, Endpoints};
 use chatmail_core::config::{Config, TlsCertMode};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,13 +42,44 @@ impl WebResponse {
 /// What the web endpoints need to know about the relay.
 #[derive(Debug, Clone)]
 pub struct Site {
-    config: Config,
+    pub(super) config: Config,
     /// Host and ports that clients use, put into `dclogin:` URLs on self-signed relays.
-    endpoints: Endpoints,
+    pub(super) endpoints: Endpoints,
     /// Whether the certificate clients see now is self-signed (they cannot verify it, so
     /// credentials come as `dclogin:` URLs that say so). Shared with whoever changes the
     /// certificate.
     self_signed: Arc<AtomicBool>,
+    /// The home, info and privacy pages: built in, the operator's, or none.
+    pages: Pages,
+}
+
+/// Where the pages come from (`www_folder`).
+#[derive(Debug, Clone)]
+enum Pages {
+    /// `www_folder` empty: this module's pages.
+    BuiltIn,
+    /// `www_folder` a directory: its files, read once.
+    Folder(Arc<WwwFolder>),
+    /// `www_folder = disabled`: no pages (another server serves them).
+    Disabled,
+}
+
+impl Pages {
+    /// The pages `www_folder` names; a folder that cannot be read falls back to the
+    /// built-in pages with a warning.
+    fn from_config(www_folder: &str) -> Pages {
+        match www_folder.trim() {
+            "" => Pages::BuiltIn,
+            "disabled" => Pages::Disabled,
+            dir => match WwwFolder::load(std::path::Path::new(dir)) {
+                Ok(folder) => Pages::Folder(Arc::new(folder)),
+                Err(e) => {
+                    tracing::warn!(www_folder = dir, error = %e, "www_folder unreadable; serving the built-in pages");
+                    Pages::BuiltIn
+                }
+            },
+        }
+    }
 }
 
 impl Site {
@@ -66,6 +88,7 @@ impl Site {
     pub fn new(config: Config, endpoints: Endpoints) -> Site {
         let self_signed = config.tls_cert_mode() == TlsCertMode::SelfSigned;
         Site {
+            pages: Pages::from_config(&config.www_folder),
             config,
             endpoints,
             self_signed: Arc::new(AtomicBool::new(self_signed)),
@@ -80,12 +103,12 @@ impl Site {
         self
     }
 
-    fn self_signed(&self) -> bool {
+    pub(super) fn self_signed(&self) -> bool {
         self.self_signed.load(Ordering::Relaxed)
     }
 
     /// The host name of the relay in URLs and autoconfig.
-    fn host(&self) -> &str {
+    pub(super) fn host(&self) -> &str {
         &self.config.mail_domain
     }
 
@@ -104,8 +127,21 @@ impl Site {
             "/robots.txt" => only_get(method).unwrap_or_else(|| {
                 WebResponse::ok("text/plain; charset=utf-8", "User-agent: *\nDisallow: /\n")
             }),
-            "/" | "/index.html" => only_get(method)
-                .unwrap_or_else(|| WebResponse::ok("text/html; charset=utf-8", self.home_page())),
+            _ => only_get(method).unwrap_or_else(|| self.page_at(path)),
+        }
+    }
+
+    /// A page or a file of `www_folder` at `path`, or 404.
+    fn page_at(&self, path: &str) -> WebResponse {
+        let html = |body: String| WebResponse::ok("text/html; charset=utf-8", body);
+        match (&self.pages, path) {
+            (Pages::Folder(folder), _) => match folder.get(path) {
+                Some((content_type, bytes)) => WebResponse::ok(content_type, bytes),
+                None => WebResponse::status(404, "Not Found"),
+            },
+            (Pages::BuiltIn, "/" | "/index.html") => html(self.home_page()),
+            (Pages::BuiltIn, "/info.html" | "/info") => html(self.info_page()),
+            (Pages::BuiltIn, "/privacy.html" | "/privacy") => html(self.privacy_page()),
             _ => WebResponse::status(404, "Not Found"),
         }
     }
@@ -160,40 +196,13 @@ impl Site {
             self.host()
         )
     }
-
-    /// The home page: what this relay is, and a QR code to create an account. On a
-    /// self-signed relay the QR holds fresh `dclogin:` credentials (clients cannot verify
-    /// the certificate that `DCACCOUNT:` would need); otherwise `DCACCOUNT:https://D/new`.
-    pub fn home_page(&self) -> String {
-        let payload = if self.self_signed() {
-            Credentials::generate(&self.config).dclogin_url(Some(&self.endpoints))
-        } else {
-            format!("DCACCOUNT:https://{}/new", self.host())
-        };
-        let qr = qrcode::QrCode::new(payload.as_bytes())
-            .map(|code| {
-                code.render::<qrcode::render::svg::Color<'_>>()
-                    .min_dimensions(240, 240)
-                    .build()
-            })
-            .unwrap_or_default();
-        let d = xml_escape(self.host());
-        let c = &self.config;
-        format!(
-            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{d} chatmail relay</title></head>\n<body>\n<h1>{d}</h1>\n<p>A chatmail relay for Delta Chat: scan the code with Delta Chat to create a private, end-to-end encrypted account. No personal data is asked.</p>\n<p><a href=\"{link}\">{qr}</a></p>\n<p>Messages are deleted after {days} days; up to {per_min} messages per minute; up to {mb} MB stored. Unencrypted mail is refused.</p>\n</body></html>\n",
-            link = xml_escape(&payload),
-            days = c.delete_mails_after,
-            per_min = c.max_user_send_per_minute,
-            mb = c.max_mailbox_size_mb,
-        )
-    }
 }
 
 fn only_get(method: &str) -> Option<WebResponse> {
     (method != "GET" && method != "HEAD").then(|| WebResponse::status(405, "Method Not Allowed"))
 }
 
-fn xml_escape(s: &str) -> String {
+pub(super) fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -280,5 +289,58 @@ mod tests {
         assert!(home.contains("<svg") && home.contains("DCACCOUNT:https://chat.example.org/new"));
         assert_eq!(s.respond("GET", "/nothing").status, 404);
         assert_eq!(s.respond("POST", "/robots.txt").status, 405);
+    }
+
+    #[test]
+    fn the_three_pages_say_what_the_configuration_says() {
+        let mut config = Config::with_domain("chat.example.org");
+        config.privacy_postal = "Example e.V., Street 1, Town <b>".into();
+        config.privacy_mail = "privacy@example.org".into();
+        config.delete_mails_after = 20;
+        config.max_user_send_per_minute = 60;
+        let s = Site::new(config, site("x").endpoints.clone());
+        let page = |p: &str| {
+            let r = s.respond("GET", p);
+            assert_eq!(r.status, 200, "{p}");
+            assert_eq!(r.content_type, "text/html; charset=utf-8");
+            String::from_utf8(r.body).unwrap()
+        };
+        let home = page("/");
+        assert!(home.contains("How to use it") && home.contains("name=\"viewport\""));
+        let info = page("/info.html");
+        assert!(
+            info.contains("deleted from the relay 20 days") && info.contains("up to 60 messages")
+        );
+        let privacy = page("/privacy");
+        assert!(
+            privacy.contains("Example e.V., Street 1, Town &lt;b&gt;"),
+            "escaped"
+        );
+        assert!(privacy.contains("mailto:privacy@example.org"));
+        assert!(!privacy.contains("<b>"));
+        assert!(site("y")
+            .privacy_page()
+            .contains("has not published contact details"));
+        assert_eq!(s.respond("POST", "/info.html").status, 405);
+    }
+
+    #[test]
+    fn www_folder_replaces_the_pages_and_disabled_serves_none() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("index.html"), "operator home").unwrap();
+        let mut config = Config::with_domain("chat.example.org");
+        config.www_folder = dir.path().display().to_string();
+        let s = Site::new(config.clone(), site("x").endpoints.clone());
+        assert_eq!(s.respond("GET", "/").body, b"operator home");
+        assert_eq!(
+            s.respond("GET", "/info.html").status,
+            404,
+            "not the built-in one"
+        );
+        assert_eq!(s.respond("GET", "/.well-known/mta-sts.txt").status, 200);
+        config.www_folder = "disabled".into();
+        let s = Site::new(config, site("x").endpoints.clone());
+        assert_eq!(s.respond("GET", "/").status, 404);
+        assert_eq!(s.respond("POST", "/new").status, 200, "/new stays");
     }
 }

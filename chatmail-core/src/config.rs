@@ -494,7 +494,11 @@ impl Config {
             "https_port" => self.https_port = listener_port(key, v)?,
             "metrics_listen" => {
                 self.metrics_listen = Some(v.parse().map_err(|_| {
-                    invalid(key, v, "HOST:PORT with an IP address such as 127.0.0.1:9100")
+                    invalid(
+                        key,
+                        v,
+                        "HOST:PORT with an IP address such as 127.0.0.1:9100",
+                    )
                 })?)
             }
             "tls_cert_path" => self.tls_cert_path = Some(path(key, v)?),

@@ -142,15 +142,8 @@ enum PortChoice {
     Free,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Service {
-    Smtp,
-    Submission,
-    Submissions,
-    Imap,
-    Imaps,
-    Https,
-}
+// The listeners are the metrics' (their open connections are a gauge per listener).
+use crate::metrics::Listener as Service;
 
 impl Server {
     /// Loads or creates the TLS certificate (kept in `data_dir` when self-signed) and

@@ -73,7 +73,7 @@ pub(crate) async fn serve<E>(
                 // From the login on, before any mailbox is listed: no change falls
                 // between listing and listening.
                 Output::Subscribe(account) => feed = Some(relay.subscribe(&account)),
-                Output::Event(event) => tracing::debug!(?event, "engine event"),
+                Output::Event(event) => relay.event(event),
                 Output::Close => {
                     conn.close(&[], timeouts).await;
                     return;

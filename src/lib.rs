@@ -111,6 +111,7 @@ pub use chatmail_smtp as smtp;
 
 pub mod credentials;
 pub mod dkim;
+pub mod metrics;
 pub mod outbound;
 pub mod relay;
 pub mod web;

@@ -8,7 +8,7 @@
 //! names the key, the value and what is expected.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -231,6 +231,9 @@ pub struct Config {
     pub imaps_port: u16,
     /// `https_port` (443).
     pub https_port: u16,
+    /// `metrics_listen` (absent: off): `HOST:PORT` of the plain-HTTP Prometheus endpoint
+    /// `GET /metrics`, for the operator's scraper (keep it on loopback or a private net).
+    pub metrics_listen: Option<SocketAddr>,
     /// `tls_cert_path` (absent: self-signed certificate in the data directory).
     pub tls_cert_path: Option<PathBuf>,
     /// `tls_key_path`.
@@ -326,6 +329,7 @@ impl Config {
             imap_port: 143,
             imaps_port: 993,
             https_port: 443,
+            metrics_listen: None,
             tls_cert_path: None,
             tls_key_path: None,
             notify_url: DEFAULT_NOTIFY_URL.to_string(),
@@ -488,6 +492,15 @@ impl Config {
             "imap_port" => self.imap_port = listener_port(key, v)?,
             "imaps_port" => self.imaps_port = listener_port(key, v)?,
             "https_port" => self.https_port = listener_port(key, v)?,
+            "metrics_listen" => {
+                self.metrics_listen = Some(v.parse().map_err(|_| {
+                    invalid(
+                        key,
+                        v,
+                        "HOST:PORT with an IP address such as 127.0.0.1:9100",
+                    )
+                })?)
+            }
             "tls_cert_path" => self.tls_cert_path = Some(path(key, v)?),
             "tls_key_path" => self.tls_key_path = Some(path(key, v)?),
             "notify_url" => {
@@ -1064,6 +1077,22 @@ mod tests {
     fn unreadable_file_is_a_clear_error() {
         let err = Config::from_file(Path::new("/nonexistent/chatmail.ini")).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/chatmail.ini"));
+    }
+
+    #[test]
+    fn metrics_listen_is_off_by_default_and_parses_host_port() {
+        assert_eq!(Config::parse(&ini("")).unwrap().metrics_listen, None);
+        let c = Config::parse(&ini("metrics_listen = 127.0.0.1:9100")).unwrap();
+        assert_eq!(
+            c.metrics_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9100)))
+        );
+        let c = Config::parse(&ini("metrics_listen = [::1]:9100")).unwrap();
+        assert_eq!(c.metrics_listen.map(|a| a.is_ipv6()), Some(true));
+        for bad in ["localhost:9100", "127.0.0.1", "127.0.0.1:70000"] {
+            let err = Config::parse(&ini(&format!("metrics_listen = {bad}"))).unwrap_err();
+            assert!(err.to_string().contains("metrics_listen"), "{err}");
+        }
     }
 
     #[test]

@@ -113,7 +113,8 @@ pub trait Engine {
     type Request;
     /// The embedder's answer to a request ([`Engine::answer`]).
     type Answer;
-    /// What the engine reports without waiting ([`Output::Event`]); servers have none.
+    /// What the engine reports without waiting ([`Output::Event`]): a client's outcomes,
+    /// a server's facts for the embedder's metrics (IMAP has none).
     type Event;
 
     /// Input: bytes received from the peer at `now`, in any chunking.

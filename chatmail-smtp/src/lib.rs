@@ -71,7 +71,8 @@
 //!         }
 //!         Output::StartTls => session.tls_started(now), // after the handshake
 //!         Output::Close => break,
-//!         Output::Subscribe(_) | Output::Event(_) => {} // IMAP's and clients' outputs
+//!         Output::Event(_) => {} // the policy verdicts, for metrics
+//!         Output::Subscribe(_) => {} // IMAP only
 //!     }
 //! }
 //! let wire = String::from_utf8(wire).unwrap();

@@ -253,6 +253,7 @@ fn client_auth_against_the_submission_server() {
                             )
                             .unwrap();
                     }
+                    Output::Event(_) => {}
                     other => panic!("{other:?}"),
                 }
             }

@@ -28,6 +28,7 @@ fn drain(
             Output::Send(bytes) => sent.push_str(&String::from_utf8_lossy(&bytes)),
             Output::Request(id, r) => request = Some((id, r)),
             Output::Close => closed = true,
+            Output::Event(_) => {}
             other => panic!("unexpected {other:?}"),
         }
     }

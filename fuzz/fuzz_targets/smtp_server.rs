@@ -55,7 +55,8 @@ fuzz_target!(|data: &[u8]| {
                 Output::Send(bytes) => assert!(bytes.ends_with(b"\r\n")),
                 Output::StartTls => session.tls_started(now),
                 Output::Close => closed = true,
-                Output::Subscribe(_) | Output::Event(_) => panic!("not an SMTP server output"),
+                Output::Event(_) => {}
+                Output::Subscribe(_) => panic!("not an SMTP server output"),
                 Output::Request(id, Request::Authenticate { .. }) => {
                     let answer = match (mood >> step % 8) & 3 {
                         0 => AuthAnswer::Invalid,

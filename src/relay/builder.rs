@@ -163,6 +163,7 @@ impl RelayBuilder {
         let pool = self
             .hashing_pool
             .unwrap_or_else(|| Arc::new(HashingPool::from_config(&config)));
+        let system_limits = limits.clone();
         let mut accounts = Accounts::new(config.clone(), accounts_store, limits, executor.clone())
             .with_hashing_pool(pool);
         if let Some(path) = self.nocreate_path {
@@ -193,6 +194,8 @@ impl RelayBuilder {
             resolver: self.resolver,
             address_domain: config.address_domain(),
             message_budget: MemoryBudget::new(config.max_message_memory_bytes()),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
+            system_limits,
             throttle: LoginThrottle::new(ThrottleSettings::from_config(&config)),
             policy: Arc::new(Policy::new(PolicyConfig::from(&config))),
             config: Arc::new(config),

@@ -130,7 +130,10 @@ impl Relay {
         })
         .await;
         match signed {
-            Ok(Ok(signed)) => Ok(signed),
+            Ok(Ok(signed)) => {
+                self.metrics.dkim_signed();
+                Ok(signed)
+            }
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "DKIM signing failed; the sender retries");
                 Err(DeliveryFailure::LocalError)
@@ -216,6 +219,7 @@ impl Relay {
         known: bool,
         message: Bytes,
     ) -> Result<(), DeliveryFailure> {
+        let started = std::time::Instant::now();
         let account = match Address::parse(rcpt) {
             Ok(a) => a,
             Err(_) => return Err(DeliveryFailure::UnknownRecipient),
@@ -238,6 +242,7 @@ impl Relay {
             Err(e) => return Err(store_error(e)),
         };
         if used_after > quota {
+            self.metrics.quota_exceeded();
             return Err(DeliveryFailure::QuotaExceeded);
         }
         let now = unix_now() as i64;
@@ -248,6 +253,7 @@ impl Relay {
         {
             return Err(store_error(e));
         }
+        self.metrics.delivered_locally(started.elapsed());
         // Spec 4.2: past 75 % of the quota, the oldest messages are trimmed to 70 %.
         if used_after > quota / 4 * 3 {
             self.trim_to_quota(&account).await;

@@ -46,6 +46,7 @@ impl Relay {
         let target = quota_target_bytes(self.config.max_mailbox_bytes());
         match self.store.trim_to_quota(account, target, unix_now()).await {
             Ok(removed) if !removed.is_empty() => {
+                self.metrics.quota_trimmed(removed.len());
                 tracing::info!("{}", quota_expire_log_line(removed.len(), account.as_str()));
             }
             Ok(_) => {}

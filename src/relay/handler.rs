@@ -14,4 +14,10 @@ pub trait RequestHandler<E: Engine>: Send + Sync {
     async fn handle(&self, request: E::Request, peer: Option<IpAddr>) -> E::Answer
     where
         E::Request: 'async_trait;
+
+    /// Takes an [`Output::Event`](chatmail_core::engine::Output::Event) of the engine
+    /// (facts for the metrics); nothing goes back to the engine. Default: dropped.
+    fn event(&self, event: E::Event) {
+        let _ = event;
+    }
 }

@@ -1,7 +1,7 @@
 //! Logins of SMTP and IMAP alike, through the failed-login limits.
 
 use super::service::{unix_now, Relay};
-use chatmail_core::account::{parse_login, Admission, LoginOutcome};
+use chatmail_core::account::{parse_login, Admission, CreationRefusal, LoginOutcome, LoginRefusal};
 use chatmail_core::Address;
 use std::net::IpAddr;
 use std::time::Instant;
@@ -46,7 +46,10 @@ impl Relay {
         }
         let unix = unix_now();
         match self.accounts.login(login, password, unix).await? {
-            LoginOutcome::LoggedIn { address, .. } => {
+            LoginOutcome::LoggedIn { address, created } => {
+                if created {
+                    self.metrics.account_created(&address);
+                }
                 self.throttle.succeeded(&address);
                 if imap {
                     if let Err(e) = self.accounts.record_imap_login(&address, unix).await {
@@ -57,6 +60,12 @@ impl Relay {
             }
             LoginOutcome::Refused(reason) => {
                 tracing::debug!(%reason, "login refused");
+                if matches!(
+                    reason,
+                    LoginRefusal::NotCreated(CreationRefusal::SystemLimit(_))
+                ) {
+                    self.metrics.registration_rejected();
+                }
                 // Only a wrong password for an existing account costs a hash and guesses
                 // at something. Unknown names, refused creations and over-long passwords
                 // cost nothing: counting them would only punish the clients behind a

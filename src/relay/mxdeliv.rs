@@ -6,7 +6,7 @@ use super::service::Relay;
 use bytes::Bytes;
 use chatmail_policy::{Envelope, Reply, Verdict};
 use chatmail_smtp::policy::Direction;
-use chatmail_smtp::server::DeliveryFailure;
+use chatmail_smtp::server::{DeliveryFailure, VerdictOutcome};
 
 /// Most `X-MAIL-TO` recipients of one request, as the SMTP engine's `max_recipients`.
 pub const MAX_MXDELIV_RECIPIENTS: usize = 1000;
@@ -101,12 +101,12 @@ impl Relay {
                 .zip(&cleartext)
                 .any(|(r, &c)| c && r == address)
         };
-        let accepted = match self.policy.check_message(
-            Direction::Incoming,
-            &envelope,
-            &message,
-            &accepts_cleartext,
-        ) {
+        let verdict =
+            self.policy
+                .check_message(Direction::Incoming, &envelope, &message, &accepts_cleartext);
+        self.metrics
+            .verdict(Direction::Incoming, VerdictOutcome::of(&verdict));
+        let accepted = match verdict {
             Verdict::Reject(reply) => return MxDelivAnswer::refused(reply),
             Verdict::Accept(accepted) => accepted,
         };

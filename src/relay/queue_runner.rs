@@ -115,13 +115,16 @@ impl Relay {
                 recipients: &attempt.recipients,
                 message: &message,
             };
-            futures::select! {
+            let started = std::time::Instant::now();
+            let outcomes = futures::select! {
                 outcomes = transport.hand_over(handover).fuse() => outcomes,
                 _ = std::pin::pin!(deadline.fuse()) => deferred_all(
                     &attempt,
                     Reply::new(421, "4.4.2 Delivery attempt timed out"),
                 ),
-            }
+            };
+            self.metrics.outbound_attempt(started.elapsed());
+            outcomes
         };
         let recorded = match queue.record(&attempt, &outcomes, unix_ms()).await {
             Ok(r) => r,

@@ -41,6 +41,11 @@ pub struct Relay {
     pub(super) address_domain: String,
     /// `max_message_memory`: message bytes all sessions together hold while receiving.
     pub(super) message_budget: Arc<MemoryBudget>,
+    /// The operator's counters, gauges and histograms.
+    pub(super) metrics: Arc<crate::metrics::Metrics>,
+    /// Machine readings (free disk for the metrics; the accounts' creation limits hold
+    /// the same).
+    pub(super) system_limits: Arc<dyn chatmail_core::account::SystemLimits>,
 }
 
 /// How a relay checks where mail from other servers comes from.
@@ -128,6 +133,25 @@ impl Relay {
     /// The resolver the relay was built with ([`RelayBuilder::resolver`](super::RelayBuilder::resolver)).
     pub fn resolver(&self) -> Option<&Arc<dyn chatmail_core::dns::Resolver>> {
         self.resolver.as_ref()
+    }
+
+    /// The operator's metrics, served by a driver on `metrics_listen`.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
+    }
+
+    /// The Prometheus exposition of [`Relay::metrics`] with what is read at scrape time:
+    /// the delivery queue's length and bytes, the free disk of the mailboxes (one
+    /// `statvfs`).
+    pub fn render_metrics(&self) -> String {
+        let queue = self.queue.as_ref();
+        self.metrics.render(&crate::metrics::Readings {
+            queue_messages: queue.map(|q| q.len()),
+            queue_bytes: queue.map(|q| q.bytes()),
+            free_disk_bytes: self
+                .system_limits
+                .free_disk_bytes(&self.config.mailboxes_dir),
+        })
     }
 
     /// The change feed of `account`, for an IMAP session in IDLE.

@@ -9,7 +9,7 @@ use chatmail_policy::Reply;
 use chatmail_smtp::policy::Direction;
 use chatmail_smtp::server::{
     Answer, AuthAnswer, Delivery, DeliveryAnswer, DeliveryFailure, RecipientAnswer, Request, Role,
-    ServerSession,
+    ServerEvent, ServerSession,
 };
 use std::net::IpAddr;
 use std::time::Instant;
@@ -18,6 +18,15 @@ use std::time::Instant;
 impl RequestHandler<ServerSession> for Relay {
     async fn handle(&self, request: Request, peer: Option<IpAddr>) -> Answer {
         self.answer_smtp(request, peer).await
+    }
+
+    /// The policy's verdicts are counted here for SMTP (and in `answer_mxdeliv` for
+    /// `/mxdeliv`), both through [`Metrics::verdict`](crate::metrics::Metrics).
+    fn event(&self, event: ServerEvent) {
+        match event {
+            ServerEvent::Verdict { direction, outcome } => self.metrics.verdict(direction, outcome),
+            other => tracing::debug!(?other, "SMTP event"),
+        }
     }
 }
 

@@ -29,6 +29,7 @@
 pub mod delivery;
 mod https;
 pub mod limits;
+mod metrics_http;
 mod mxdeliv;
 mod pump;
 pub mod resolver;
@@ -97,6 +98,8 @@ pub struct Ports {
     pub imaps: SocketAddr,
     /// HTTPS (443).
     pub https: SocketAddr,
+    /// The Prometheus endpoint (`metrics_listen`; port 0 when it is not set).
+    pub metrics: SocketAddr,
 }
 
 /// Counts open connections so that shutdown can wait for them.
@@ -130,6 +133,8 @@ pub struct Server {
     transport: Option<Arc<dyn Transport>>,
     tls: tls::TlsConfigs,
     listeners: Vec<(Service, TcpListener)>,
+    /// The Prometheus endpoint, if `metrics_listen` is set.
+    metrics_listener: Option<TcpListener>,
     ports: Ports,
 }
 
@@ -142,15 +147,8 @@ enum PortChoice {
     Free,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Service {
-    Smtp,
-    Submission,
-    Submissions,
-    Imap,
-    Imaps,
-    Https,
-}
+// The listeners are the metrics' (their open connections are a gauge per listener).
+use crate::metrics::Listener as Service;
 
 impl Server {
     /// Loads or creates the TLS certificate (kept in `data_dir` when self-signed) and
@@ -199,6 +197,19 @@ impl Server {
                 .map_err(|source| BindError::Listen { addr, source })?;
             listeners.push((service, listener));
         }
+        let metrics_listener = match config.metrics_listen {
+            None => None,
+            Some(configured) => {
+                let addr = match choice {
+                    PortChoice::Configured => configured,
+                    PortChoice::Free => SocketAddr::new(configured.ip(), 0),
+                };
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| BindError::Listen { addr, source })?;
+                Some(listener)
+            }
+        };
         let local = |s: Service| {
             listeners
                 .iter()
@@ -213,6 +224,10 @@ impl Server {
             imap: local(Service::Imap),
             imaps: local(Service::Imaps),
             https: local(Service::Https),
+            metrics: metrics_listener
+                .as_ref()
+                .and_then(|l| l.local_addr().ok())
+                .unwrap_or_else(|| SocketAddr::new(ip, 0)),
         };
         let transport: Option<Arc<dyn Transport>> = match relay.resolver() {
             Some(resolver) if relay.delivery_queue().is_some() => {
@@ -228,6 +243,7 @@ impl Server {
             transport,
             tls,
             listeners,
+            metrics_listener,
             ports,
         })
     }
@@ -292,6 +308,7 @@ impl Server {
                     // Self-signed relays let anyone GET /new: limited per IP as nginx does.
                     let new_rate = Arc::new(limits::RequestRate::new(2, 5));
                     let limit = ConnectionLimit::new(smtp_limit, smtp_per_ip);
+                    let limit = Admission::counted(limit, &relay, service);
                     tokio::spawn(accept_loop(listener, limit, stop, move |tcp, peer| {
                         let guard = inflight.enter();
                         let fut = https::serve_connection(
@@ -317,6 +334,7 @@ impl Server {
                     };
                     let smtp_config = Arc::new(relay.smtp_config(role));
                     let limit = ConnectionLimit::new(smtp_limit, smtp_per_ip);
+                    let limit = Admission::counted(limit, &relay, service);
                     tokio::spawn(accept_loop(listener, limit, stop, move |tcp, peer| {
                         let (relay, smtp_config, acceptor) =
                             (relay.clone(), smtp_config.clone(), acceptor.clone());
@@ -346,7 +364,7 @@ impl Server {
                     let implicit = service == Service::Imaps;
                     let acceptor = client_acceptor.clone();
                     let imap_config = Arc::new(relay.imap_config(implicit));
-                    let limit = imap_limit.clone();
+                    let limit = Admission::counted(imap_limit.clone(), &relay, service);
                     tokio::spawn(accept_loop(listener, limit, stop, move |tcp, peer| {
                         let (relay, acceptor) = (relay.clone(), acceptor.clone());
                         let imap_config = imap_config.clone();
@@ -365,6 +383,20 @@ impl Server {
                 }
             };
             tasks.push(task);
+        }
+        if let Some(listener) = self.metrics_listener {
+            let relay = self.relay.clone();
+            let limit = Admission {
+                limit: ConnectionLimit::new(
+                    metrics_http::MAX_CONNECTIONS,
+                    metrics_http::MAX_CONNECTIONS_PER_IP,
+                ),
+                gauge: None,
+            };
+            let stop = ShutdownSignal(stop_rx.clone());
+            // Not among the connections shutdown waits for: a scrape holds nothing.
+            let serve = move |tcp, _| metrics_http::serve_connection(tcp, relay.clone());
+            tasks.push(tokio::spawn(accept_loop(listener, limit, stop, serve)));
         }
         tasks.push(tokio::spawn(expire_daily(self.relay.clone())));
         let queue_runner = match (self.relay.delivery_queue(), self.transport) {
@@ -437,10 +469,26 @@ async fn expire_daily(relay: Arc<Relay>) {
     }
 }
 
-/// Accepts connections within `limit` and starts `handle` for each, until shutdown.
+/// What a listener admits: connections within `limit`, counted in the metrics' gauge of
+/// open connections of that listener.
+struct Admission {
+    limit: Arc<ConnectionLimit>,
+    gauge: Option<(Arc<crate::metrics::Metrics>, Service)>,
+}
+
+impl Admission {
+    fn counted(limit: Arc<ConnectionLimit>, relay: &Relay, service: Service) -> Admission {
+        Admission {
+            limit,
+            gauge: Some((relay.metrics().clone(), service)),
+        }
+    }
+}
+
+/// Accepts connections within `admission` and starts `handle` for each, until shutdown.
 async fn accept_loop<F, Fut>(
     listener: TcpListener,
-    limit: Arc<ConnectionLimit>,
+    admission: Admission,
     mut stop: ShutdownSignal,
     handle: F,
 ) where
@@ -460,15 +508,20 @@ async fn accept_loop<F, Fut>(
             },
             _ = stop.wait() => return,
         };
-        let Some(slot) = limit.try_acquire(peer.ip()) else {
+        let Some(slot) = admission.limit.try_acquire(peer.ip()) else {
             tracing::debug!("connection limit reached");
             drop(tcp);
             continue;
         };
         let _ = tcp.set_nodelay(true);
         let fut = handle(tcp, peer);
+        let open = admission
+            .gauge
+            .as_ref()
+            .map(|(m, l)| m.connection_opened(*l));
         tokio::spawn(async move {
             let _slot = slot;
+            let _open = open;
             fut.await
         });
     }

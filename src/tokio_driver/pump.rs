@@ -16,6 +16,25 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio_rustls::TlsAcceptor;
 
+/// Whether an engine's session waits in IMAP IDLE (the metrics' gauge); the pump asks
+/// after every round of outputs.
+pub(crate) trait Idling {
+    /// In IDLE now.
+    fn idling(&self) -> bool;
+}
+
+impl Idling for chatmail_smtp::server::ServerSession {
+    fn idling(&self) -> bool {
+        false
+    }
+}
+
+impl Idling for chatmail_imap::Session {
+    fn idling(&self) -> bool {
+        self.is_idle()
+    }
+}
+
 /// Most bytes read from the socket at a time.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -36,7 +55,7 @@ pub(crate) async fn serve<E>(
     acceptor: Option<TlsAcceptor>,
     mut shutdown: ShutdownSignal,
 ) where
-    E: Engine + Send,
+    E: Engine + Idling + Send,
     E::Request: Send,
     E::Event: std::fmt::Debug,
     Relay: RequestHandler<E>,
@@ -44,6 +63,8 @@ pub(crate) async fn serve<E>(
     let timeouts = &relay.config().timeouts;
     let mut feed: Option<ChangeSubscription> = None;
     let mut shutting_down = false;
+    // Counts this session in the IDLE gauge while it idles (dropped on any return).
+    let mut idle: Option<crate::metrics::GaugeGuard> = None;
     // Small to start with: most connections (an idling IMAP client) never read more
     // than a few lines; it grows on the first full read.
     let mut buf = vec![0u8; 1024];
@@ -73,12 +94,17 @@ pub(crate) async fn serve<E>(
                 // From the login on, before any mailbox is listed: no change falls
                 // between listing and listening.
                 Output::Subscribe(account) => feed = Some(relay.subscribe(&account)),
-                Output::Event(event) => tracing::debug!(?event, "engine event"),
+                Output::Event(event) => relay.event(event),
                 Output::Close => {
                     conn.close(&[], timeouts).await;
                     return;
                 }
             }
+        }
+        match (engine.idling(), idle.is_some()) {
+            (true, false) => idle = Some(relay.metrics().idle_started()),
+            (false, true) => idle = None,
+            _ => {}
         }
         let deadline = engine
             .poll_timeout()

@@ -176,7 +176,7 @@ impl ServerSession {
 impl Engine for ServerSession {
     type Request = Request;
     type Answer = Answer;
-    type Event = std::convert::Infallible;
+    type Event = crate::server::request::ServerEvent;
 
     /// Input: bytes received from the peer, in any chunking.
     ///

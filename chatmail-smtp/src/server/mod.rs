@@ -38,6 +38,7 @@ mod session;
 pub use chatmail_core::engine::{AnswerError, Engine, RequestId};
 pub use config::{Role, ServerConfig, Transport};
 pub use request::{
-    Answer, AuthAnswer, Delivery, DeliveryAnswer, DeliveryFailure, Output, RecipientAnswer, Request,
+    Answer, AuthAnswer, Delivery, DeliveryAnswer, DeliveryFailure, Output, RecipientAnswer,
+    Request, ServerEvent, VerdictOutcome,
 };
 pub use session::ServerSession;

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use chatmail_core::engine;
-use chatmail_policy::{Direction, Reply};
+use chatmail_policy::{Direction, MessageClass, Reply, Verdict};
 
 use crate::reply::reply;
 use crate::server::config::Role;
@@ -47,8 +47,44 @@ pub enum Answer {
     Delivery(DeliveryAnswer),
 }
 
-/// What the driver does next: the engine contract's output with this engine's requests.
-pub type Output = engine::Output<Request>;
+/// What the driver does next: the engine contract's output with this engine's requests
+/// and events.
+pub type Output = engine::Output<Request, ServerEvent>;
+
+/// What the session reports without waiting for an answer ([`Output::Event`](engine::Output::Event)):
+/// facts the embedder counts (the operator's metrics); nothing to answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServerEvent {
+    /// The message-acceptance policy decided on a complete message (the reference's
+    /// filtermail verdict). Emitted before the [`Request::Deliver`] of an accepted one.
+    Verdict {
+        /// Submission (outgoing) or from other servers (incoming).
+        direction: Direction,
+        /// What the policy decided.
+        outcome: VerdictOutcome,
+    },
+}
+
+/// The policy's decision on one message, as counted: the class of an accepted message
+/// or the code of the refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerdictOutcome {
+    /// Accepted as this kind of message.
+    Accepted(MessageClass),
+    /// Refused with this SMTP reply code (`523`: cleartext where encryption is needed).
+    Refused(u16),
+}
+
+impl VerdictOutcome {
+    /// The outcome of a policy [`Verdict`] (the SMTP engine's and `/mxdeliv`'s alike).
+    pub fn of(verdict: &Verdict) -> VerdictOutcome {
+        match verdict {
+            Verdict::Accept(accepted) => VerdictOutcome::Accepted(accepted.class()),
+            Verdict::Reject(reply) => VerdictOutcome::Refused(reply.code),
+        }
+    }
+}
 
 /// The embedder's answer to [`Request::Authenticate`].
 #[derive(Debug, Clone, PartialEq, Eq)]

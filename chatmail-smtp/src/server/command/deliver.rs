@@ -11,7 +11,9 @@ use chatmail_policy::{Envelope, Reply, Verdict};
 
 use crate::reply::reply;
 use crate::server::config::Role;
-use crate::server::request::{Delivery, DeliveryAnswer, DeliveryFailure, Request};
+use crate::server::request::{
+    Delivery, DeliveryAnswer, DeliveryFailure, Output, Request, ServerEvent, VerdictOutcome,
+};
 use crate::server::session::{Awaited, ServerSession, Wait};
 
 impl ServerSession {
@@ -47,6 +49,11 @@ impl ServerSession {
         let verdict =
             self.policy
                 .check_message(direction, &envelope, &sink.bytes, &accepts_cleartext);
+        // The embedder counts verdicts (metrics); the engine only reports them.
+        self.push_output(Output::Event(ServerEvent::Verdict {
+            direction,
+            outcome: VerdictOutcome::of(&verdict),
+        }));
         match verdict {
             Verdict::Reject(refusal) => self.reply_per_recipient(&recipients, &refusal),
             Verdict::Accept(accepted) => {

@@ -37,6 +37,21 @@ impl Relay {
             failures = report.failures.len(),
             "expiry finished"
         );
+        if !dry_run {
+            // The daily run's trims count like a delivery's (spec 6.4's quota_expire_*):
+            // one run per account trimmed.
+            let mut trimmed: std::collections::BTreeMap<&std::path::Path, usize> =
+                Default::default();
+            for removal in &report.removals {
+                if removal.kind == chatmail_core::expiry::RemovalKind::QuotaTrim {
+                    let account = removal.path.parent().and_then(|p| p.parent());
+                    *trimmed.entry(account.unwrap_or(&removal.path)).or_default() += 1;
+                }
+            }
+            for removed in trimmed.into_values() {
+                self.metrics.quota_trimmed(removed);
+            }
+        }
         Ok(report)
     }
 

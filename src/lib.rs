@@ -112,6 +112,7 @@ pub use chatmail_smtp as smtp;
 pub mod credentials;
 pub mod dkim;
 pub mod outbound;
+pub mod push;
 pub mod relay;
 pub mod web;
 

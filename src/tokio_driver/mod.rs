@@ -31,6 +31,7 @@ mod https;
 pub mod limits;
 mod mxdeliv;
 mod pump;
+pub mod push;
 pub mod resolver;
 mod shutdown;
 mod stream;
@@ -38,6 +39,7 @@ pub mod tls;
 
 use crate::credentials::Endpoints;
 use crate::outbound::Transport;
+use crate::push::{NewMailReceiver, PushSettings};
 use crate::relay::Relay;
 use crate::web::Site;
 use chatmail_core::BlockingExecutor;
@@ -131,6 +133,8 @@ pub struct Server {
     tls: tls::TlsConfigs,
     listeners: Vec<(Service, TcpListener)>,
     ports: Ports,
+    /// The push notifications to send ([`Server::with_push`]).
+    push: Option<(NewMailReceiver, PushSettings)>,
 }
 
 /// Which ports [`Server::bind_ports`] binds.
@@ -229,6 +233,7 @@ impl Server {
             tls,
             listeners,
             ports,
+            push: None,
         })
     }
 
@@ -236,6 +241,15 @@ impl Server {
     /// embedders that relay through a smarthost of their own).
     pub fn with_transport(mut self, transport: Arc<dyn Transport>) -> Server {
         self.transport = Some(transport);
+        self
+    }
+
+    /// Sends push notifications (spec 5.4) to `config.notify_url` for the deliveries
+    /// that reach `new_mail`: the receiver of the [`push::channel`](crate::push::channel)
+    /// whose notifier the relay was built with. Pending notifications of an earlier run
+    /// (`<mailboxes_dir>/pending_notifications`) are sent first.
+    pub fn with_push(mut self, new_mail: NewMailReceiver, settings: PushSettings) -> Server {
+        self.push = Some((new_mail, settings));
         self
     }
 
@@ -379,6 +393,15 @@ impl Server {
             }
             _ => None,
         };
+        let pusher = self.push.map(|(new_mail, settings)| {
+            tokio::spawn(push::run(
+                self.relay.clone(),
+                new_mail,
+                settings,
+                blocking_executor(),
+                ShutdownSignal(stop_rx.clone()),
+            ))
+        });
         shutdown.await;
         tracing::info!("shutting down: no new connections, finishing open ones");
         let _ = stop_tx.send(true);
@@ -393,6 +416,10 @@ impl Server {
         // The queue records what is in flight (10 s at most) before the process ends.
         if let Some(runner) = queue_runner {
             let _ = runner.await;
+        }
+        // The push queue completes its file writes (pending files survive for the next start).
+        if let Some(pusher) = pusher {
+            let _ = pusher.await;
         }
         let wait_idle = async {
             loop {

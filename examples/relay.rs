@@ -292,10 +292,13 @@ async fn run(config: Config, data_dir: PathBuf) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Push notifications (spec 5.4) to `notify_url`; deliveries only `try_send` to it.
+    let (notifier, new_mail) = chatmail::push::channel(chatmail::push::DEFAULT_CHANNEL_CAPACITY);
     let mut builder = Relay::builder(config.clone())
         .maildir(blocking_executor())
         .resolver(resolver)
-        .delivery_queue(data_dir.join("queue"));
+        .delivery_queue(data_dir.join("queue"))
+        .notifier(Arc::new(notifier));
     // An IPv4 relay neither signs nor can be checked: no key under an address (spec 1.3).
     if !config.is_ipv4_relay() {
         let selector = config.dkim_selector.clone();
@@ -329,7 +332,7 @@ async fn run(config: Config, data_dir: PathBuf) -> ExitCode {
         }
     };
     let server = match Server::bind(relay, &data_dir).await {
-        Ok(s) => s,
+        Ok(s) => s.with_push(new_mail, chatmail::push::PushSettings::default()),
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::FAILURE;
@@ -344,6 +347,7 @@ async fn run(config: Config, data_dir: PathBuf) -> ExitCode {
     println!("  IMAPS (TLS)           {}", p.imaps);
     println!("  HTTPS                 https://{}/new", p.https);
     println!("  mailboxes             {}", config.mailboxes_dir.display());
+    println!("  push notifications    {}", config.notify_url);
     let creds = Credentials::generate(&config);
     let endpoints = server.endpoints();
     println!("new account (created on first login):");

@@ -113,6 +113,7 @@ pub mod credentials;
 pub mod dkim;
 pub mod metrics;
 pub mod outbound;
+pub mod push;
 pub mod relay;
 pub mod web;
 

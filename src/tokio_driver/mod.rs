@@ -32,6 +32,7 @@ pub mod limits;
 mod metrics_http;
 mod mxdeliv;
 mod pump;
+pub mod push;
 pub mod resolver;
 mod shutdown;
 mod stream;
@@ -39,6 +40,7 @@ pub mod tls;
 
 use crate::credentials::Endpoints;
 use crate::outbound::Transport;
+use crate::push::{NewMailReceiver, PushSettings};
 use crate::relay::Relay;
 use crate::web::Site;
 use chatmail_core::BlockingExecutor;
@@ -136,6 +138,8 @@ pub struct Server {
     /// The Prometheus endpoint, if `metrics_listen` is set.
     metrics_listener: Option<TcpListener>,
     ports: Ports,
+    /// The push notifications to send ([`Server::with_push`]).
+    push: Option<(NewMailReceiver, PushSettings)>,
 }
 
 /// Which ports [`Server::bind_ports`] binds.
@@ -245,6 +249,7 @@ impl Server {
             listeners,
             metrics_listener,
             ports,
+            push: None,
         })
     }
 
@@ -252,6 +257,15 @@ impl Server {
     /// embedders that relay through a smarthost of their own).
     pub fn with_transport(mut self, transport: Arc<dyn Transport>) -> Server {
         self.transport = Some(transport);
+        self
+    }
+
+    /// Sends push notifications (spec 5.4) to `config.notify_url` for the deliveries
+    /// that reach `new_mail`: the receiver of the [`push::channel`](crate::push::channel)
+    /// whose notifier the relay was built with. Pending notifications of an earlier run
+    /// (`<mailboxes_dir>/pending_notifications`) are sent first.
+    pub fn with_push(mut self, new_mail: NewMailReceiver, settings: PushSettings) -> Server {
+        self.push = Some((new_mail, settings));
         self
     }
 
@@ -414,6 +428,15 @@ impl Server {
             }
             _ => None,
         };
+        let pusher = self.push.map(|(new_mail, settings)| {
+            tokio::spawn(push::run(
+                self.relay.clone(),
+                new_mail,
+                settings,
+                blocking_executor(),
+                ShutdownSignal(stop_rx.clone()),
+            ))
+        });
         shutdown.await;
         tracing::info!("shutting down: no new connections, finishing open ones");
         let _ = stop_tx.send(true);
@@ -428,6 +451,10 @@ impl Server {
         // The queue records what is in flight (10 s at most) before the process ends.
         if let Some(runner) = queue_runner {
             let _ = runner.await;
+        }
+        // The push queue completes its file writes (pending files survive for the next start).
+        if let Some(pusher) = pusher {
+            let _ = pusher.await;
         }
         let wait_idle = async {
             loop {

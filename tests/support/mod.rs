@@ -58,11 +58,17 @@ pub fn memory_relay(config: Config) -> Arc<Relay> {
 }
 
 pub async fn start(config: Config) -> Running {
+    start_with(memory_relay(config), |server| server).await
+}
+
+/// Serves `relay` on free ports, the server first passed through `setup` (to plug in
+/// push notifications, a transport ...).
+pub async fn start_with(relay: Arc<Relay>, setup: impl FnOnce(Server) -> Server) -> Running {
     let data = tempfile::tempdir().expect("temp dir");
-    let relay = memory_relay(config);
     let server = Server::bind_on_free_ports(relay.clone(), data.path())
         .await
         .expect("bind");
+    let server = setup(server);
     let ports = server.ports();
     let cert = relay_certificate(data.path());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -36,7 +36,8 @@ mod cache;
 mod https;
 mod settings;
 mod smtp;
-mod tls;
+// The push driver builds its client TLS the same way.
+pub(super) mod tls;
 
 pub use settings::TransportSettings;
 

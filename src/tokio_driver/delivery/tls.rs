@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 /// The four client configurations delivery uses: verified or not, HTTPS (ALPN
 /// `http/1.1`) or SMTP.
-pub(super) struct ClientTls {
+pub(in crate::tokio_driver) struct ClientTls {
     verified_https: Arc<ClientConfig>,
     verified_smtp: Arc<ClientConfig>,
     any_https: Arc<ClientConfig>,
@@ -21,14 +21,14 @@ pub(super) struct ClientTls {
 
 /// Which protocol a connection speaks over TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Protocol {
+pub(in crate::tokio_driver) enum Protocol {
     Https,
     Smtp,
 }
 
 impl ClientTls {
     /// Configurations trusting the system's roots and `extra_roots`.
-    pub(super) fn new(extra_roots: &[CertificateDer<'static>]) -> ClientTls {
+    pub(in crate::tokio_driver) fn new(extra_roots: &[CertificateDer<'static>]) -> ClientTls {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = RootCertStore::empty();
         let native = rustls_native_certs::load_native_certs();
@@ -87,7 +87,11 @@ impl ClientTls {
     }
 
     /// The configuration for `protocol`, verifying certificates unless `any_certificate`.
-    pub(super) fn config(&self, protocol: Protocol, any_certificate: bool) -> Arc<ClientConfig> {
+    pub(in crate::tokio_driver) fn config(
+        &self,
+        protocol: Protocol,
+        any_certificate: bool,
+    ) -> Arc<ClientConfig> {
         match (protocol, any_certificate) {
             (Protocol::Https, false) => self.verified_https.clone(),
             (Protocol::Smtp, false) => self.verified_smtp.clone(),
@@ -109,7 +113,7 @@ pub(super) fn accepts_any_certificate(domain: &str, host: &str) -> bool {
 
 /// The name a TLS client presents (SNI) and verifies: the host name without the
 /// trailing dot, or the address of a literal (no SNI is sent for it).
-pub(super) fn server_name(host: &str) -> Result<ServerName<'static>, String> {
+pub(in crate::tokio_driver) fn server_name(host: &str) -> Result<ServerName<'static>, String> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(ServerName::IpAddress(ip.into()));
     }

@@ -105,7 +105,7 @@ const COUNTERS: [(&str, &str); COUNTER_COUNT] = [
 
 const COUNTER_COUNT: usize = 17;
 
-/// A counter of the reference's mtail program: its index in [`COUNTERS`].
+/// A counter of the reference's mtail program (spec 6.4), under its mtail name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Counter {

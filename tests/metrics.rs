@@ -1,6 +1,7 @@
 //! The operator's Prometheus endpoint (`metrics_listen`) on a relay on loopback: real
 //! clients create accounts and submit mail, and `/metrics` read over HTTP before and
 //! after shows exactly those increments under the reference's mtail names.
+#![cfg(feature = "tokio")]
 
 mod support;
 

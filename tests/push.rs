@@ -1,6 +1,7 @@
 //! Push notifications end to end on loopback (spec 5.3, 5.4): a relay on free ports with
 //! the push driver, a fake notification endpoint (hyper on 127.0.0.1, http://) that
 //! records every POST body and answers with a status the test chooses.
+#![cfg(feature = "tokio")]
 
 mod support;
 

@@ -89,7 +89,7 @@ def main() -> int:
         from_send, from_250 = [], []
         smtp = None
         for i in range(1, args.count + 1):
-            # A new sender every 40 messages: the per-sender rate limit (spec 2.4) is
+            # A new sender every 40 messages: the per-sender rate limit (spec 3.2) is
             # not what is measured.
             if (i - 1) % 40 == 0:
                 if smtp is not None:
@@ -103,7 +103,7 @@ def main() -> int:
                 rcpt = smtp.rcpt(receiver)
                 if rcpt[0] != 450:
                     break
-                # Rate limited (spec 2.4): wait, outside the measurement.
+                # Rate limited (spec 3.2): wait, outside the measurement.
                 smtp.rset()
                 time.sleep(1)
             assert rcpt[0] == 250, rcpt

@@ -26,6 +26,7 @@
 //!
 //! Logs (`tracing`) never contain client IP addresses or message contents.
 
+pub mod acme;
 pub mod delivery;
 mod https;
 pub mod limits;
@@ -129,6 +130,8 @@ pub struct Server {
     /// How the delivery queue reaches other servers (default: [`delivery::NetworkTransport`]).
     transport: Option<Arc<dyn Transport>>,
     tls: tls::TlsConfigs,
+    /// How ACME certificates are obtained (ACME mode only).
+    acme: acme::AcmeOptions,
     listeners: Vec<(Service, TcpListener)>,
     ports: Ports,
 }
@@ -227,6 +230,7 @@ impl Server {
             relay,
             transport,
             tls,
+            acme: acme::AcmeOptions::default(),
             listeners,
             ports,
         })
@@ -239,14 +243,27 @@ impl Server {
         self
     }
 
+    /// Changes how ACME certificates are obtained and renewed (tests: a local CA's
+    /// root, early renewal).
+    pub fn with_acme_options(mut self, options: acme::AcmeOptions) -> Server {
+        self.acme = options;
+        self
+    }
+
+    /// The certificate the listeners serve; it changes on renewal or reload.
+    pub fn certificates(&self) -> Arc<tls::CertResolver> {
+        self.tls.certs.clone()
+    }
+
     /// Where the server listens.
     pub fn ports(&self) -> Ports {
         self.ports
     }
 
-    /// Whether the certificate is self-signed (clients must be told to accept it).
+    /// Whether the certificate served now is self-signed (clients must be told to
+    /// accept it).
     pub fn self_signed(&self) -> bool {
-        self.tls.self_signed
+        self.tls.self_signed()
     }
 
     /// The host and implicit-TLS ports a client uses, for `dclogin:` URLs.
@@ -275,7 +292,6 @@ impl Server {
             config.imap_connection_limit_per_ip(),
         );
         let endpoints = self.endpoints();
-        let self_signed = self.tls.self_signed;
         let mut tasks = Vec::new();
         for (service, listener) in self.listeners {
             let relay = self.relay.clone();
@@ -285,7 +301,7 @@ impl Server {
             let task = match service {
                 Service::Https => {
                     let site = Arc::new(Site::new(config.clone(), endpoints.clone()));
-                    let acceptor = client_acceptor.clone();
+                    let tls = self.tls.clone();
                     // Self-signed relays let anyone GET /new: limited per IP as nginx does.
                     let new_rate = Arc::new(limits::RequestRate::new(2, 5));
                     let limit = ConnectionLimit::new(smtp_limit, smtp_per_ip);
@@ -294,11 +310,10 @@ impl Server {
                         let fut = https::serve_connection(
                             tcp,
                             peer,
-                            acceptor.clone(),
+                            tls.clone(),
                             relay.clone(),
                             site.clone(),
                             new_rate.clone(),
-                            self_signed,
                         );
                         async move {
                             let _guard = guard;
@@ -364,6 +379,9 @@ impl Server {
             tasks.push(task);
         }
         tasks.push(tokio::spawn(expire_daily(self.relay.clone())));
+        if let Some(task) = acme::maintenance(&self.tls, &config, &self.acme) {
+            tasks.push(tokio::spawn(task));
+        }
         let queue_runner = match (self.relay.delivery_queue(), self.transport) {
             (Some(_), Some(transport)) => {
                 let mut stop = ShutdownSignal(stop_rx.clone());

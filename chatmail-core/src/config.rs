@@ -63,8 +63,8 @@ pub enum TlsCertMode {
     /// A self-signed certificate generated and kept in the data directory (domains
     /// starting with `_` and IPv4 relays, or any relay without certificate paths).
     SelfSigned,
-    /// Certificates from an ACME client at `/var/lib/acme/live/<domain>/` (reference
-    /// layout); this project does not run the ACME client itself.
+    /// Certificates the relay obtains and renews itself over ACME (RFC 8555) from
+    /// `acme_directory`, kept in `<data-dir>/acme/`; a self-signed one until then.
     Acme,
 }
 
@@ -182,6 +182,10 @@ pub struct Config {
     pub disable_ipv6: bool,
     /// `acme_email` ("").
     pub acme_email: String,
+    /// `acme_directory` ([`DEFAULT_ACME_DIRECTORY`], this project): the ACME (RFC 8555)
+    /// directory the relay gets its certificates from when it has a public domain and
+    /// no certificate files; tests point it at a local test CA.
+    pub acme_directory: String,
     /// `iroh_relay`: `None` = unset (advertise `https://<mail_domain>`), `Some("")` =
     /// advertise nothing, else the URL to advertise.
     pub iroh_relay: Option<String>,
@@ -269,6 +273,9 @@ pub struct Config {
 /// The reference relay's push endpoint (spec 5.4).
 pub const DEFAULT_NOTIFY_URL: &str = "https://notifications.delta.chat/notify";
 
+/// Let's Encrypt's production directory, the default of `acme_directory`.
+pub const DEFAULT_ACME_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
 impl Config {
     /// A configuration with every default for `mail_domain`.
     pub fn with_domain(mail_domain: &str) -> Config {
@@ -305,6 +312,7 @@ impl Config {
             www_folder: String::new(),
             disable_ipv6: false,
             acme_email: String::new(),
+            acme_directory: DEFAULT_ACME_DIRECTORY.to_string(),
             iroh_relay: None,
             mtail_address: None,
             imap_rawlog: false,
@@ -464,6 +472,16 @@ impl Config {
             "www_folder" => self.www_folder = v.to_string(),
             "disable_ipv6" => self.disable_ipv6 = boolean(v),
             "acme_email" => self.acme_email = v.to_string(),
+            "acme_directory" => {
+                if !v.starts_with("https://") {
+                    return Err(ConfigError::Invalid {
+                        key: key.to_string(),
+                        value: v.to_string(),
+                        expected: "an https:// URL",
+                    });
+                }
+                self.acme_directory = v.to_string()
+            }
             "iroh_relay" => self.iroh_relay = Some(v.to_string()),
             "mtail_address" => self.mtail_address = Some(v.to_string()).filter(|s| !s.is_empty()),
             "imap_rawlog" => self.imap_rawlog = boolean(v),
@@ -900,6 +918,17 @@ mod tests {
         assert_eq!(c.notify_url, DEFAULT_NOTIFY_URL);
         assert_eq!(c.tls_cert_mode(), TlsCertMode::Acme);
         assert!(c.unknown_keys.is_empty());
+    }
+
+    #[test]
+    fn acme_directory_defaults_to_lets_encrypt_and_takes_https_urls() {
+        let c = Config::parse(&ini("")).unwrap();
+        assert_eq!(c.acme_directory, DEFAULT_ACME_DIRECTORY);
+        let c = Config::parse(&ini("acme_directory = https://127.0.0.1:14000/dir\n")).unwrap();
+        assert_eq!(c.acme_directory, "https://127.0.0.1:14000/dir");
+        assert!(c.unknown_keys.is_empty());
+        let err = Config::parse(&ini("acme_directory = http://ca.example/dir\n")).unwrap_err();
+        assert!(err.to_string().contains("acme_directory"), "{err}");
     }
 
     #[test]

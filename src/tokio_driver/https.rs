@@ -1,6 +1,7 @@
 //! The HTTPS listener: [`crate::web::Site`] and `POST /mxdeliv` behind hyper and rustls.
 
 use super::limits::RequestRate;
+use super::tls::{TlsConfigs, ACME_TLS_ALPN};
 use crate::relay::Relay;
 use crate::web::Site;
 use bytes::Bytes;
@@ -10,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::LazyConfigAcceptor;
 
 /// How long a client may take for the TLS handshake and its request.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -29,21 +30,44 @@ const LINGER_BYTES: u64 = 1024 * 1024;
 pub(crate) async fn serve_connection(
     tcp: TcpStream,
     peer: SocketAddr,
-    acceptor: TlsAcceptor,
+    tls: TlsConfigs,
     relay: Arc<Relay>,
     site: Arc<Site>,
     new_rate: Arc<RequestRate>,
-    self_signed: bool,
 ) {
     // A second handle on the socket outlives hyper's, for the lingering close.
     let Some((tcp, linger)) = duplicate(tcp) else {
         return;
     };
-    let Ok(Ok(tls)) = tokio::time::timeout(HTTP_TIMEOUT, acceptor.accept(tcp)).await else {
-        return;
+    // The ClientHello decides the configuration: a CA's TLS-ALPN-01 validator offers
+    // `acme-tls/1` and gets the challenge certificate, everyone else the relay's.
+    let handshake = async {
+        let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
+        let acme = start
+            .client_hello()
+            .alpn()
+            .is_some_and(|mut offered| offered.any(|p| p == ACME_TLS_ALPN));
+        let config = if acme {
+            tls.challenge.clone()
+        } else {
+            tls.clients.clone()
+        };
+        start.into_stream(config).await.map(|stream| (stream, acme))
     };
+    let stream = match tokio::time::timeout(HTTP_TIMEOUT, handshake).await {
+        Ok(Ok((stream, false))) => stream,
+        Ok(Ok((mut stream, true))) => {
+            // The validator only checks the certificate (RFC 8737 section 3).
+            use tokio::io::AsyncWriteExt;
+            let _ = tokio::time::timeout(HTTP_TIMEOUT, stream.shutdown()).await;
+            return;
+        }
+        _ => return,
+    };
+    let certs = tls.certs.clone();
     let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
         let (relay, site, new_rate) = (relay.clone(), site.clone(), new_rate.clone());
+        let self_signed = certs.self_signed();
         async move {
             let response = if req.uri().path() == "/mxdeliv" {
                 super::mxdeliv::receive(&relay, req).await
@@ -57,7 +81,7 @@ pub(crate) async fn serve_connection(
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HTTP_TIMEOUT)
         .max_buf_size(MAX_REQUEST_HEAD)
-        .serve_connection(hyper_util::rt::TokioIo::new(tls), service);
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
     let _ = tokio::time::timeout(HTTP_TIMEOUT * 5, conn).await;
     lingering_close(linger).await;
 }

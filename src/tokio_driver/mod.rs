@@ -26,6 +26,7 @@
 //!
 //! Logs (`tracing`) never contain client IP addresses or message contents.
 
+pub mod acme;
 pub mod delivery;
 mod https;
 pub mod limits;
@@ -51,7 +52,7 @@ use shutdown::ShutdownSignal;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use stream::Connection;
@@ -134,6 +135,8 @@ pub struct Server {
     /// How the delivery queue reaches other servers (default: [`delivery::NetworkTransport`]).
     transport: Option<Arc<dyn Transport>>,
     tls: tls::TlsConfigs,
+    /// How ACME certificates are obtained (ACME mode only).
+    acme: acme::AcmeOptions,
     listeners: Vec<(Service, TcpListener)>,
     /// The Prometheus endpoint, if `metrics_listen` is set.
     metrics_listener: Option<TcpListener>,
@@ -246,6 +249,7 @@ impl Server {
             relay,
             transport,
             tls,
+            acme: acme::AcmeOptions::default(),
             listeners,
             metrics_listener,
             ports,
@@ -269,14 +273,27 @@ impl Server {
         self
     }
 
+    /// Changes how ACME certificates are obtained and renewed (tests: a local CA's
+    /// root, early renewal).
+    pub fn with_acme_options(mut self, options: acme::AcmeOptions) -> Server {
+        self.acme = options;
+        self
+    }
+
+    /// The certificate the listeners serve; it changes on renewal or reload.
+    pub fn certificates(&self) -> Arc<tls::CertResolver> {
+        self.tls.certs.clone()
+    }
+
     /// Where the server listens.
     pub fn ports(&self) -> Ports {
         self.ports
     }
 
-    /// Whether the certificate is self-signed (clients must be told to accept it).
+    /// Whether the certificate served now is self-signed (clients must be told to
+    /// accept it).
     pub fn self_signed(&self) -> bool {
-        self.tls.self_signed
+        self.tls.self_signed()
     }
 
     /// The host and implicit-TLS ports a client uses, for `dclogin:` URLs.
@@ -305,7 +322,6 @@ impl Server {
             config.imap_connection_limit_per_ip(),
         );
         let endpoints = self.endpoints();
-        let self_signed = self.tls.self_signed;
         let mut tasks = Vec::new();
         for (service, listener) in self.listeners {
             let relay = self.relay.clone();
@@ -314,11 +330,13 @@ impl Server {
             let inflight = inflight.clone();
             let task = match service {
                 Service::Https => {
+                    // /new and the home page follow the certificate actually served
+                    // (self-signed until ACME has one, spec 2.6).
                     let site = Arc::new(
                         Site::new(config.clone(), endpoints.clone())
-                            .with_self_signed(Arc::new(AtomicBool::new(self_signed))),
+                            .with_self_signed(self.tls.certs.self_signed_flag()),
                     );
-                    let acceptor = client_acceptor.clone();
+                    let tls = self.tls.clone();
                     // Self-signed relays let anyone GET /new: limited per IP as nginx does.
                     let new_rate = Arc::new(limits::RequestRate::new(2, 5));
                     let limit = ConnectionLimit::new(smtp_limit, smtp_per_ip);
@@ -328,11 +346,10 @@ impl Server {
                         let fut = https::serve_connection(
                             tcp,
                             peer,
-                            acceptor.clone(),
+                            tls.clone(),
                             relay.clone(),
                             site.clone(),
                             new_rate.clone(),
-                            self_signed,
                         );
                         async move {
                             let _guard = guard;
@@ -413,6 +430,9 @@ impl Server {
             tasks.push(tokio::spawn(accept_loop(listener, limit, stop, serve)));
         }
         tasks.push(tokio::spawn(expire_daily(self.relay.clone())));
+        if let Some(task) = acme::maintenance(&self.tls, &config, &self.acme) {
+            tasks.push(tokio::spawn(task));
+        }
         let queue_runner = match (self.relay.delivery_queue(), self.transport) {
             (Some(_), Some(transport)) => {
                 let mut stop = ShutdownSignal(stop_rx.clone());

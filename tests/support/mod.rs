@@ -24,7 +24,12 @@ pub const DOMAIN: &str = "_chat.localhost";
 
 /// The relay's defaults; [`start`] binds every listener on a free port.
 pub fn config() -> Config {
-    let mut c = Config::with_domain(DOMAIN);
+    config_for(DOMAIN)
+}
+
+/// As [`config`], for `domain`.
+pub fn config_for(domain: &str) -> Config {
+    let mut c = Config::with_domain(domain);
     c.smtp_port = 0;
     c.submission_port = 0;
     c.submissions_port = 0;

@@ -76,12 +76,18 @@ def test_a_pending_notification_survives_sigkill_and_is_sent_once():
             s.sendmail(alice, [bob], fixture("encrypted.eml", alice, bob).encode())
         pending = relay.mailboxes_dir / "pending_notifications"
         wait_for("the first POST", lambda: endpoint.bodies == ["tok-sigkill"])
-        wait_for("the pending file", lambda: pending.is_dir() and any(pending.iterdir()))
+        # The file itself, not its `.tmp` (a restart deletes those: never acknowledged).
+        def pending_files():
+            if not pending.is_dir():
+                return []
+            return [p for p in pending.iterdir() if not p.name.endswith(".tmp")]
+
+        wait_for("the pending file", pending_files)
         relay.kill()
         endpoint.status = 200
         relay.start()
         wait_for("the POST after the restart", lambda: len(endpoint.bodies) >= 2)
-        wait_for("the pending file removed", lambda: not any(pending.iterdir()))
+        wait_for("the pending file removed", lambda: not pending_files())
         # Long enough for a duplicate to show (the first retry level is 8 s away).
         time.sleep(2)
         assert endpoint.bodies == ["tok-sigkill", "tok-sigkill"], endpoint.bodies

@@ -244,6 +244,9 @@ pub struct Metrics {
     counters: [AtomicU64; COUNTER_COUNT],
     connections: [AtomicU64; LISTENERS.len()],
     idle_sessions: AtomicU64,
+    /// The push queue as its driver last reported it: pending notifications, and
+    /// notifications sent, gone (410), failed attempts, dropped.
+    push: [AtomicU64; 5],
     local_delivery: Histogram,
     outbound_attempt: Histogram,
 }
@@ -353,6 +356,15 @@ impl Metrics {
         }
     }
 
+    /// The push queue's state (spec 5.4), as its driver sees it after each step:
+    /// notifications `pending`, and in all `sent`, `gone` (410), `failed` attempts and
+    /// `dropped` ones.
+    pub fn push_state(&self, pending: u64, sent: u64, gone: u64, failed: u64, dropped: u64) {
+        for (gauge, value) in self.push.iter().zip([pending, sent, gone, failed, dropped]) {
+            gauge.store(value, Ordering::Relaxed);
+        }
+    }
+
     /// An IMAP session entered IDLE; the gauge goes down when the guard drops.
     pub fn idle_started(self: &std::sync::Arc<Self>) -> GaugeGuard {
         self.idle_sessions.fetch_add(1, Ordering::Relaxed);
@@ -379,6 +391,25 @@ impl Metrics {
         let name = "chatmail_imap_idle_sessions";
         header(&mut out, name, "IMAP sessions in IDLE.", "gauge");
         let _ = writeln!(out, "{name} {}", self.idle_sessions.load(Ordering::Relaxed));
+        let name = "chatmail_push_pending";
+        header(
+            &mut out,
+            name,
+            "Push notifications waiting to be sent or retried.",
+            "gauge",
+        );
+        let _ = writeln!(out, "{name} {}", self.push[0].load(Ordering::Relaxed));
+        let name = "chatmail_push_notifications";
+        header(
+            &mut out,
+            name,
+            "Push notification outcomes since start: sent (200), gone (410, token removed), failed attempts, dropped (deadline or full queue).",
+            "counter",
+        );
+        for (i, outcome) in ["sent", "gone", "failed", "dropped"].iter().enumerate() {
+            let n = self.push[i + 1].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}{{outcome=\"{outcome}\"}} {n}");
+        }
         let gauges = [
             (
                 "chatmail_delivery_queue_messages",

@@ -236,6 +236,13 @@ async fn a_delivery_posts_the_token_but_the_own_copy_does_not() {
         std::fs::read_dir(&pending).map(|d| d.count()).unwrap_or(1) == 0
     })
     .await;
+    // The operator sees it on /metrics.
+    wait_until(Duration::from_secs(10), "the push metrics", || {
+        let text = relay.relay.render_metrics();
+        text.contains("chatmail_push_notifications{outcome=\"sent\"} 2\n")
+            && text.contains("chatmail_push_pending 0\n")
+    })
+    .await;
     relay.stop().await;
 }
 

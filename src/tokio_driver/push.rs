@@ -246,6 +246,14 @@ pub(crate) async fn run(
                 }
             }
         }
+        let stats = queue.stats();
+        relay.metrics().push_state(
+            queue.len() as u64,
+            stats.sent,
+            stats.gone,
+            stats.failed_attempts,
+            stats.dropped_deadline + stats.dropped_full,
+        );
         let wake = queue.poll_timeout();
         tokio::select! {
             mail = new_mail.next(), if mail_open => match mail {

@@ -50,9 +50,11 @@ fn drive(session: &mut Session, body: &Bytes, metas: &[MessageMeta]) -> usize {
                             highest_modseq: ModSeq(u64::from(MESSAGES)),
                             exists: MESSAGES,
                             unseen: MESSAGES,
+                            recent: 0,
                             size: 0,
                         },
                         messages: metas.to_vec(),
+                        recent: Uid(0)..Uid(0),
                     },
                     Request::Messages { uids, .. } => Answer::Messages(
                         uids.iter()

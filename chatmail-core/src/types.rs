@@ -227,6 +227,9 @@ pub struct MailboxStatus {
     pub exists: u32,
     /// Number of messages without `\Seen`.
     pub unseen: u32,
+    /// Number of messages no session has claimed as `\Recent` yet
+    /// ([`MailStore::claim_recent`](crate::store::MailStore::claim_recent)).
+    pub recent: u32,
     /// Sum of the messages' sizes in bytes.
     pub size: u64,
 }

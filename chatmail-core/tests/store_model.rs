@@ -237,6 +237,10 @@ fn run(store: &dyn MailStore, who: &Address, op: &Op, tracker: &mut UidTracker) 
                 Ok(mut s) => {
                     tracker.saw_validity(&canonical(*n), s.uid_validity);
                     s.uid_validity = UidValidity(0);
+                    // The maildir backend does not persist the \Recent boundary (every
+                    // message is recent again after a reopen): compared in
+                    // `recent_messages_are_claimed_once` instead.
+                    s.recent = 0;
                     format!("{s:?}")
                 }
                 Err(e) => err(e),
@@ -285,5 +289,46 @@ proptest! {
                 prop_assert_eq!(&expected, &got, "after reopen {:?}", op);
             }
         }
+    }
+}
+
+/// `\Recent` (RFC 3501 2.3.2) on both backends: STATUS counts the unclaimed messages,
+/// the first claim gets them, a second claim gets nothing, and only messages appended
+/// after a claim go to the next one.
+#[test]
+fn recent_messages_are_claimed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let maildir = MaildirStore::open(dir.path()).unwrap();
+    let memory = MemoryStore::new();
+    let who = Address::parse("recent001@example.org").unwrap();
+    for store in [&memory as &dyn MailStore, &maildir] {
+        block_on(async {
+            let none = Flags::new();
+            let append = |n: usize| {
+                store.append(
+                    &who,
+                    "INBOX",
+                    Bytes::from(vec![b'x'; 10 + n]),
+                    &none,
+                    1_700_000_000,
+                )
+            };
+            append(1).await.unwrap();
+            append(2).await.unwrap();
+            assert_eq!(store.status(&who, "INBOX").await.unwrap().recent, 2);
+            assert_eq!(
+                store.claim_recent(&who, "INBOX").await.unwrap(),
+                Uid(1)..Uid(3)
+            );
+            assert_eq!(store.status(&who, "INBOX").await.unwrap().recent, 0);
+            assert!(store.claim_recent(&who, "INBOX").await.unwrap().is_empty());
+            append(3).await.unwrap();
+            assert_eq!(store.status(&who, "INBOX").await.unwrap().recent, 1);
+            assert_eq!(
+                store.claim_recent(&who, "INBOX").await.unwrap(),
+                Uid(3)..Uid(4)
+            );
+            assert!(store.claim_recent(&who, "INBOX").await.unwrap().is_empty());
+        });
     }
 }

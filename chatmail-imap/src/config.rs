@@ -20,10 +20,12 @@ pub struct SessionConfig {
     /// (literals included). Dovecot's `imap_max_line_length` is 64 KiB.
     pub max_command_bytes: usize,
     /// The same bound before login (at most `max_command_bytes`): LOGIN, AUTHENTICATE and
-    /// its response line, ID. No account's password is longer than 256 bytes
-    /// (`chatmail_core::account::MAX_PASSWORD_LEN`), so 4 KiB leaves room for names and
-    /// quoting, while a 64 KB password literal is refused before a byte of it is read
-    /// (SHA-crypt's cost grows with the square of the password length).
+    /// its response line, ID. The largest legitimate one is an ID at RFC 2971's bounds
+    /// (30 fields of 30 bytes with 1024-byte values, about 32 KiB), hence 40 KiB. A
+    /// longer password costs no hashing: one over 256 bytes
+    /// (`chatmail_core::account::MAX_PASSWORD_LEN`) is refused before any lookup or
+    /// hash (SHA-crypt's cost grows with the square of the password length), and a
+    /// 64 KB password literal is refused before a byte of it is read.
     pub max_login_command_bytes: usize,
     /// Largest APPEND message (`max_message_size`), refused before it is read.
     pub max_message_size: u64,
@@ -72,7 +74,7 @@ impl SessionConfig {
             starttls: !tls_active,
             allow_plaintext_login: false,
             max_command_bytes: 64 * 1024,
-            max_login_command_bytes: 4 * 1024,
+            max_login_command_bytes: 40 * 1024,
             max_message_size: config.max_message_size,
             max_mailbox_bytes: config.max_mailbox_bytes(),
             login_timeout: config.timeouts.login,

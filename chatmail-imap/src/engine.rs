@@ -97,6 +97,9 @@ impl Engine for Session {
             },
         };
         self.queue_change(&change);
+        if self.is_idle() {
+            self.claim_recent_if_needed();
+        }
     }
 
     /// Input: the driver finished the TLS handshake after [`Output::StartTls`].
@@ -219,6 +222,14 @@ impl Session {
             && self.mode != Mode::AwaitingTls
             && !self.input.is_empty()
         {
+            // New messages are claimed as \Recent before the next command starts, so
+            // that the command sees them recent (or another session's claim won).
+            if self.mode == Mode::Commands
+                && !self.framer.in_progress()
+                && self.claim_recent_if_needed()
+            {
+                break;
+            }
             let (used, frame) = self.framer.advance(&self.input);
             self.input.drain(..used);
             match frame {

@@ -100,6 +100,7 @@ mod config;
 mod engine;
 mod framing;
 mod mime;
+mod recent;
 mod request;
 mod search_program;
 mod selected;

@@ -9,6 +9,7 @@
 //! state. Unless a request says otherwise, [`Answer::Refused`] is always a valid answer:
 //! the session turns it into a tagged `NO` with the matching response code.
 
+use std::ops::Range;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -89,6 +90,19 @@ pub enum Request {
         /// The account.
         account: Address,
         /// The mailbox.
+        mailbox: MailboxName,
+        /// SELECT (read-write) claims the mailbox's `\Recent` messages
+        /// ([`chatmail_core::store::MailStore::claim_recent`]) before listing them;
+        /// EXAMINE does not.
+        claim_recent: bool,
+    },
+    /// Claim the `\Recent` messages of the selected (read-write) mailbox that arrived
+    /// since the last claim ([`chatmail_core::store::MailStore::claim_recent`]). Answer
+    /// [`Answer::RecentClaimed`].
+    ClaimRecent {
+        /// The account.
+        account: Address,
+        /// The selected mailbox.
         mailbox: MailboxName,
     },
     /// Metadata of the listed messages that still exist, ascending by UID. Answer
@@ -245,7 +259,11 @@ pub enum Answer {
         status: MailboxStatus,
         /// Every message, ascending by UID.
         messages: Vec<MessageMeta>,
+        /// The `\Recent` UIDs this session claimed (empty for EXAMINE).
+        recent: Range<Uid>,
     },
+    /// The `\Recent` UIDs claimed by [`Request::ClaimRecent`].
+    RecentClaimed(Range<Uid>),
     /// Message metadata, ascending by UID.
     Messages(Vec<MessageMeta>),
     /// One message's bytes.

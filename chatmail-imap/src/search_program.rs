@@ -95,7 +95,6 @@ enum Key {
     Body(Needle),
     Text(Needle),
     ModSeq(u64),
-    Nothing,
 }
 
 /// Why a program is refused before any work.
@@ -221,15 +220,18 @@ pub(crate) struct Program {
 impl Program {
     /// Converts the client's criteria, refusing a program past the bounds before any
     /// work. `resolve` turns a sequence set (a UID set when its flag is true) into the
-    /// selected mailbox's UIDs, ascending.
+    /// selected mailbox's UIDs, ascending; `recent` are the session's `\Recent` UIDs,
+    /// ascending (RECENT, NEW, OLD).
     pub(crate) fn compile(
         criteria: &[SearchKey<'_>],
         resolve: &dyn Fn(&SequenceSet, bool) -> Vec<Uid>,
+        recent: &[Uid],
     ) -> Result<Program, Refuse> {
         let mut tally = Tally::default();
+        let view = View { resolve, recent };
         let keys = criteria
             .iter()
-            .map(|k| convert(resolve, k, &mut tally))
+            .map(|k| convert(&view, k, &mut tally))
             .collect::<Result<Vec<Key>, Refuse>>()?;
         Ok(Program {
             key: Arc::new(Key::And(keys)),
@@ -298,30 +300,33 @@ fn header_key(
     ))
 }
 
-fn convert(
-    resolve: &dyn Fn(&SequenceSet, bool) -> Vec<Uid>,
-    key: &SearchKey<'_>,
-    tally: &mut Tally,
-) -> Result<Key, Refuse> {
+/// What the keys that name messages resolve against: the session's view.
+struct View<'v> {
+    resolve: &'v dyn Fn(&SequenceSet, bool) -> Vec<Uid>,
+    recent: &'v [Uid],
+}
+
+fn convert(view: &View<'_>, key: &SearchKey<'_>, tally: &mut Tally) -> Result<Key, Refuse> {
     tally.nodes += 1;
     if tally.nodes > MAX_NODES {
         return Err(Refuse::TooComplex);
     }
     Ok(match key {
-        SearchKey::All | SearchKey::Old => Key::All,
+        SearchKey::All => Key::All,
+        SearchKey::Old => Key::Not(Box::new(tally.uids(view.recent.to_vec())?)),
         SearchKey::And(keys) => Key::And(
             keys.as_ref()
                 .iter()
-                .map(|k| convert(resolve, k, tally))
+                .map(|k| convert(view, k, tally))
                 .collect::<Result<_, _>>()?,
         ),
         SearchKey::Or(a, b) => Key::Or(
-            Box::new(convert(resolve, a, tally)?),
-            Box::new(convert(resolve, b, tally)?),
+            Box::new(convert(view, a, tally)?),
+            Box::new(convert(view, b, tally)?),
         ),
-        SearchKey::Not(k) => Key::Not(Box::new(convert(resolve, k, tally)?)),
-        SearchKey::SequenceSet(set) => tally.uids(resolve(set, false))?,
-        SearchKey::Uid(set) => tally.uids(resolve(set, true))?,
+        SearchKey::Not(k) => Key::Not(Box::new(convert(view, k, tally)?)),
+        SearchKey::SequenceSet(set) => tally.uids((view.resolve)(set, false))?,
+        SearchKey::Uid(set) => tally.uids((view.resolve)(set, true))?,
         SearchKey::Answered => Key::Flag(Flag::Answered, true),
         SearchKey::Unanswered => Key::Flag(Flag::Answered, false),
         SearchKey::Deleted => Key::Flag(Flag::Deleted, true),
@@ -331,8 +336,12 @@ fn convert(
         SearchKey::Flagged => Key::Flag(Flag::Flagged, true),
         SearchKey::Unflagged => Key::Flag(Flag::Flagged, false),
         SearchKey::Seen => Key::Flag(Flag::Seen, true),
-        SearchKey::Unseen | SearchKey::New => Key::Flag(Flag::Seen, false),
-        SearchKey::Recent => Key::Nothing,
+        SearchKey::Unseen => Key::Flag(Flag::Seen, false),
+        SearchKey::New => Key::And(vec![
+            tally.uids(view.recent.to_vec())?,
+            Key::Flag(Flag::Seen, false),
+        ]),
+        SearchKey::Recent => tally.uids(view.recent.to_vec())?,
         SearchKey::Keyword(k) => Key::Flag(Flag::Keyword(k.as_ref().to_string()), true),
         SearchKey::Unkeyword(k) => Key::Flag(Flag::Keyword(k.as_ref().to_string()), false),
         SearchKey::Larger(n) => Key::Larger(u64::from(*n)),
@@ -381,7 +390,6 @@ fn eval(key: &Key, meta: &MessageMeta, content: Option<&Content<'_>>) -> Option<
     let day = meta.internal_date.div_euclid(86_400);
     Some(match key {
         Key::All => true,
-        Key::Nothing => false,
         Key::And(keys) => {
             let mut unknown = false;
             for k in keys {

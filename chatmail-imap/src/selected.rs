@@ -7,7 +7,10 @@
 //! client already learnt from its own command (its EXPUNGE, its APPEND) are recognised
 //! by UID and not announced twice.
 
-use chatmail_core::{Change, ModSeq, Uid};
+use std::collections::BTreeSet;
+use std::ops::Range;
+
+use chatmail_core::{Change, Flag, Flags, ModSeq, Uid};
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 
 use crate::uidmap::UidMap;
@@ -23,7 +26,21 @@ pub(crate) struct Selected {
     pub uids: UidMap,
     /// Changes not announced yet (announced at the end of a command, or at once in IDLE).
     pub queued: Vec<Change>,
+    /// Keywords the client was told of in FLAGS and PERMANENTFLAGS: a FETCH may only
+    /// show those, so a new one is announced first ([`Selected::announce_keywords`]).
+    pub keywords: BTreeSet<String>,
+    /// This session's `\Recent` messages: the UID ranges it claimed from the store.
+    pub recent: Vec<Range<Uid>>,
+    /// The RECENT count the client was last told.
+    pub recent_told: u32,
+    /// New messages came into this read-write mailbox since the last claim: the
+    /// session claims them before its next command (or at once in IDLE).
+    pub claim_needed: bool,
 }
+
+/// Most keywords announced in FLAGS: a mailbox with more gets no further FLAGS
+/// responses (Dovecot's limit per mailbox is far lower in practice).
+pub(crate) const MAX_ANNOUNCED_KEYWORDS: usize = 1024;
 
 /// A mailbox a SELECT/EXAMINE is opening: changes to it that arrive before the answer
 /// are kept and applied once it is open, so that none falls between listing and
@@ -36,6 +53,95 @@ pub(crate) struct Opening {
 }
 
 impl Selected {
+    /// A freshly opened mailbox with the client's view `uids`; `keywords` were
+    /// announced in its FLAGS response, `recent` claimed by SELECT.
+    pub(crate) fn new(
+        name: String,
+        read_only: bool,
+        highest_modseq: ModSeq,
+        uids: UidMap,
+        keywords: BTreeSet<String>,
+        recent: Range<Uid>,
+    ) -> Selected {
+        let mut selected = Selected {
+            name,
+            read_only,
+            highest_modseq,
+            uids,
+            queued: Vec::new(),
+            keywords,
+            recent: Vec::new(),
+            recent_told: 0,
+            claim_needed: false,
+        };
+        selected.add_recent(recent);
+        selected.recent_told = selected.recent_count();
+        selected
+    }
+
+    /// Whether `uid` is `\Recent` in this session.
+    pub(crate) fn is_recent(&self, uid: Uid) -> bool {
+        self.recent.iter().any(|r| r.contains(&uid))
+    }
+
+    /// Adds UIDs this session claimed as `\Recent`.
+    pub(crate) fn add_recent(&mut self, claimed: Range<Uid>) {
+        if claimed.is_empty() {
+            return;
+        }
+        match self.recent.last_mut() {
+            Some(last) if last.end >= claimed.start => last.end = last.end.max(claimed.end),
+            _ => self.recent.push(claimed),
+        }
+    }
+
+    /// `\Recent` messages in the client's view (the RECENT count).
+    pub(crate) fn recent_count(&self) -> u32 {
+        if self.recent.is_empty() {
+            return 0;
+        }
+        self.uids.iter().filter(|&(_, u)| self.is_recent(u)).count() as u32
+    }
+
+    /// The `\Recent` UIDs in the client's view, ascending (SEARCH RECENT).
+    pub(crate) fn recent_uids(&self) -> Vec<Uid> {
+        if self.recent.is_empty() {
+            return Vec::new();
+        }
+        self.uids
+            .iter()
+            .map(|(_, u)| u)
+            .filter(|&u| self.is_recent(u))
+            .collect()
+    }
+
+    /// Writes `* n RECENT` if the count changed since the client was last told.
+    pub(crate) fn announce_recent(&mut self, out: &mut Vec<u8>) {
+        let count = self.recent_count();
+        if count != self.recent_told {
+            self.recent_told = count;
+            out.extend_from_slice(format!("* {count} RECENT\r\n").as_bytes());
+        }
+    }
+
+    /// Announces keywords in `flags` the client was not told of yet: a new FLAGS
+    /// response and, read-write, PERMANENTFLAGS (imaptest: "Keyword used without being
+    /// in FLAGS"). Call before writing `flags` in a FETCH response.
+    pub(crate) fn announce_keywords(&mut self, flags: &Flags, out: &mut Vec<u8>) {
+        let mut added = false;
+        for flag in flags {
+            if let Flag::Keyword(k) = flag {
+                if self.keywords.len() < MAX_ANNOUNCED_KEYWORDS && !self.keywords.contains(k) {
+                    self.keywords.insert(k.clone());
+                    added = true;
+                }
+            }
+        }
+        if added {
+            wire::flags_responses(out, &self.keywords, self.read_only);
+        }
+    }
+
     /// Every UID, ascending.
     pub(crate) fn all_uids(&self) -> Vec<Uid> {
         self.uids.iter().map(|(_, u)| u).collect()
@@ -92,12 +198,16 @@ impl Selected {
                 out.extend_from_slice(format!("* {seq} EXPUNGE\r\n").as_bytes());
             }
         }
+        // An expunged recent message no longer counts; RFC 3501 needs no new RECENT.
+        self.recent_told = self.recent_count();
     }
 
     /// Writes the queued changes as untagged responses; EXPUNGEs only when
     /// `with_expunges`, else they stay queued (sequence numbers are in use).
     pub(crate) fn announce(&mut self, with_expunges: bool, condstore: bool, out: &mut Vec<u8>) {
         if self.queued.is_empty() {
+            // A claim may have made messages recent that the client already knew of.
+            self.announce_recent(out);
             return;
         }
         let mut exists_changed = false;
@@ -105,6 +215,7 @@ impl Selected {
         for change in std::mem::take(&mut self.queued) {
             match change {
                 Change::Appended { meta, .. } => {
+                    self.announce_keywords(&meta.flags, out);
                     exists_changed |= self.uids.push(meta.uid);
                     self.highest_modseq = self.highest_modseq.max(meta.modseq);
                 }
@@ -113,7 +224,16 @@ impl Selected {
                 } => {
                     self.highest_modseq = self.highest_modseq.max(modseq);
                     if let Some(seq) = self.uids.seq_of(uid) {
-                        wire::flags_fetch(out, seq, uid, &flags, condstore.then_some(modseq));
+                        self.announce_keywords(&flags, out);
+                        let recent = self.is_recent(uid);
+                        wire::flags_fetch(
+                            out,
+                            seq,
+                            uid,
+                            &flags,
+                            recent,
+                            condstore.then_some(modseq),
+                        );
                     }
                 }
                 Change::Expunged { uid, modseq, .. } => {
@@ -131,6 +251,7 @@ impl Selected {
                         out.extend_from_slice(
                             format!("* {} EXISTS\r\n", self.uids.len()).as_bytes(),
                         );
+                        self.announce_recent(out);
                         exists_changed = false;
                     }
                     if let Some(seq) = self.uids.remove(uid) {
@@ -143,6 +264,7 @@ impl Selected {
         if exists_changed {
             out.extend_from_slice(format!("* {} EXISTS\r\n", self.uids.len()).as_bytes());
         }
+        self.announce_recent(out);
         self.queued = kept;
         if self.queued.is_empty() {
             self.queued = Vec::new();

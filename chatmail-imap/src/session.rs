@@ -483,6 +483,9 @@ impl Session {
         if sel.queued.len() >= limit {
             return self.bye("Too many mailbox changes, please reconnect.");
         }
+        if matches!(change, Change::Appended { .. }) && !sel.read_only {
+            sel.claim_needed = true;
+        }
         sel.queued.push(change.clone());
         if self.is_idle() {
             self.announce(true);

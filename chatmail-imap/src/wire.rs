@@ -89,16 +89,42 @@ pub(crate) fn number(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(&buf[i..]);
 }
 
-/// Appends a parenthesised flag list.
-pub(crate) fn flag_list(out: &mut Vec<u8>, flags: &Flags) {
+/// Appends a parenthesised flag list, with `\Recent` first when `recent` (a session
+/// flag, never stored).
+pub(crate) fn flag_list(out: &mut Vec<u8>, flags: &Flags, recent: bool) {
     out.push(b'(');
+    if recent {
+        out.extend_from_slice(b"\\Recent");
+    }
     for (i, flag) in flags.iter().enumerate() {
-        if i > 0 {
+        if i > 0 || recent {
             out.push(b' ');
         }
         out.extend_from_slice(flag.as_imap().as_bytes());
     }
     out.push(b')');
+}
+
+/// Writes the FLAGS response and the PERMANENTFLAGS response code of SELECT for a
+/// mailbox whose announced keywords are `keywords` (read-only mailboxes permit none).
+pub(crate) fn flags_responses<'k>(
+    out: &mut Vec<u8>,
+    keywords: impl IntoIterator<Item = &'k String> + Clone,
+    read_only: bool,
+) {
+    let mut flags = String::from(SYSTEM_FLAGS);
+    for k in keywords {
+        flags.push(' ');
+        flags.push_str(k);
+    }
+    out.extend_from_slice(format!("* FLAGS ({flags})\r\n").as_bytes());
+    if read_only {
+        out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] Read-only mailbox.\r\n");
+    } else {
+        out.extend_from_slice(
+            format!("* OK [PERMANENTFLAGS ({flags} \\*)] Flags permitted.\r\n").as_bytes(),
+        );
+    }
 }
 
 /// Appends a UID set in compact form (`1:3,7`) from ascending UIDs.
@@ -147,6 +173,7 @@ pub(crate) fn flags_fetch(
     seq: u32,
     uid: Uid,
     flags: &Flags,
+    recent: bool,
     modseq: Option<ModSeq>,
 ) {
     out.extend_from_slice(b"* ");
@@ -154,7 +181,7 @@ pub(crate) fn flags_fetch(
     out.extend_from_slice(b" FETCH (UID ");
     number(out, uid.0.into());
     out.extend_from_slice(b" FLAGS ");
-    flag_list(out, flags);
+    flag_list(out, flags, recent);
     if let Some(m) = modseq {
         out.extend_from_slice(b" MODSEQ (");
         number(out, m.0);

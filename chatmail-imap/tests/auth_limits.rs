@@ -52,11 +52,18 @@ fn a_64_kb_password_never_reaches_the_embedder() {
 
 #[test]
 fn the_full_command_bound_applies_after_login() {
-    let value = "v".repeat(8 * 1024);
+    // Past the pre-login bound (40 KiB: an ID at RFC 2971's limits fits).
+    let value = "v".repeat(48 * 1024);
     let id = format!("{{{}}}\r\n{value}", value.len());
     let mut c = Client::new();
     let out = c.send(&format!("a ID (\"x\" {id})\r\n"));
     assert!(out.contains("a BAD [TOOBIG] Literal too large."), "{out}");
+    // RFC 2971's largest ID: 30 fields with 1024-byte values, before login.
+    let fields: Vec<String> = (0..30)
+        .map(|i| format!("\"field{i:024}\" \"{}\"", "1".repeat(1024)))
+        .collect();
+    let out = c.send(&format!("z ID ({})\r\n", fields.join(" ")));
+    assert!(out.contains("z OK"), "{out}");
     assert!(c.login().contains("L1 OK"));
     let out = c.send(&format!("b ID (\"x\" {id})\r\n"));
     assert!(out.contains("+ Ready") && out.contains("b OK"), "{out}");

@@ -87,10 +87,37 @@ impl Relay {
             Request::MailboxStatus { account, mailbox } => {
                 Answer::Status(store.status(&account, &mailbox).await?)
             }
-            Request::Select { account, mailbox } => {
+            Request::Select {
+                account,
+                mailbox,
+                claim_recent,
+            } => {
+                // Claimed before the listing: every claimed UID is in it or was expunged.
+                let claimed = if claim_recent {
+                    Some(store.claim_recent(&account, &mailbox).await?)
+                } else {
+                    None
+                };
                 let status = store.status(&account, &mailbox).await?;
                 let messages = store.list_messages(&account, &mailbox, None).await?;
-                Answer::Selected { status, messages }
+                // EXAMINE shows the unclaimed recent messages without claiming them:
+                // they are the highest UIDs (the store's boundary only moves up).
+                let recent = claimed.unwrap_or_else(|| {
+                    let first = messages
+                        .len()
+                        .checked_sub(status.recent as usize)
+                        .and_then(|i| messages.get(i))
+                        .map_or(status.uid_next, |m| m.uid);
+                    first..status.uid_next
+                });
+                Answer::Selected {
+                    status,
+                    messages,
+                    recent,
+                }
+            }
+            Request::ClaimRecent { account, mailbox } => {
+                Answer::RecentClaimed(store.claim_recent(&account, &mailbox).await?)
             }
             Request::Messages {
                 account,

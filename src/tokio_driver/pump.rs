@@ -79,6 +79,10 @@ pub(crate) async fn serve<E>(
                 }
                 Output::Request(id, request) => {
                     let answer = relay.handle(request, Some(peer)).await;
+                    // Changes published before the answer (the session's own APPEND,
+                    // COPY, EXPUNGE) reach the engine before it: its responses then
+                    // announce them in order.
+                    drain_changes(&mut engine, &mut feed);
                     if let Err(e) = engine.answer(id, answer, Instant::now()) {
                         // A mismatch between the relay and the engine: a bug, not the peer's.
                         tracing::error!(error = %e, "answer rejected by the engine");
@@ -114,6 +118,10 @@ pub(crate) async fn serve<E>(
             read = conn.read(&mut buf), if wants_input => match read {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
+                    // What other sessions changed before these bytes were sent is seen
+                    // by the command they carry (a NOOP after another client's APPEND
+                    // reports it: RFC 3501 6.1.2, imaptest's `append`).
+                    drain_changes(&mut engine, &mut feed);
                     engine.feed(&buf[..n], Instant::now());
                     if n == buf.len() && buf.len() < READ_CHUNK {
                         buf.resize(READ_CHUNK, 0);
@@ -127,6 +135,16 @@ pub(crate) async fn serve<E>(
                 engine.shutdown(Instant::now());
             }
         }
+    }
+}
+
+/// Hands the engine every change already waiting in the feed.
+fn drain_changes<E: Engine>(engine: &mut E, feed: &mut Option<ChangeSubscription>) {
+    let Some(subscription) = feed else {
+        return;
+    };
+    while let Some(change) = subscription.try_next() {
+        engine.handle_change(change, Instant::now());
     }
 }
 

@@ -23,6 +23,11 @@ pub(crate) struct MailboxIndex<T> {
     pub uid_next: Uid,
     pub highest_modseq: ModSeq,
     pub messages: BTreeMap<Uid, Entry<T>>,
+    /// Messages from this UID on are `\Recent` to the next session that claims them
+    /// (RFC 3501 2.3.2; Dovecot keeps the same "first recent UID" in its index). Not
+    /// persisted: after a restart every message is recent once more, which the RFC
+    /// prefers to losing it ("SHOULD be considered recent").
+    pub first_recent: Uid,
     /// The sum of the messages' sizes, kept up to date by every method that adds or
     /// removes one, so that quota usage costs no walk over the messages. Code outside
     /// this file reads `messages` but never adds to it or removes from it directly.
@@ -76,8 +81,18 @@ impl<T> MailboxIndex<T> {
             uid_next: Uid(1),
             highest_modseq: ModSeq(1),
             messages: BTreeMap::new(),
+            first_recent: Uid(1),
             size: 0,
         }
+    }
+
+    /// Claims the `\Recent` messages for one session: returns the UIDs from the first
+    /// recent one up to (not including) UIDNEXT, and moves the first recent UID to
+    /// UIDNEXT, so that no other session gets them.
+    pub(super) fn claim_recent(&mut self) -> std::ops::Range<Uid> {
+        let claimed = self.first_recent..self.uid_next;
+        self.first_recent = self.first_recent.max(self.uid_next);
+        claimed
     }
 
     /// Takes the next modseq.
@@ -147,12 +162,16 @@ impl<T> MailboxIndex<T> {
             highest_modseq: self.highest_modseq,
             exists: 0,
             unseen: 0,
+            recent: 0,
             size: self.size,
         };
         for entry in self.messages.values() {
             status.exists += 1;
             if !entry.meta.flags.contains(&Flag::Seen) {
                 status.unseen += 1;
+            }
+            if entry.meta.uid >= self.first_recent {
+                status.recent += 1;
             }
         }
         status

@@ -78,6 +78,20 @@ pub trait MailStore: Send + Sync {
     /// The counters of SELECT and STATUS.
     async fn status(&self, account: &Address, mailbox: &str) -> Result<MailboxStatus, StoreError>;
 
+    /// Claims the mailbox's `\Recent` messages for one session (RFC 3501 2.3.2: a
+    /// message is recent to exactly one session, the first told of it): returns the UID
+    /// range claimed, from the first unclaimed UID to UIDNEXT, and no later claim gets
+    /// those UIDs again. SELECT claims; EXAMINE and STATUS only look
+    /// ([`MailboxStatus::recent`]). A backend that does not track it claims nothing.
+    async fn claim_recent(
+        &self,
+        account: &Address,
+        mailbox: &str,
+    ) -> Result<std::ops::Range<Uid>, StoreError> {
+        let status = self.status(account, mailbox).await?;
+        Ok(status.uid_next..status.uid_next)
+    }
+
     /// Appends a message with `flags` and `internal_date` (seconds since the epoch);
     /// durable before it returns. Publishes [`crate::Change::Appended`].
     async fn append(

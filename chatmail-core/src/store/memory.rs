@@ -211,6 +211,17 @@ impl MailStore for MemoryStore {
         Ok(account.mailbox(&name)?.index.status())
     }
 
+    async fn claim_recent(
+        &self,
+        account: &Address,
+        mailbox: &str,
+    ) -> Result<std::ops::Range<Uid>, StoreError> {
+        let name = validate_mailbox_name(mailbox)?;
+        let account = self.account(account);
+        let mut account = lock(&account);
+        Ok(account.mailbox(&name)?.index.claim_recent())
+    }
+
     async fn append(
         &self,
         address: &Address,

@@ -399,14 +399,19 @@ fn next_message(s: &mut Session, tag: &str, mut task: Box<FetchTask>) {
 
 /// Writes one `* n FETCH (...)` response.
 fn write_fetch(s: &mut Session, task: &FetchTask, meta: &MessageMeta, message: Option<&Bytes>) {
-    let Some(seq) = s
-        .selected
-        .as_deref()
-        .and_then(|sel| sel.uids.seq_of(meta.uid))
-    else {
+    let Some(sel) = s.selected.as_deref_mut() else {
         return;
     };
+    let Some(seq) = sel.uids.seq_of(meta.uid) else {
+        return;
+    };
+    let recent = sel.is_recent(meta.uid);
     let items = &task.items;
+    if items.flags {
+        let mut announced = Vec::new();
+        sel.announce_keywords(&meta.flags, &mut announced);
+        s.raw(&announced);
+    }
     // The part tree is only built when an item needs it: `BODY.PEEK[]`, what clients
     // fetch most, is the stored bytes as they are.
     let whole = |item: &SectionItem| item.path.is_empty() && matches!(item.what, What::Full);
@@ -430,7 +435,7 @@ fn write_fetch(s: &mut Session, task: &FetchTask, meta: &MessageMeta, message: O
     if items.flags {
         sep(&mut line);
         line.extend_from_slice(b"FLAGS ");
-        wire::flag_list(&mut line, &meta.flags);
+        wire::flag_list(&mut line, &meta.flags, recent);
     }
     if items.internal_date {
         sep(&mut line);

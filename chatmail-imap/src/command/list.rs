@@ -2,6 +2,8 @@
 //! the pattern's length before the embedder is asked, the matching work over all
 //! mailboxes after.
 
+use std::collections::BTreeSet;
+
 use chatmail_core::{MailboxInfo, INBOX};
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
 
@@ -77,8 +79,18 @@ impl Continuation for ListTask {
         }
         let verb = if self.subscribed_only { "LSUB" } else { "LIST" };
         let pattern = compact(self.pattern.as_bytes());
+        // LSUB may match each ancestor of a name too (one more match per level).
         let steps = mailboxes.iter().fold(0usize, |sum, m| {
-            sum.saturating_add((pattern.len() + 1).saturating_mul(m.name.len() + 1))
+            let levels = if self.subscribed_only {
+                m.name.matches(DELIMITER).count() + 1
+            } else {
+                1
+            };
+            sum.saturating_add(
+                (pattern.len() + 1)
+                    .saturating_mul(m.name.len() + 1)
+                    .saturating_mul(levels),
+            )
         });
         if steps > MAX_MATCH_STEPS {
             return s.no(tag, "[LIMIT] Too many mailboxes for this pattern.");
@@ -86,11 +98,29 @@ impl Continuation for ListTask {
         // Sorted names: a mailbox has children if the first name after "name." starts so.
         let mut names: Vec<&str> = mailboxes.iter().map(|m| m.name.as_str()).collect();
         names.sort_unstable();
+        let mut noselect_parents: BTreeSet<&str> = BTreeSet::new();
+        let subscribed: BTreeSet<&str> = mailboxes
+            .iter()
+            .filter(|m| m.subscribed)
+            .map(|m| m.name.as_str())
+            .collect();
         for m in &mailboxes {
             if self.subscribed_only && !m.subscribed {
                 continue;
             }
             if !matches(&pattern, m.name.as_bytes()) {
+                if self.subscribed_only {
+                    // RFC 3501 6.3.9: with `%`, LSUB names the unsubscribed parent of a
+                    // subscribed mailbox the pattern does not reach, as \Noselect. Each
+                    // ancestor is a prefix of the name: the steps counted above bound
+                    // this per level.
+                    for (i, _) in m.name.match_indices(DELIMITER) {
+                        let parent = &m.name[..i];
+                        if !subscribed.contains(parent) && matches(&pattern, parent.as_bytes()) {
+                            noselect_parents.insert(parent);
+                        }
+                    }
+                }
                 continue;
             }
             let prefix = format!("{}{DELIMITER}", m.name);
@@ -106,6 +136,12 @@ impl Continuation for ListTask {
             }
             let mut line = format!("* {verb} ({}) \".\" ", attrs.join(" ")).into_bytes();
             wire::mailbox(&mut line, &m.name);
+            line.extend_from_slice(b"\r\n");
+            s.raw(&line);
+        }
+        for parent in noselect_parents {
+            let mut line = format!("* {verb} (\\Noselect) \".\" ").into_bytes();
+            wire::mailbox(&mut line, parent);
             line.extend_from_slice(b"\r\n");
             s.raw(&line);
         }

@@ -34,7 +34,13 @@ impl Session {
         }) {
             return self.no(tag, "[BADCHARSET (US-ASCII UTF-8)] Unsupported charset.");
         }
-        let program = match Program::compile(criteria, &|set, uid| self.resolve(set, uid)) {
+        let recent = self
+            .selected
+            .as_deref()
+            .map(|sel| sel.recent_uids())
+            .unwrap_or_default();
+        let program = match Program::compile(criteria, &|set, uid| self.resolve(set, uid), &recent)
+        {
             Ok(program) => program,
             Err(Refuse::TooComplex) => return self.bad(tag, "Search program too complex."),
             Err(Refuse::KeyTooLong) => {

@@ -9,13 +9,10 @@ use imap_codec::imap_types::command::SelectParameter;
 use imap_codec::imap_types::mailbox::Mailbox;
 
 use crate::request::{Answer, Request};
-use crate::selected::{Opening, Selected};
+use crate::selected::{Opening, Selected, MAX_ANNOUNCED_KEYWORDS};
 use crate::session::{Continuation, Session, State};
 use crate::uidmap::UidMap;
 use crate::wire;
-
-/// Most distinct keywords listed in the FLAGS response.
-const MAX_LISTED_KEYWORDS: usize = 64;
 
 impl Session {
     /// SELECT/EXAMINE mailbox [(CONDSTORE)].
@@ -54,6 +51,7 @@ impl Session {
         let request = Request::Select {
             account,
             mailbox: name,
+            claim_recent: !read_only,
         };
         self.request(tag, request, Box::new(SelectTask { read_only }));
     }
@@ -72,39 +70,42 @@ impl Continuation for SelectTask {
         let Some(opening) = s.opening.take() else {
             return s.no(tag, "[SERVERBUG] No mailbox being opened.");
         };
-        let Answer::Selected { status, messages } = answer else {
+        let Answer::Selected {
+            status,
+            messages,
+            recent,
+        } = answer
+        else {
             return s.refused(tag, answer);
         };
-        let mut keywords: BTreeSet<&str> = BTreeSet::new();
+        let mut keywords: BTreeSet<String> = BTreeSet::new();
         for m in &messages {
             for f in &m.flags {
                 if let Flag::Keyword(k) = f {
-                    if keywords.len() < MAX_LISTED_KEYWORDS {
-                        keywords.insert(k);
+                    if keywords.len() < MAX_ANNOUNCED_KEYWORDS {
+                        keywords.insert(k.clone());
                     }
                 }
             }
-        }
-        let mut flags = String::from(wire::SYSTEM_FLAGS);
-        for k in &keywords {
-            flags.push(' ');
-            flags.push_str(k);
         }
         let first_unseen = messages
             .iter()
             .position(|m| !m.flags.contains(&Flag::Seen))
             .map(|i| i + 1);
         let uids = UidMap::from_sorted(messages.iter().map(|m| m.uid));
-        s.line(&format!("* FLAGS ({flags})"));
-        if self.read_only {
-            s.line("* OK [PERMANENTFLAGS ()] Read-only mailbox.");
-        } else {
-            s.line(&format!(
-                "* OK [PERMANENTFLAGS ({flags} \\*)] Flags permitted."
-            ));
-        }
-        s.line(&format!("* {} EXISTS", uids.len()));
-        s.line("* 0 RECENT");
+        let mut out = Vec::new();
+        wire::flags_responses(&mut out, &keywords, self.read_only);
+        s.raw(&out);
+        let selected = Selected::new(
+            opening.name,
+            self.read_only,
+            status.highest_modseq,
+            uids,
+            keywords,
+            recent,
+        );
+        s.line(&format!("* {} EXISTS", selected.uids.len()));
+        s.line(&format!("* {} RECENT", selected.recent_told));
         if let Some(seq) = first_unseen {
             s.line(&format!("* OK [UNSEEN {seq}] First unseen."));
         }
@@ -120,13 +121,7 @@ impl Continuation for SelectTask {
             "* OK [HIGHESTMODSEQ {}] Highest",
             status.highest_modseq.0
         ));
-        s.selected = Some(Box::new(Selected {
-            name: opening.name,
-            read_only: self.read_only,
-            highest_modseq: status.highest_modseq,
-            uids,
-            queued: Vec::new(),
-        }));
+        s.selected = Some(Box::new(selected));
         s.state = State::Selected;
         for change in &opening.early {
             s.queue_change(change);

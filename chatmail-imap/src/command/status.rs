@@ -51,7 +51,7 @@ impl Continuation for StatusTask {
         for item in &self.items {
             let (name, value) = match item {
                 StatusDataItemName::Messages => ("MESSAGES", u64::from(st.exists)),
-                StatusDataItemName::Recent => ("RECENT", 0),
+                StatusDataItemName::Recent => ("RECENT", u64::from(st.recent)),
                 StatusDataItemName::UidNext => ("UIDNEXT", u64::from(st.uid_next.0)),
                 StatusDataItemName::UidValidity => ("UIDVALIDITY", u64::from(st.uid_validity.0)),
                 StatusDataItemName::Unseen => ("UNSEEN", u64::from(st.unseen)),

@@ -82,11 +82,14 @@ impl Continuation for StoreTask {
                     continue;
                 }
                 if let Some(seq) = sel.uids.seq_of(meta.uid) {
+                    sel.announce_keywords(&meta.flags, &mut out);
+                    let recent = sel.is_recent(meta.uid);
                     wire::flags_fetch(
                         &mut out,
                         seq,
                         meta.uid,
                         &meta.flags,
+                        recent,
                         condstore.then_some(meta.modseq),
                     );
                 }

@@ -131,6 +131,7 @@ impl Fake {
                 .values()
                 .filter(|(m, _)| !m.flags.contains(&Flag::Seen))
                 .count() as u32,
+            recent: 0,
             size: mb.messages.values().map(|(m, _)| m.size).sum(),
         })
     }
@@ -198,6 +199,7 @@ impl Fake {
             },
             Request::Select { mailbox, .. } => match self.status(&mailbox) {
                 Some(status) => Answer::Selected {
+                    recent: status.uid_next..status.uid_next,
                     status,
                     messages: self.mailboxes[&mailbox]
                         .messages
@@ -205,6 +207,11 @@ impl Fake {
                         .map(|(m, _)| m.clone())
                         .collect(),
                 },
+                None => missing,
+            },
+            // This test store tracks no \Recent (chatmail-core's stores do).
+            Request::ClaimRecent { mailbox, .. } => match self.status(&mailbox) {
+                Some(st) => Answer::RecentClaimed(st.uid_next..st.uid_next),
                 None => missing,
             },
             Request::Messages { mailbox, uids, .. } => {

@@ -263,6 +263,20 @@ impl MailStore for MaildirStore {
         .await
     }
 
+    async fn claim_recent(
+        &self,
+        account: &Address,
+        mailbox: &str,
+    ) -> Result<std::ops::Range<Uid>, StoreError> {
+        let (account, mailbox) = (account.clone(), mailbox.to_string());
+        self.run(move |inner| {
+            inner.with_mailbox(&account, &mailbox, |_, state| {
+                Ok(state.index.claim_recent())
+            })
+        })
+        .await
+    }
+
     async fn append(
         &self,
         account: &Address,

@@ -1,13 +1,19 @@
-//! A light, bounded MIME reader for FETCH: header fields, the part tree with byte
-//! offsets, ENVELOPE and BODYSTRUCTURE.
+//! FETCH's view of a message: header fields, the part tree with byte offsets, ENVELOPE
+//! and BODYSTRUCTURE.
 //!
-//! It never copies a body: parts are byte ranges into the stored message, so `BODY[1]`
-//! of a large message is a slice of the same [`bytes::Bytes`]. Nesting depth and the
-//! number of parts are bounded; past the bounds a part is treated as a leaf.
+//! The part tree and the address lists come from Stalwart's `mail-parser` (RFC
+//! complete, zero-copy: part offsets point into the stored message), so `BODY[1]` of a
+//! large message is a slice of the same [`bytes::Bytes`]. The header slicing for
+//! `HEADER.FIELDS` and SEARCH stays here: it reports fields byte for byte as stored.
+//! Nesting depth and the number of parts are bounded; past the bounds a part is a leaf.
+
+use mail_parser::{
+    Addr, Address, ContentType, Header, HeaderName, Message, MessageParser, MimeHeaders, PartType,
+};
 
 use crate::wire;
 
-/// Deepest multipart/message nesting that is parsed.
+/// Deepest multipart/message nesting that is reported.
 const MAX_DEPTH: usize = 16;
 /// Most parts one message may have before the rest is treated as opaque.
 const MAX_PARTS: usize = 512;
@@ -27,10 +33,26 @@ pub(crate) struct Part {
     pub subtype: String,
     /// Content-Type parameters, names lower-cased.
     pub params: Vec<(String, String)>,
+    /// Content-Disposition: lower-case kind and parameters.
+    pub disposition: Option<(String, Vec<(String, String)>)>,
     /// Sub-parts of a multipart.
     pub children: Vec<Part>,
     /// The encapsulated message of a message/rfc822 part.
     pub message: Option<Box<Part>>,
+    /// The address fields of a message (the root, an encapsulated message).
+    pub envelope: Option<Envelope>,
+}
+
+impl Part {
+    /// RFC 2045 5.2's default: `text/plain; charset=us-ascii`, at offset 0.
+    fn plain_text() -> Part {
+        Part {
+            media_type: "text".into(),
+            subtype: "plain".into(),
+            params: vec![("charset".into(), "us-ascii".into())],
+            ..Part::default()
+        }
+    }
 }
 
 /// The header fields of a header block as `(name, raw unfolded value)`; offsets point
@@ -131,154 +153,249 @@ pub(crate) fn top_header(msg: &[u8]) -> (usize, usize) {
     split_header(msg, 0, msg.len())
 }
 
-/// Parses the message `msg` into its part tree.
+/// Parses the message `msg` into its part tree with Stalwart's `mail-parser` (RFC
+/// 5322/2045-2049 complete: groups, comments, encoded words, quoted parameters), which
+/// hands out byte offsets into `msg`: sections stay slices of the stored message.
 pub(crate) fn parse(msg: &[u8]) -> Part {
+    let Some(message) = MessageParser::default().parse(msg) else {
+        // No header at all: one text part spanning the message.
+        return Part {
+            end: msg.len(),
+            ..Part::plain_text()
+        };
+    };
     let mut budget = MAX_PARTS;
-    parse_entity(msg, 0, msg.len(), 0, &mut budget)
+    convert(msg, &message, 0, 0, &mut budget).unwrap_or_else(|| Part {
+        end: msg.len(),
+        ..Part::plain_text()
+    })
 }
 
-fn parse_entity(msg: &[u8], start: usize, end: usize, depth: usize, budget: &mut usize) -> Part {
-    let (header_end, body_start) = split_header(msg, start, end);
-    let header = &msg[start..header_end];
-    let (media_type, subtype, params) = match header_value(header, "content-type") {
-        Some(v) => content_type(&v),
-        None => (
-            "text".to_string(),
-            "plain".to_string(),
-            vec![("charset".to_string(), "us-ascii".to_string())],
-        ),
-    };
+/// Part `id` of `message` (whose offsets are into `msg`) as a [`Part`]; `None` if the
+/// parser's ids or offsets do not fit (never trusted blindly).
+fn convert(
+    msg: &[u8],
+    message: &Message<'_>,
+    id: usize,
+    depth: usize,
+    budget: &mut usize,
+) -> Option<Part> {
+    let source = message.parts.get(id)?;
+    let header_start = source.offset_header as usize;
+    let body_start = source.offset_body as usize;
+    let end = source.offset_end as usize;
+    if header_start > body_start || body_start > end || end > msg.len() {
+        return None;
+    }
     let mut part = Part {
-        header_start: start,
+        header_start,
         body_start,
         end,
-        media_type,
-        subtype,
-        params,
-        children: Vec::new(),
-        message: None,
+        ..Part::plain_text()
     };
+    if let Some(ct) = source.content_type() {
+        part.media_type = ct.ctype().to_ascii_lowercase();
+        part.subtype = ct.subtype().unwrap_or_default().to_ascii_lowercase();
+        part.params = attributes(ct);
+        if part.subtype.is_empty() {
+            // RFC 2045 5.2: an unusable Content-Type is text/plain.
+            part = Part {
+                header_start,
+                body_start,
+                end,
+                ..Part::plain_text()
+            };
+        }
+    } else if depth > 0 && is_digest_child(message, id) {
+        // RFC 2046 5.1.5: in a multipart/digest the default is message/rfc822.
+        part.media_type = "message".into();
+        part.subtype = "rfc822".into();
+        part.params.clear();
+    }
+    part.disposition = source
+        .content_disposition()
+        .map(|d| (d.ctype().to_ascii_lowercase(), attributes(d)));
+    if id == 0 || part.media_type == "message" && part.subtype == "rfc822" {
+        part.envelope = Some(Envelope::of(source.headers()));
+    }
     if depth >= MAX_DEPTH || *budget == 0 {
-        return part;
+        return Some(part);
     }
     *budget -= 1;
-    if part.media_type == "multipart" {
-        let boundary = part
-            .params
-            .iter()
-            .find(|(n, _)| n == "boundary")
-            .map(|(_, v)| v.clone());
-        if let Some(boundary) = boundary.filter(|b| !b.is_empty()) {
-            for (s, e) in split_multipart(msg, body_start, end, boundary.as_bytes()) {
+    match &source.body {
+        PartType::Multipart(children) => {
+            for &child in children {
                 if *budget == 0 {
                     break;
                 }
-                part.children
-                    .push(parse_entity(msg, s, e, depth + 1, budget));
+                if let Some(c) = convert(msg, message, child as usize, depth + 1, budget) {
+                    part.children.push(c);
+                }
             }
         }
-    } else if part.media_type == "message" && part.subtype == "rfc822" {
-        part.message = Some(Box::new(parse_entity(
-            msg,
-            body_start,
-            end,
-            depth + 1,
-            budget,
-        )));
-    }
-    part
-}
-
-/// The byte ranges of the body parts between `--boundary` delimiter lines.
-fn split_multipart(msg: &[u8], start: usize, end: usize, boundary: &[u8]) -> Vec<(usize, usize)> {
-    let mut parts = Vec::new();
-    let mut current: Option<usize> = None;
-    let mut i = start;
-    while i < end {
-        let next = msg[i..end]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(end, |p| i + p + 1);
-        let line = &msg[i..next];
-        if let Some(rest) = line
-            .strip_prefix(b"--")
-            .and_then(|l| l.strip_prefix(boundary))
+        // Offsets of an encapsulated message are into the whole message when it was not
+        // transfer-encoded (then `raw_message` is `msg` itself); a base64 or
+        // quoted-printable one was decoded into a buffer of its own, and is reported as
+        // the opaque part it is on the wire.
+        PartType::Message(inner)
+            if std::ptr::eq(inner.raw_message.as_ref().as_ptr(), msg.as_ptr()) =>
         {
-            let rest = trim(rest);
-            if rest.is_empty() || rest == b"--" {
-                if let Some(s) = current {
-                    // The CRLF before the delimiter belongs to the delimiter.
-                    let mut e = i;
-                    if e > s && msg[e - 1] == b'\n' {
-                        e -= 1;
-                        if e > s && msg[e - 1] == b'\r' {
-                            e -= 1;
-                        }
-                    }
-                    parts.push((s, e.max(s)));
-                }
-                if rest == b"--" {
-                    return parts;
-                }
-                current = Some(next);
+            if let Some(mut root) = convert(msg, inner, 0, depth + 1, budget) {
+                // The encapsulated message is the whole body of its part, epilogue of a
+                // multipart included (its TEXT ends where the part ends).
+                root.end = root.end.max(part.end);
+                root.envelope = Some(Envelope::of(
+                    inner.parts.first().map_or(&[][..], |p| p.headers()),
+                ));
+                part.message = Some(Box::new(root));
             }
         }
-        i = next;
+        _ => {}
     }
-    if let Some(s) = current {
-        parts.push((s, end));
-    }
-    parts
+    Some(part)
 }
 
-/// Parses a Content-Type value into lower-case type, subtype and parameters.
-fn content_type(value: &[u8]) -> (String, String, Vec<(String, String)>) {
-    let text = String::from_utf8_lossy(value);
-    let mut pieces = split_params(&text).into_iter();
-    let full = pieces.next().unwrap_or_default().to_ascii_lowercase();
-    let (t, s) = match full.split_once('/') {
-        Some((t, s)) if !t.trim().is_empty() && !s.trim().is_empty() => {
-            (t.trim().to_string(), s.trim().to_string())
-        }
-        _ => ("text".to_string(), "plain".to_string()),
-    };
-    let params = pieces
-        .filter_map(|p| {
-            let (n, v) = p.split_once('=')?;
-            let v = v.trim();
-            let v = v
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .map(|v| v.replace("\\\"", "\"").replace("\\\\", "\\"))
-                .unwrap_or_else(|| v.to_string());
-            Some((n.trim().to_ascii_lowercase(), v))
-        })
+/// Whether part `id` is a direct child of a multipart/digest.
+fn is_digest_child(message: &Message<'_>, id: usize) -> bool {
+    message.parts.iter().any(|p| {
+        matches!(&p.body, PartType::Multipart(c) if c.contains(&(id as u32)))
+            && p.content_type().is_some_and(|ct| {
+                ct.ctype().eq_ignore_ascii_case("multipart")
+                    && ct
+                        .subtype()
+                        .is_some_and(|s| s.eq_ignore_ascii_case("digest"))
+            })
+    })
+}
+
+/// Content-Type or Content-Disposition parameters, names lower-cased (at most 32).
+fn attributes(ct: &ContentType<'_>) -> Vec<(String, String)> {
+    ct.attributes()
+        .unwrap_or_default()
+        .iter()
         .take(32)
-        .collect();
-    (t, s, params)
+        .map(|a| (a.name.to_ascii_lowercase(), a.value.to_string()))
+        .collect()
 }
 
-/// Splits at `;` outside quoted strings.
-fn split_params(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut escaped = false;
-    for c in text.chars() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            ';' if !quoted => {
-                out.push(std::mem::take(&mut cur).trim().to_string());
-                continue;
-            }
-            _ => {}
+/// The address fields of an ENVELOPE, as `mail-parser` read them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Envelope {
+    from: Vec<EnvelopeAddress>,
+    sender: Vec<EnvelopeAddress>,
+    reply_to: Vec<EnvelopeAddress>,
+    to: Vec<EnvelopeAddress>,
+    cc: Vec<EnvelopeAddress>,
+    bcc: Vec<EnvelopeAddress>,
+}
+
+/// One element of an ENVELOPE address list (RFC 3501 7.4.2).
+#[derive(Debug, Clone)]
+enum EnvelopeAddress {
+    /// `(name adl mailbox host)`.
+    Mailbox {
+        name: Option<String>,
+        route: Option<String>,
+        mailbox: String,
+        host: Option<String>,
+    },
+    /// `(NIL NIL "group" NIL)`: the start of a group.
+    GroupStart(String),
+    /// `(NIL NIL NIL NIL)`: the end of a group.
+    GroupEnd,
+}
+
+/// Most addresses one ENVELOPE list reports.
+const MAX_ENVELOPE_ADDRESSES: usize = 1000;
+
+impl Envelope {
+    /// The envelope fields of a header list.
+    fn of(headers: &[Header<'_>]) -> Envelope {
+        let list = |name: HeaderName<'_>| -> Vec<EnvelopeAddress> {
+            // The last field of that name wins, as in the reference's Dovecot.
+            headers
+                .iter()
+                .rev()
+                .find(|h| h.name == name)
+                .and_then(|h| h.value.as_address())
+                .map(addresses)
+                .unwrap_or_default()
+        };
+        let from = list(HeaderName::From);
+        let or_from = |l: Vec<EnvelopeAddress>| if l.is_empty() { from.clone() } else { l };
+        Envelope {
+            sender: or_from(list(HeaderName::Sender)),
+            reply_to: or_from(list(HeaderName::ReplyTo)),
+            to: list(HeaderName::To),
+            cc: list(HeaderName::Cc),
+            bcc: list(HeaderName::Bcc),
+            from,
         }
-        cur.push(c);
     }
-    out.push(cur.trim().to_string());
+}
+
+/// An address header's value as ENVELOPE list elements.
+fn addresses(value: &Address<'_>) -> Vec<EnvelopeAddress> {
+    let mut out = Vec::new();
+    match value {
+        Address::List(list) => out.extend(list.iter().filter_map(mailbox)),
+        Address::Group(groups) => {
+            for group in groups {
+                match &group.name {
+                    Some(name) => {
+                        out.push(EnvelopeAddress::GroupStart(name.to_string()));
+                        out.extend(group.addresses.iter().filter_map(mailbox));
+                        out.push(EnvelopeAddress::GroupEnd);
+                    }
+                    None => out.extend(group.addresses.iter().filter_map(mailbox)),
+                }
+            }
+        }
+    }
+    out.truncate(MAX_ENVELOPE_ADDRESSES);
     out
+}
+
+/// One mailbox of an address list; `None` without an address.
+fn mailbox(addr: &Addr<'_>) -> Option<EnvelopeAddress> {
+    let address = addr.address.as_deref()?.trim();
+    if address.is_empty() {
+        return None;
+    }
+    // An obsolete source route (`@route:user@host`, RFC 5322 4.4) is the ENVELOPE's adl.
+    let (route, address) = match address.strip_prefix('@').and_then(|r| r.split_once(':')) {
+        Some((route, rest)) => (Some(format!("@{route}")), rest),
+        None => (None, address),
+    };
+    let (mailbox, host) = match address.rsplit_once('@') {
+        Some((m, h)) => (m.to_string(), Some(h.to_string())),
+        None => (address.to_string(), None),
+    };
+    let name = addr
+        .name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(encoded_word);
+    Some(EnvelopeAddress::Mailbox {
+        name,
+        route,
+        mailbox,
+        host,
+    })
+}
+
+/// A display name as it may appear in a header: itself if ASCII, else one RFC 2047
+/// encoded word (`mail-parser` decoded the original; a client decodes this one alike).
+fn encoded_word(name: &str) -> String {
+    if name.is_ascii() {
+        return name.to_string();
+    }
+    use base64::Engine as _;
+    format!(
+        "=?utf-8?b?{}?=",
+        base64::engine::general_purpose::STANDARD.encode(name.as_bytes())
+    )
 }
 
 impl Part {
@@ -289,14 +406,19 @@ impl Part {
     }
 
     /// The part reached by a section path like `[1, 2]`; `[]` is the part itself.
-    /// Number 1 of a non-multipart is the part itself (RFC 3501 6.4.5).
+    /// Number 1 of a non-multipart message is its body (RFC 3501 6.4.5), and below the
+    /// top a message/rfc822 part's numbers are those of the message it encapsulates.
     pub(crate) fn find(&self, path: &[u32]) -> Option<&Part> {
+        self.find_below(path, true)
+    }
+
+    fn find_below(&self, path: &[u32], top: bool) -> Option<&Part> {
         let Some((&first, rest)) = path.split_first() else {
             return Some(self);
         };
-        let inner = match &self.message {
-            Some(m) => m,
-            None => self,
+        let inner = match (&self.message, top) {
+            (Some(m), false) => m,
+            _ => self,
         };
         let child = if inner.media_type == "multipart" {
             inner.children.get(first.checked_sub(1)? as usize)?
@@ -305,7 +427,7 @@ impl Part {
         } else {
             return None;
         };
-        child.find(rest)
+        child.find_below(rest, false)
     }
 
     /// Appends the BODYSTRUCTURE (`extended`) or BODY form of this part.
@@ -320,7 +442,7 @@ impl Part {
             if extended {
                 out.push(b' ');
                 self.write_params(out);
-                self.write_disposition(msg, out);
+                self.write_disposition(out);
                 out.extend_from_slice(b" NIL NIL");
             }
         } else {
@@ -348,19 +470,27 @@ impl Part {
             out.push(b' ');
             let body = &msg[self.body_start..self.end];
             wire::number(out, body.len() as u64);
+            let rfc822 = media_type == "message" && subtype == "rfc822";
             if let Some(inner) = self.message.as_deref() {
                 out.push(b' ');
-                write_envelope(inner.header(msg), out);
+                inner.write_envelope(msg, out);
                 out.push(b' ');
                 inner.write_structure(msg, out, extended);
+            } else if rfc822 {
+                // A transfer-encoded message (not parsed further): the syntax still
+                // needs an envelope and a body.
+                out.extend_from_slice(
+                    b" (NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL) \
+                      (\"text\" \"plain\" NIL NIL NIL \"7BIT\" 0 0)",
+                );
             }
-            if media_type == "text" || self.message.is_some() {
+            if media_type == "text" || rfc822 {
                 out.push(b' ');
                 wire::number(out, line_count(body));
             }
             if extended {
                 out.extend_from_slice(b" NIL");
-                self.write_disposition(msg, out);
+                self.write_disposition(out);
                 out.extend_from_slice(b" NIL NIL");
             }
         }
@@ -385,26 +515,15 @@ impl Part {
         out.push(b')');
     }
 
-    fn write_disposition(&self, msg: &[u8], out: &mut Vec<u8>) {
+    fn write_disposition(&self, out: &mut Vec<u8>) {
         out.push(b' ');
-        match header_value(self.header(msg), "content-disposition") {
-            Some(v) => {
-                let text = String::from_utf8_lossy(&v);
-                let mut pieces = split_params(&text).into_iter();
-                let kind = pieces.next().unwrap_or_default();
+        match &self.disposition {
+            Some((kind, params)) => {
                 out.push(b'(');
                 wire::string(out, kind.as_bytes());
                 out.push(b' ');
-                let params: Vec<(String, String)> = pieces
-                    .filter_map(|p| {
-                        let (n, v) = p.split_once('=')?;
-                        let v = v.trim().trim_matches('"').to_string();
-                        Some((n.trim().to_ascii_lowercase(), v))
-                    })
-                    .take(32)
-                    .collect();
                 Part {
-                    params,
+                    params: params.clone(),
                     ..Part::default()
                 }
                 .write_params(out);
@@ -412,6 +531,41 @@ impl Part {
             }
             None => out.extend_from_slice(b"NIL"),
         }
+    }
+
+    /// Appends the ENVELOPE of this message part (the root, or the message of a
+    /// message/rfc822 part): date, subject, in-reply-to and message-id as stored, the
+    /// address lists as parsed.
+    pub(crate) fn write_envelope(&self, msg: &[u8], out: &mut Vec<u8>) {
+        let fields = header_fields(self.header(msg));
+        let get = |name: &str| {
+            fields
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+                .map(|(_, v)| v.as_slice())
+        };
+        let empty = Envelope::default();
+        let envelope = self.envelope.as_ref().unwrap_or(&empty);
+        out.push(b'(');
+        wire::nstring(out, get("date"));
+        out.push(b' ');
+        wire::nstring(out, get("subject"));
+        for list in [
+            &envelope.from,
+            &envelope.sender,
+            &envelope.reply_to,
+            &envelope.to,
+            &envelope.cc,
+            &envelope.bcc,
+        ] {
+            out.push(b' ');
+            write_addresses(list, out);
+        }
+        out.push(b' ');
+        wire::nstring(out, get("in-reply-to"));
+        out.push(b' ');
+        wire::nstring(out, get("message-id"));
+        out.push(b')');
     }
 }
 
@@ -421,136 +575,86 @@ fn line_count(body: &[u8]) -> u64 {
     newlines + u64::from(body.last().is_some_and(|&b| b != b'\n'))
 }
 
-/// Appends the ENVELOPE of a message whose header block is `header`.
-pub(crate) fn write_envelope(header: &[u8], out: &mut Vec<u8>) {
-    let fields = header_fields(header);
-    let get = |name: &str| {
-        fields
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| v.as_slice())
-    };
-    out.push(b'(');
-    wire::nstring(out, get("date"));
-    out.push(b' ');
-    wire::nstring(out, get("subject"));
-    let from = get("from");
-    for (name, fallback) in [
-        ("from", None),
-        ("sender", from),
-        ("reply-to", from),
-        ("to", None),
-        ("cc", None),
-        ("bcc", None),
-    ] {
-        out.push(b' ');
-        write_addresses(get(name).or(fallback), out);
-    }
-    out.push(b' ');
-    wire::nstring(out, get("in-reply-to"));
-    out.push(b' ');
-    wire::nstring(out, get("message-id"));
-    out.push(b')');
-}
-
 /// Appends an address list `((name adl mailbox host) ...)` or NIL.
-fn write_addresses(value: Option<&[u8]>, out: &mut Vec<u8>) {
-    let addresses: Vec<(Option<Vec<u8>>, Vec<u8>)> = value
-        .map(|v| {
-            split_addresses(v)
-                .into_iter()
-                .filter_map(|a| parse_address(&a))
-                .collect()
-        })
-        .unwrap_or_default();
-    if addresses.is_empty() {
+fn write_addresses(list: &[EnvelopeAddress], out: &mut Vec<u8>) {
+    if list.is_empty() {
         out.extend_from_slice(b"NIL");
         return;
     }
     out.push(b'(');
-    for (name, addr) in addresses.iter().take(1000) {
-        let (mailbox, host) = match addr.iter().rposition(|&b| b == b'@') {
-            Some(at) => (&addr[..at], Some(&addr[at + 1..])),
-            None => (&addr[..], None),
-        };
-        out.push(b'(');
-        wire::nstring(out, name.as_deref());
-        out.extend_from_slice(b" NIL ");
-        wire::string(out, mailbox);
-        out.push(b' ');
-        // RFC 3501: a missing host is sent as NIL-free empty-ish; use the string form.
-        wire::nstring(out, host);
-        out.push(b')');
+    for address in list {
+        match address {
+            EnvelopeAddress::Mailbox {
+                name,
+                route,
+                mailbox,
+                host,
+            } => {
+                out.push(b'(');
+                wire::nstring(out, name.as_deref().map(str::as_bytes));
+                out.push(b' ');
+                wire::nstring(out, route.as_deref().map(str::as_bytes));
+                out.push(b' ');
+                wire::string(out, mailbox.as_bytes());
+                out.push(b' ');
+                wire::nstring(out, host.as_deref().map(str::as_bytes));
+                out.push(b')');
+            }
+            EnvelopeAddress::GroupStart(name) => {
+                out.extend_from_slice(b"(NIL NIL ");
+                wire::string(out, name.as_bytes());
+                out.extend_from_slice(b" NIL)");
+            }
+            EnvelopeAddress::GroupEnd => out.extend_from_slice(b"(NIL NIL NIL NIL)"),
+        }
     }
     out.push(b')');
 }
 
-/// Splits an address list at commas outside quotes, angle brackets and comments.
-fn split_addresses(value: &[u8]) -> Vec<Vec<u8>> {
+/// The address fields of a header block in the normal form `Name <mailbox@host>`, one
+/// `(lower-case field name, lower-case value)` per field, for SEARCH FROM/TO/CC/BCC:
+/// an address written with comments or odd spacing still matches its plain form.
+pub(crate) fn normalized_addresses(header: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let Some(message) = MessageParser::default().parse_headers(header) else {
+        return Vec::new();
+    };
+    let Some(root) = message.parts.first() else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
-    let mut cur = Vec::new();
-    let (mut quoted, mut angle, mut comment, mut escaped) = (false, false, 0u32, false);
-    for &b in value {
-        if escaped {
-            escaped = false;
-            cur.push(b);
+    for h in root.headers() {
+        let Some(value) = h.value.as_address() else {
             continue;
-        }
-        match b {
-            b'\\' if quoted || comment > 0 => escaped = true,
-            b'"' if comment == 0 => quoted = !quoted,
-            b'<' if !quoted && comment == 0 => angle = true,
-            b'>' if !quoted && comment == 0 => angle = false,
-            b'(' if !quoted => comment = comment.saturating_add(1),
-            b')' if !quoted => comment = comment.saturating_sub(1),
-            b',' if !quoted && !angle && comment == 0 => {
-                out.push(std::mem::take(&mut cur));
-                continue;
+        };
+        let mut text = String::new();
+        for address in addresses(value) {
+            if let EnvelopeAddress::Mailbox {
+                name,
+                mailbox,
+                host,
+                ..
+            } = address
+            {
+                if !text.is_empty() {
+                    text.push_str(", ");
+                }
+                if let Some(name) = name {
+                    text.push_str(&name);
+                    text.push(' ');
+                }
+                text.push('<');
+                text.push_str(&mailbox);
+                if let Some(host) = host {
+                    text.push('@');
+                    text.push_str(&host);
+                }
+                text.push('>');
             }
-            _ => {}
         }
-        cur.push(b);
-    }
-    out.push(cur);
-    out
-}
-
-/// One address: `(display name, addr-spec)`.
-fn parse_address(text: &[u8]) -> Option<(Option<Vec<u8>>, Vec<u8>)> {
-    let text = trim(text);
-    if text.is_empty() {
-        return None;
-    }
-    if let (Some(open), Some(close)) = (
-        text.iter().rposition(|&b| b == b'<'),
-        text.iter().rposition(|&b| b == b'>'),
-    ) {
-        if open < close {
-            let addr = trim(&text[open + 1..close]).to_vec();
-            let raw_name = trim(&text[..open]);
-            let name = raw_name
-                .strip_prefix(b"\"")
-                .and_then(|n| n.strip_suffix(b"\""))
-                .unwrap_or(raw_name);
-            let name = (!name.is_empty()).then(|| unescape(name));
-            return Some((name, addr));
-        }
-    }
-    // A bare addr-spec, possibly followed by a (comment).
-    let bare = text.split(|&b| b == b'(').next().map(trim).unwrap_or(text);
-    Some((None, bare.to_vec()))
-}
-
-fn unescape(s: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut escaped = false;
-    for &b in s {
-        if b == b'\\' && !escaped {
-            escaped = true;
-            continue;
-        }
-        escaped = false;
-        out.push(b);
+        out.push((
+            h.name.as_str().to_ascii_lowercase(),
+            text.to_lowercase().into_bytes(),
+        ));
     }
     out
 }
@@ -583,7 +687,7 @@ mod tests {
     #[test]
     fn envelope_addresses() {
         let mut out = Vec::new();
-        write_envelope(parse(MULTI).header(MULTI), &mut out);
+        parse(MULTI).write_envelope(MULTI, &mut out);
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.contains("((\"Alice A\" NIL \"alice\" \"example.org\"))"),
@@ -608,5 +712,41 @@ mod tests {
         let mut out = Vec::new();
         part.write_structure(&msg, &mut out, true);
         assert!(out.len() < 10_000);
+    }
+
+    #[test]
+    fn envelope_groups_comments_routes_and_encoded_names() {
+        let msg: &[u8] = b"Date: Thu, 15 Feb 2007 01:02:03 +0200\r\nFrom: user@domain (Real Name)\r\nSender: \r\nTo: group: g1@d1.org, g2@d2.org;, group2: g3@d3.org;\r\nCc: group:;, <@route:user@domain>\r\nBcc: =?utf-8?q?J=C3=B6rg?= <j@x.org>\r\n\r\nbody\r\n";
+        let mut out = Vec::new();
+        parse(msg).write_envelope(msg, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        let expected = concat!(
+            "(\"Thu, 15 Feb 2007 01:02:03 +0200\" NIL ",
+            "((\"Real Name\" NIL \"user\" \"domain\")) ",
+            "((\"Real Name\" NIL \"user\" \"domain\")) ",
+            "((\"Real Name\" NIL \"user\" \"domain\")) ",
+            "((NIL NIL \"group\" NIL)(NIL NIL \"g1\" \"d1.org\")(NIL NIL \"g2\" \"d2.org\")",
+            "(NIL NIL NIL NIL)(NIL NIL \"group2\" NIL)(NIL NIL \"g3\" \"d3.org\")(NIL NIL NIL NIL)) ",
+            "((NIL NIL \"group\" NIL)(NIL NIL NIL NIL)(NIL \"@route\" \"user\" \"domain\")) ",
+            "((\"=?utf-8?b?SsO2cmc=?=\" NIL \"j\" \"x.org\")) NIL NIL)"
+        );
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn encapsulated_message_numbering() {
+        let msg: &[u8] = b"From: a@b.org\r\nContent-Type: message/rfc822\r\n\r\nFrom: sub@b.org\r\nSubject: s\r\n\r\nHello\r\n";
+        let root = parse(msg);
+        let body = root.find(&[1]).unwrap();
+        assert_eq!(
+            &msg[body.body_start..body.end],
+            b"From: sub@b.org\r\nSubject: s\r\n\r\nHello\r\n"
+        );
+        let inner = root.message.as_deref().unwrap();
+        assert_eq!(&msg[inner.body_start..inner.end], b"Hello\r\n");
+        let mut out = Vec::new();
+        root.write_structure(msg, &mut out, false);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("(\"message\" \"rfc822\" NIL NIL NIL \"7BIT\" 38 (NIL \"s\" ((NIL NIL \"sub\" \"b.org\"))"), "{text}");
     }
 }

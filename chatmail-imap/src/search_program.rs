@@ -173,6 +173,8 @@ struct Content<'m> {
     fields: OnceCell<Vec<(&'m [u8], Vec<u8>)>>,
     /// The Date: header's day (days since the epoch), if it parses.
     sent_day: OnceCell<Option<i64>>,
+    /// Address fields in normal form (`mime::normalized_addresses`).
+    addresses: OnceCell<Vec<(String, Vec<u8>)>>,
 }
 
 impl<'m> Content<'m> {
@@ -184,6 +186,7 @@ impl<'m> Content<'m> {
             body_start,
             fields: OnceCell::new(),
             sent_day: OnceCell::new(),
+            addresses: OnceCell::new(),
         }
     }
 
@@ -208,6 +211,10 @@ impl<'m> Content<'m> {
         })
     }
 }
+
+/// Header fields whose SEARCH also matches their addresses in normal form (RFC 3501
+/// 6.4.4 FROM, TO, CC, BCC and their siblings).
+const ADDRESS_FIELDS: [&[u8]; 6] = [b"from", b"to", b"cc", b"bcc", b"sender", b"reply-to"];
 
 /// A converted SEARCH program: the client's keys ANDed, with what running it costs.
 #[derive(Debug)]
@@ -425,10 +432,17 @@ fn eval(key: &Key, meta: &MessageMeta, content: Option<&Content<'_>>) -> Option<
                 _ => matches!(key, Key::SentSince(d) if sent >= *d),
             }
         }
-        Key::Header(name, needle) => content?
-            .fields()
-            .iter()
-            .any(|(n, v)| n.eq_ignore_ascii_case(name) && needle.in_folded(v)),
+        Key::Header(name, needle) => {
+            let c = content?;
+            c.fields()
+                .iter()
+                .any(|(n, v)| n.eq_ignore_ascii_case(name) && needle.in_folded(v))
+                || ADDRESS_FIELDS.contains(&name.as_slice())
+                    && c.addresses
+                        .get_or_init(|| mime::normalized_addresses(c.header))
+                        .iter()
+                        .any(|(n, v)| n.as_bytes() == name.as_slice() && needle.in_folded(v))
+        }
         Key::Body(needle) => {
             let c = content?;
             needle.in_text(&c.msg[c.body_start..])

@@ -457,7 +457,7 @@ fn write_fetch(s: &mut Session, task: &FetchTask, meta: &MessageMeta, message: O
         if items.envelope {
             sep(&mut line);
             line.extend_from_slice(b"ENVELOPE ");
-            mime::write_envelope(part.header(msg), &mut line);
+            part.write_envelope(msg, &mut line);
         }
         if items.bodystructure {
             sep(&mut line);

@@ -150,6 +150,13 @@ pub(crate) fn parse_uidlist(bytes: &[u8]) -> Option<DovecotUidlist> {
             uids.insert(base.to_string(), Uid(uid));
         }
     }
+    // Dovecot appends records without rewriting the header: its `N` may be below UIDs
+    // it listed since (even of messages expunged since, whose records stay until the
+    // next rewrite). Those UIDs were handed out and must not be given again.
+    let next_uid = next_uid.max(previous.saturating_add(1));
+    if next_uid > MAX_ADOPTED_UID {
+        return None;
+    }
     Some(DovecotUidlist {
         uid_validity,
         next_uid,
@@ -443,6 +450,12 @@ mod tests {
         // A file listed twice keeps the later UID.
         let twice = "3 V1 N9\n1 :a.b\n2 :a.b:2,S\n";
         assert_eq!(parse_uidlist(twice.as_bytes()).unwrap().uids["a.b"], Uid(2));
+        // Records appended after the header was written (Dovecot 2.3.19 leaves `N24`
+        // above a record 25, and `N1` above records 1 and 2): UIDNEXT follows them.
+        let stale = "3 V1 N24 Gx\n24 :a.b\n25 :c.d\n";
+        assert_eq!(parse_uidlist(stale.as_bytes()).unwrap().next_uid, 26);
+        let stale = "3 V1 N1 Gx\n1 :a.b\n2 :c.d\n";
+        assert_eq!(parse_uidlist(stale.as_bytes()).unwrap().next_uid, 3);
     }
 
     #[test]
@@ -462,6 +475,7 @@ mod tests {
             "3 V17 N7\n3 :a\n2 :b\n",          // out of order
             "3 V17 N7\n0 :a\n",                // UID 0
             "3 V17 N7\n3000000000 :a\n",       // beyond the adopted range
+            "3 V17 N7\n2147483647 :a\n",       // no UIDNEXT left in the range
             "3 V17 N7\n1 W12\n",               // no file name
             "3 V17 N7\n1 :\n",                 // empty file name
             "3 V17 N7\n1 :../../etc/passwd\n", // a path

@@ -16,6 +16,7 @@ without Dovecot.
 """
 
 import grp
+import gzip
 import imaplib
 import os
 import pwd
@@ -401,10 +402,17 @@ def test_mail_adopted_from_dovecot_is_served_as_dovecot_served_it(workdir):
     assert inbox[3]["flags"] == ["$Forwarded", "\\Answered", "\\Seen"], inbox[3]
     assert inbox[11]["flags"] == ["\\Deleted"]
     assert b"\r\n" in inbox[8]["BODY.PEEK[]"] and b"\r" in inbox[15]["BODY.PEEK[]"]
-    # Dovecot stored them gzip-compressed with LF line ends, as the reference relay.
-    stored = sorted(cur_names(account))
-    assert stored and all((account / "cur" / p).read_bytes()[:2] == b"\x1f\x8b"
-                          for p in os.listdir(account / "cur")), stored
+    # Dovecot stored them gzip-compressed with LF line ends (`,S=` the LF size, `,W=`
+    # the CRLF size it serves), as the reference relay: what the relay must convert.
+    files = sorted((account / "cur").iterdir())
+    assert len(files) == len(inbox)
+    for path in files:
+        raw = path.read_bytes()
+        assert raw[:2] == b"\x1f\x8b", path.name
+        plain = gzip.decompress(raw)
+        assert b"\r\n" not in plain and f",S={len(plain)}," in path.name, path.name
+        crlf_size = len(plain) + plain.count(b"\n")
+        assert f",W={crlf_size}:" in path.name, path.name
     keywords_before = (account / "dovecot-keywords").read_text()
     names_before = cur_names(account)
 

@@ -383,6 +383,25 @@ mod tests {
         assert_eq!(crlf_line_ends(vec![b'\n'; 1000]).len(), 2000);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn the_served_form_has_no_bare_lf_and_only_adds_crs(
+            message in proptest::collection::vec(
+                proptest::sample::select(vec![b'\r', b'\n', b'a']), 0..64)
+        ) {
+            let served = crlf_line_ends(message.clone());
+            proptest::prop_assert_eq!(bare_lf_count(&served), 0);
+            proptest::prop_assert_eq!(served.len(), message.len() + bare_lf_count(&message));
+            // Serving it again changes nothing; only CRs were added.
+            let again = crlf_line_ends(served.clone());
+            proptest::prop_assert_eq!(&again, &served);
+            let without_crs: Vec<u8> = served.iter().copied().filter(|b| *b != b'\r').collect();
+            let original_without_crs: Vec<u8> =
+                message.iter().copied().filter(|b| *b != b'\r').collect();
+            proptest::prop_assert_eq!(without_crs, original_without_crs);
+        }
+    }
+
     #[test]
     fn the_served_size_is_dovecots_w_for_its_files_and_s_for_ours() {
         assert_eq!(

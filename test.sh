@@ -5,7 +5,8 @@
 # 2. End-to-end: the `relay` example on 127.0.0.1 driven by real clients — python
 #    smtplib/imaplib, swaks, curl, msmtp and mbsync (each skipped if not installed; CI
 #    installs them), Postfix as a peer of three federated relays on 127.0.0.2-5 (as
-#    root: standard ports), and Delta Chat core itself
+#    root: standard ports), Debian's Dovecot writing a data directory the relay adopts
+#    (as root; skipped without Dovecot), and Delta Chat core itself
 #    (deltachat-rpc-server + deltachat-rpc-client from PyPI, in a venv created here).
 #    Set CHATMAIL_SKIP_E2E=1 to run only the cargo tests.
 set -euo pipefail

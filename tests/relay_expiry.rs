@@ -156,7 +156,8 @@ fn an_idle_session_sees_quota_trimming_remove_a_message() {
     // 1 MiB: trimming starts past 786,432 bytes and goes down to 734,003.
     let relay = maildir_relay(tmp.path(), 1);
     let (mut session, account) = logged_in(&relay);
-    // Two messages Dovecot delivered days ago, 300,000 bytes each by their names.
+    // Two messages Dovecot delivered days ago, 300,000 bytes each by their names (`S=`
+    // for trimming, `W=` the size served and counted for the quota).
     let new = tmp.path().join(account.as_str()).join("new");
     std::fs::create_dir_all(&new).unwrap();
     let now = SystemTime::now()
@@ -164,7 +165,7 @@ fn an_idle_session_sees_quota_trimming_remove_a_message() {
         .unwrap()
         .as_secs();
     for (days, seq) in [(3, 1), (2, 2)] {
-        let name = format!("{}.M{seq}P1.relay,S=300000", now - days * DAY);
+        let name = format!("{}.M{seq}P1.relay,S=300000,W=300000", now - days * DAY);
         std::fs::write(new.join(name), b"Subject: old\r\n\r\nold\r\n").unwrap();
     }
     let mut feed = idle_on_two(&relay, &mut session, &account);

@@ -25,6 +25,22 @@ fn fixture(name: &str) -> Vec<u8> {
     fs::read(path).unwrap()
 }
 
+/// A fixture as Dovecot stores it: LF line ends.
+fn stored(name: &str) -> Vec<u8> {
+    String::from_utf8(fixture(name))
+        .unwrap()
+        .replace("\r\n", "\n")
+        .into_bytes()
+}
+
+/// A fixture as Dovecot serves what it stored: CRLF line ends (size `,W=`).
+fn served(name: &str) -> Vec<u8> {
+    String::from_utf8(stored(name))
+        .unwrap()
+        .replace('\n', "\r\n")
+        .into_bytes()
+}
+
 fn alice() -> Address {
     Address::parse("alice@chat.example.org").unwrap()
 }
@@ -66,22 +82,20 @@ fn served_inbox(root: &Path, uidlist: &[u8]) -> Served {
     for sub in ["cur", "new", "tmp"] {
         fs::create_dir_all(dir.join(sub)).unwrap();
     }
-    let seen = fixture("encrypted.eml");
-    let plain = fixture("plain.eml");
+    let (seen, plain) = (stored("encrypted.eml"), stored("plain.eml"));
     let (s, p) = (seen.len(), plain.len());
+    let (sw, pw) = (served("encrypted.eml").len(), served("plain.eml").len());
     write_message(
-        &dir.join(format!("cur/1690000100.M1P10.relay,S={s},W={}:2,S", s + 40)),
+        &dir.join(format!("cur/1690000100.M1P10.relay,S={s},W={sw}:2,S")),
         &seen,
         1_690_000_100,
     );
     write_message(
-        &dir.join(format!(
-            "cur/1690000200.M2P20.relay,S={p},W={}:2,RSab",
-            p + 10
-        )),
+        &dir.join(format!("cur/1690000200.M2P20.relay,S={p},W={pw}:2,RSab")),
         &plain,
         1_690_000_200,
     );
+    // Without `,W=`: the served size is measured.
     write_message(
         &dir.join(format!("new/1690000300.M3P30.relay,S={p}")),
         &plain,
@@ -94,7 +108,11 @@ fn served_inbox(root: &Path, uidlist: &[u8]) -> Served {
     );
     fs::write(dir.join("dovecot-uidlist"), uidlist).unwrap();
     fs::write(dir.join("dovecot-keywords"), b"0 $Forwarded\n1 $MDNSent\n").unwrap();
-    Served { dir, seen, plain }
+    Served {
+        dir,
+        seen: served("encrypted.eml"),
+        plain: served("plain.eml"),
+    }
 }
 
 /// Dovecot's list for [`served_inbox`]: UIDs 3, 5 and 8 for the files it saw, 9 for one
@@ -106,8 +124,8 @@ fn realistic_uidlist(seen: usize, plain: usize) -> Vec<u8> {
          5 G2a2b3c4d5e6f708192a3b4c5d6e7f809 W{pw} :1690000200.M2P20.relay,S={plain},W={pw}\n\
          8 :1690000300.M3P30.relay,S={plain}\n\
          9 W100 :1690000350.M9P90.relay,S=90\n",
-        sw = seen + 40,
-        pw = plain + 10,
+        sw = served("encrypted.eml").len(),
+        pw = served("plain.eml").len(),
     )
     .into_bytes()
 }
@@ -133,9 +151,11 @@ fn dovecot_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>, SystemTime)> {
 #[test]
 fn a_mailbox_dovecot_served_keeps_its_uids() {
     let root = tempfile::tempdir().unwrap();
-    let (s, p) = (fixture("encrypted.eml").len(), fixture("plain.eml").len());
+    let (s, p) = (stored("encrypted.eml").len(), stored("plain.eml").len());
     let served = served_inbox(root.path(), &realistic_uidlist(s, p));
     let before = dovecot_files(&served.dir);
+    // Sizes as Dovecot served them: with CRLF line ends.
+    let (s, p) = (served.seen.len(), served.plain.len());
     let expected = vec![
         (3, s as u64, 1_690_000_100, Flags::from([Flag::Seen])),
         (
@@ -240,7 +260,7 @@ fn a_mailbox_dovecot_served_keeps_its_uids() {
 #[test]
 fn this_stores_index_wins_over_dovecots_list() {
     let root = tempfile::tempdir().unwrap();
-    let (s, p) = (fixture("encrypted.eml").len(), fixture("plain.eml").len());
+    let (s, p) = (stored("encrypted.eml").len(), stored("plain.eml").len());
     let served = served_inbox(root.path(), &realistic_uidlist(s, p));
     let store = MaildirStore::open(root.path()).unwrap();
     block_on(store.status(&alice(), INBOX)).unwrap();
@@ -377,7 +397,7 @@ fn hostile_uidlists(s: usize, p: usize) -> Vec<(&'static str, Vec<u8>)> {
 
 #[test]
 fn an_invalid_dovecot_uidlist_falls_back_to_a_fresh_uidvalidity() {
-    let (s, p) = (fixture("encrypted.eml").len(), fixture("plain.eml").len());
+    let (s, p) = (stored("encrypted.eml").len(), stored("plain.eml").len());
     for (what, uidlist) in hostile_uidlists(s, p) {
         let root = tempfile::tempdir().unwrap();
         let served = served_inbox(root.path(), &uidlist);
@@ -410,7 +430,7 @@ fn an_invalid_dovecot_uidlist_falls_back_to_a_fresh_uidvalidity() {
 #[test]
 fn folders_take_their_own_dovecot_uidlist() {
     let root = tempfile::tempdir().unwrap();
-    let (s, p) = (fixture("encrypted.eml").len(), fixture("plain.eml").len());
+    let (s, p) = (stored("encrypted.eml").len(), stored("plain.eml").len());
     let served = served_inbox(root.path(), &realistic_uidlist(s, p));
     let folder = served.dir.join(".DeltaChat");
     for sub in ["cur", "new", "tmp"] {
@@ -454,4 +474,102 @@ fn folders_take_their_own_dovecot_uidlist() {
             DOVECOT_VALIDITY
         );
     });
+}
+
+/// The file of UID 5 (Dovecot's `:2,RSab`) in `cur/`.
+fn uid5_file(dir: &Path) -> String {
+    let names: Vec<String> = fs::read_dir(dir.join("cur"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("1690000200.M2P20.relay"))
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    names[0].clone()
+}
+
+#[test]
+fn flag_changes_keep_dovecots_keyword_letters() {
+    let root = tempfile::tempdir().unwrap();
+    let (s, p) = (stored("encrypted.eml").len(), stored("plain.eml").len());
+    let served = served_inbox(root.path(), &realistic_uidlist(s, p));
+    let base = format!("1690000200.M2P20.relay,S={p},W={}", served.plain.len());
+    let store = MaildirStore::open(root.path()).unwrap();
+    let flags = |op, flags: &[Flag]| {
+        block_on(store.store_flags(
+            &alice(),
+            INBOX,
+            &[Uid(5)],
+            op,
+            &flags.iter().cloned().collect(),
+            None,
+        ))
+        .unwrap();
+        uid5_file(&served.dir)
+    };
+    // A system flag: the keyword letters stay.
+    assert_eq!(
+        flags(FlagOp::Add, &[Flag::Flagged]),
+        format!("{base}:2,FRSab")
+    );
+    // A keyword removed loses its letter only.
+    assert_eq!(
+        flags(FlagOp::Remove, &[keyword("$Forwarded")]),
+        format!("{base}:2,FRSb")
+    );
+    assert_eq!(
+        fs::read(served.dir.join("dovecot-keywords")).unwrap(),
+        b"0 $Forwarded\n1 $MDNSent\n"
+    );
+    // A keyword Dovecot did not number gets the next number, and its letter.
+    assert_eq!(
+        flags(FlagOp::Add, &[keyword("$label1"), keyword("$Forwarded")]),
+        format!("{base}:2,FRSabc")
+    );
+    assert_eq!(
+        fs::read(served.dir.join("dovecot-keywords")).unwrap(),
+        b"0 $Forwarded\n1 $MDNSent\n2 $label1\n"
+    );
+    // The flags read back, also after a reopen (from the names and the index).
+    drop(store);
+    let store = MaildirStore::open(root.path()).unwrap();
+    let listed = block_on(store.list_messages(&alice(), INBOX, None)).unwrap();
+    let uid5 = listed.iter().find(|m| m.uid == Uid(5)).unwrap();
+    assert_eq!(
+        uid5.flags,
+        Flags::from([
+            Flag::Answered,
+            Flag::Flagged,
+            Flag::Seen,
+            keyword("$Forwarded"),
+            keyword("$MDNSent"),
+            keyword("$label1"),
+        ])
+    );
+}
+
+#[test]
+fn an_index_with_dovecots_stored_sizes_gets_the_served_sizes() {
+    let root = tempfile::tempdir().unwrap();
+    let (s, p) = (stored("encrypted.eml").len(), stored("plain.eml").len());
+    let served = served_inbox(root.path(), &realistic_uidlist(s, p));
+    let store = MaildirStore::open(root.path()).unwrap();
+    let before = block_on(store.list_messages(&alice(), INBOX, None)).unwrap();
+    drop(store);
+    // As an earlier version recorded them: the `,S=` size of Dovecot's files.
+    let index = served.dir.join(INDEX_FILE);
+    let text = fs::read_to_string(&index).unwrap();
+    let sw = served.seen.len();
+    let old = text.replace(&format!(" {sw} cur "), &format!(" {s} cur "));
+    assert_ne!(old, text);
+    fs::write(&index, &old).unwrap();
+    let store = MaildirStore::open(root.path()).unwrap();
+    let after = block_on(store.list_messages(&alice(), INBOX, None)).unwrap();
+    assert_eq!(summary(&after), summary(&before));
+    assert_eq!(after[0].size, sw as u64);
+    let usage = block_on(store.quota_usage(&alice())).unwrap();
+    assert_eq!(usage, after.iter().map(|m| m.size).sum::<u64>());
+    // Written back: the next start reads the served size directly.
+    assert!(fs::read_to_string(&index)
+        .unwrap()
+        .contains(&format!(" {sw} cur ")));
 }

@@ -24,6 +24,19 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(path).unwrap()
 }
 
+/// A fixture as Dovecot stores it (LF line ends) and as Dovecot serves that (CRLF).
+fn dovecot_forms(name: &str) -> (Vec<u8>, Vec<u8>) {
+    let stored: Vec<u8> = String::from_utf8(fixture(name))
+        .unwrap()
+        .replace("\r\n", "\n")
+        .into_bytes();
+    let served = String::from_utf8(stored.clone())
+        .unwrap()
+        .replace('\n', "\r\n")
+        .into_bytes();
+    (stored, served)
+}
+
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     encoder.write_all(data).unwrap();
@@ -49,7 +62,7 @@ fn seen() -> Flags {
 
 /// An account directory exactly as the reference relay leaves it: password, marker,
 /// metadata, Dovecot's own files, gzip and plain messages in `cur/` and `new/`, and a
-/// Maildir++ folder.
+/// Maildir++ folder. Returns the account directory and the two messages as served.
 fn reference_account(root: &Path) -> (PathBuf, Vec<u8>, Vec<u8>) {
     let account = root.join("alice@chat.example.org");
     for dir in [
@@ -68,24 +81,22 @@ fn reference_account(root: &Path) -> (PathBuf, Vec<u8>, Vec<u8>) {
     write("metadata.json", br#"{"devicetoken": {"tok": 1700000000}}"#);
     write("maildirsize", b"524288000S\n");
     write(".DeltaChat/maildirfolder", b"");
-    let encrypted = fixture("encrypted.eml");
-    let plain = fixture("plain.eml");
-    let size = encrypted.len();
+    let (encrypted, encrypted_served) = dovecot_forms("encrypted.eml");
+    let (plain, plain_served) = dovecot_forms("plain.eml");
+    let (size, vsize) = (encrypted.len(), encrypted_served.len());
     // Dovecot numbered the two oldest messages; the newest came after its last sync.
     write(
         "dovecot-uidlist",
         format!(
             "3 V1700000000 N3 G3085f01b7f11094c501100008c4a11c1\n\
-             1 G0123456789abcdef0123456789abcdef W{} :1700000000.M111P222.relay,S={size},W={}\n\
+             1 G0123456789abcdef0123456789abcdef W{vsize} :1700000000.M111P222.relay,S={size},W={vsize}\n\
              2 :1700000100.M555P666.relay\n",
-            size + 40,
-            size + 40
         )
         .as_bytes(),
     );
     // Seen, compressed, in cur/ (the oldest).
     write(
-        &format!("cur/1700000000.M111P222.relay,S={size},W={}:2,S", size + 40),
+        &format!("cur/1700000000.M111P222.relay,S={size},W={vsize}:2,S"),
         &gzip(&encrypted),
     );
     // Unseen, plain, in new/.
@@ -97,11 +108,11 @@ fn reference_account(root: &Path) -> (PathBuf, Vec<u8>, Vec<u8>) {
     write("new/1700000100.M555P666.relay", &gzip(&plain));
     // A folder message.
     write(".DeltaChat/cur/1700000300.M777P888.relay:2,SF", &plain);
-    (account, encrypted, plain)
+    (account, encrypted_served, plain_served)
 }
 
 #[test]
-fn serves_a_dovecot_maildir_without_conversion() {
+fn serves_a_dovecot_maildir_as_dovecot_did_without_converting_files() {
     let root = tempfile::tempdir().unwrap();
     let (account, encrypted, plain) = reference_account(root.path());
     let store = MaildirStore::open(root.path()).unwrap();

@@ -4,7 +4,8 @@
 //! `metadata.json` written the way Python's `json.dump` writes it, Dovecot's
 //! `dovecot-uidlist`. This relay must log in,
 //! read the tokens, scan it for expiry, and list and read the messages through the
-//! `maildir` [`MailStore`] without converting anything.
+//! `maildir` [`MailStore`] without converting any file (messages are served as Dovecot
+//! served them: with CRLF line ends).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -63,6 +64,16 @@ fn fixture(name: &str) -> Vec<u8> {
     .unwrap()
 }
 
+/// A fixture as Dovecot stores it (LF line ends) and as Dovecot serves that (CRLF, the
+/// size in `,W=`).
+fn dovecot_forms(name: &str) -> (Vec<u8>, Vec<u8>) {
+    let stored = String::from_utf8(fixture(name))
+        .unwrap()
+        .replace("\r\n", "\n");
+    let served = stored.replace('\n', "\r\n");
+    (stored.into_bytes(), served.into_bytes())
+}
+
 /// Lays out one account as the reference relay would have left it; returns its dir.
 fn build_reference_dir(root: &Path) -> PathBuf {
     let dir = root.join(USER);
@@ -74,14 +85,14 @@ fn build_reference_dir(root: &Path) -> PathBuf {
     set_mtime(&dir.join("password"), NOW - 3 * DAY);
     fs::write(dir.join("enforceE2EEincoming"), b"").unwrap();
 
-    let seen = fixture("encrypted.eml");
-    let unseen = fixture("securejoin-vc.eml");
+    let (seen, seen_served) = dovecot_forms("encrypted.eml");
+    let (unseen, _) = dovecot_forms("securejoin-vc.eml");
     let t1 = NOW - 2 * DAY;
     let t2 = NOW - 3600;
     let cur = dir.join(format!(
         "cur/{t1}.M123456P789.relay,S={},W={}:2,S",
         seen.len(),
-        seen.len() + 40
+        seen_served.len()
     ));
     let new = dir.join(format!("new/{t2}.M654321P987.relay,S={}", unseen.len()));
     // Dovecot's `zlib_save = gz`: stored compressed, S= is the delivered size.
@@ -98,9 +109,9 @@ fn build_reference_dir(root: &Path) -> PathBuf {
             "3 V{DOVECOT_UID_VALIDITY} N7 G3085f01b7f11094c501100008c4a11c1\n\
              4 G1a2b3c4d5e6f708192a3b4c5d6e7f809 W{} :{t1}.M123456P789.relay,S={},W={}\n\
              6 :{t2}.M654321P987.relay,S={}\n",
-            seen.len() + 40,
+            seen_served.len(),
             seen.len(),
-            seen.len() + 40,
+            seen_served.len(),
             unseen.len()
         ),
     )
@@ -183,9 +194,10 @@ fn the_maildir_store_lists_and_reads_the_reference_messages() {
     let a = Address::parse(USER).unwrap();
     let listed = block_on(store.list_messages(&a, INBOX, None)).unwrap();
     assert_eq!(listed.len(), 2, "{listed:?}");
-    // Delivery order: the older, seen, gzip-stored message first.
-    let seen = fixture("encrypted.eml");
-    let unseen = fixture("securejoin-vc.eml");
+    // Delivery order: the older, seen, gzip-stored message first. Served as Dovecot
+    // served them: with CRLF line ends (Dovecot stores LF), sized as served.
+    let (_, seen) = dovecot_forms("encrypted.eml");
+    let (_, unseen) = dovecot_forms("securejoin-vc.eml");
     // Dovecot's UIDVALIDITY and UIDs carry over: clients keep their caches.
     assert_eq!(listed.iter().map(|m| m.uid.0).collect::<Vec<_>>(), [4, 6]);
     let status = block_on(store.status(&a, INBOX)).unwrap();

@@ -150,6 +150,13 @@ pub(crate) fn parse_uidlist(bytes: &[u8]) -> Option<DovecotUidlist> {
             uids.insert(base.to_string(), Uid(uid));
         }
     }
+    // Dovecot appends records without rewriting the header: its `N` may be below UIDs
+    // it listed since (even of messages expunged since, whose records stay until the
+    // next rewrite). Those UIDs were handed out and must not be given again.
+    let next_uid = next_uid.max(previous.saturating_add(1));
+    if next_uid > MAX_ADOPTED_UID {
+        return None;
+    }
     Some(DovecotUidlist {
         uid_validity,
         next_uid,
@@ -196,16 +203,13 @@ impl DovecotKeywords {
     pub(super) fn parse(bytes: &[u8]) -> DovecotKeywords {
         let mut keywords = DovecotKeywords::default();
         for line in complete_lines(bytes) {
-            let Some(space) = line.iter().position(|b| *b == b' ') else {
-                continue;
-            };
-            let Some(index) = number(&line[..space]).and_then(|i| usize::try_from(i).ok()) else {
+            let Some((index, name)) = keyword_line(line) else {
                 continue;
             };
             let Some(slot) = keywords.by_letter.get_mut(index) else {
                 continue;
             };
-            let Ok(name) = std::str::from_utf8(&line[space + 1..]) else {
+            let Ok(name) = std::str::from_utf8(name) else {
                 continue;
             };
             if let Some(Flag::Keyword(keyword)) = Flag::from_imap(name) {
@@ -235,6 +239,112 @@ impl DovecotKeywords {
             if flags.insert(Flag::Keyword(keyword.clone())) {
                 count += 1;
             }
+        }
+    }
+}
+
+impl DovecotKeywords {
+    /// The letter that stands for `keyword` (Dovecot compares keywords exactly).
+    fn letter_of(&self, keyword: &str) -> Option<u8> {
+        let index = self
+            .by_letter
+            .iter()
+            .position(|k| k.as_deref() == Some(keyword))?;
+        u8::try_from(index).ok().map(|i| b'a' + i)
+    }
+
+    /// The keyword letters a message file renamed from `old_name` carries when its
+    /// flags change from `old_flags` to `new_flags`, in ASCII order, so that Dovecot
+    /// reads the same keywords from the name. A letter of `old_name` is kept unless its
+    /// keyword was among `old_flags` and is not among `new_flags` (a client removed
+    /// it): a letter this store does not know (a line of `dovecot-keywords` it skipped)
+    /// or whose keyword it did not report (beyond the keyword limit) is never lost. A
+    /// keyword of `new_flags` gets its letter if `dovecot-keywords` has one.
+    pub(super) fn info_letters(
+        &self,
+        old_name: &str,
+        old_flags: &Flags,
+        new_flags: &Flags,
+    ) -> String {
+        let old_info = old_name.split_once(":2,").map_or("", |(_, info)| info);
+        let mut letters: Vec<u8> = old_info
+            .bytes()
+            .filter(u8::is_ascii_lowercase)
+            .filter(|letter| match &self.by_letter[usize::from(letter - b'a')] {
+                None => true,
+                Some(keyword) => {
+                    let flag = Flag::Keyword(keyword.clone());
+                    !old_flags.contains(&flag) || new_flags.contains(&flag)
+                }
+            })
+            .collect();
+        letters.extend(new_flags.iter().filter_map(|flag| match flag {
+            Flag::Keyword(keyword) => self.letter_of(keyword),
+            _ => None,
+        }));
+        letters.sort_unstable();
+        letters.dedup();
+        letters.into_iter().map(char::from).collect()
+    }
+}
+
+/// The index and the keyword of a `dovecot-keywords` line.
+fn keyword_line(line: &[u8]) -> Option<(usize, &[u8])> {
+    let space = line.iter().position(|b| *b == b' ')?;
+    let index = usize::try_from(number(&line[..space])?).ok()?;
+    Some((index, &line[space + 1..]))
+}
+
+impl DovecotKeywords {
+    /// Numbers the keywords of `wanted` that have no letter yet, in the lowest indexes no
+    /// line of `dovecot-keywords` uses, by appending lines to the file (its lines stay
+    /// as they are, so no letter changes meaning), so that file names can carry their
+    /// letters. Only in a mailbox Dovecot kept (it has `dovecot-keywords` or
+    /// `dovecot-uidlist`), and the file keeps the owner and permissions of Dovecot's, so
+    /// that Dovecot reads it should it take over again. A keyword left without a number
+    /// (all 26 taken, a file cut short or too large, a failed write) only goes without a
+    /// letter in the file names, as before.
+    pub(super) fn number_missing<'a>(&mut self, dir: &Path, wanted: impl Iterator<Item = &'a str>) {
+        let mut missing: Vec<&str> = wanted.filter(|k| self.letter_of(k).is_none()).collect();
+        if missing.is_empty() {
+            return;
+        }
+        missing.sort_unstable();
+        missing.dedup();
+        let (template, original) = match std::fs::metadata(dir.join(KEYWORDS_FILE)) {
+            Ok(metadata) => match read_bounded(dir, KEYWORDS_FILE, MAX_KEYWORDS_BYTES) {
+                Some(bytes) => (metadata, bytes),
+                None => return,
+            },
+            Err(_) => match std::fs::metadata(dir.join(UIDLIST_FILE)) {
+                Ok(metadata) => (metadata, Vec::new()),
+                Err(_) => return,
+            },
+        };
+        // A last line without its line end: the file is not as Dovecot writes it.
+        if original.last().is_some_and(|b| *b != b'\n') {
+            return;
+        }
+        let mut taken = [false; KEYWORD_LETTERS];
+        for (index, _) in complete_lines(&original).filter_map(keyword_line) {
+            if let Some(slot) = taken.get_mut(index) {
+                *slot = true;
+            }
+        }
+        let mut updated = self.clone();
+        let mut text = original.clone();
+        for keyword in missing {
+            let Some(free) = taken.iter().position(|t| !t) else {
+                break;
+            };
+            taken[free] = true;
+            text.extend_from_slice(format!("{free} {keyword}\n").as_bytes());
+            updated.by_letter[free] = Some(keyword.to_string());
+        }
+        if text.len() > original.len()
+            && files::write_replace_like(dir, KEYWORDS_FILE, &text, Some(&template)).is_ok()
+        {
+            *self = updated;
         }
     }
 }
@@ -340,6 +450,12 @@ mod tests {
         // A file listed twice keeps the later UID.
         let twice = "3 V1 N9\n1 :a.b\n2 :a.b:2,S\n";
         assert_eq!(parse_uidlist(twice.as_bytes()).unwrap().uids["a.b"], Uid(2));
+        // Records appended after the header was written (Dovecot 2.3.19 leaves `N24`
+        // above a record 25, and `N1` above records 1 and 2): UIDNEXT follows them.
+        let stale = "3 V1 N24 Gx\n24 :a.b\n25 :c.d\n";
+        assert_eq!(parse_uidlist(stale.as_bytes()).unwrap().next_uid, 26);
+        let stale = "3 V1 N1 Gx\n1 :a.b\n2 :c.d\n";
+        assert_eq!(parse_uidlist(stale.as_bytes()).unwrap().next_uid, 3);
     }
 
     #[test]
@@ -359,6 +475,7 @@ mod tests {
             "3 V17 N7\n3 :a\n2 :b\n",          // out of order
             "3 V17 N7\n0 :a\n",                // UID 0
             "3 V17 N7\n3000000000 :a\n",       // beyond the adopted range
+            "3 V17 N7\n2147483647 :a\n",       // no UIDNEXT left in the range
             "3 V17 N7\n1 W12\n",               // no file name
             "3 V17 N7\n1 :\n",                 // empty file name
             "3 V17 N7\n1 :../../etc/passwd\n", // a path
@@ -393,6 +510,86 @@ mod tests {
         assert!(has_keyword_letters("x:2,Sa"));
         assert!(!has_keyword_letters("x:2,S"));
         assert!(!has_keyword_letters("xa"));
+    }
+
+    #[test]
+    fn renamed_files_keep_dovecots_keyword_letters() {
+        // c: a keyword this store does not take (skipped), d: beyond the keyword limit.
+        let keywords = DovecotKeywords::parse(b"0 $Forwarded\n1 $MDNSent\n2 bad(word\n3 $label1\n");
+        let name = "1.M1P2.relay,S=5,W=6:2,RSabcd";
+        let old = Flags::from([
+            Flag::Answered,
+            Flag::Seen,
+            Flag::Keyword("$Forwarded".into()),
+            Flag::Keyword("$MDNSent".into()),
+        ]);
+        // Adding \Flagged keeps every letter.
+        let mut new = old.clone();
+        new.insert(Flag::Flagged);
+        assert_eq!(keywords.info_letters(name, &old, &new), "abcd");
+        // Removing $MDNSent drops only b.
+        let mut new = old.clone();
+        new.remove(&Flag::Keyword("$MDNSent".into()));
+        assert_eq!(keywords.info_letters(name, &old, &new), "acd");
+        // A keyword Dovecot numbered gets its letter; one it did not gets none.
+        let mut new = Flags::from([
+            Flag::Keyword("$label1".into()),
+            Flag::Keyword("$new".into()),
+        ]);
+        assert_eq!(
+            keywords.info_letters("1.M1P2.relay:2,", &Flags::new(), &new),
+            "d"
+        );
+        new.insert(Flag::Keyword("$Forwarded".into()));
+        assert_eq!(
+            keywords.info_letters("1.M1P2.relay", &Flags::new(), &new),
+            "ad"
+        );
+    }
+
+    #[test]
+    fn new_keywords_are_numbered_after_dovecots_lines() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let wanted = ["$Forwarded", "$new", "$b", "$new"];
+        // Not a mailbox Dovecot kept: nothing written.
+        let mut keywords = DovecotKeywords::default();
+        keywords.number_missing(dir, wanted.into_iter());
+        assert!(!dir.join(KEYWORDS_FILE).exists());
+        assert_eq!(keywords.letter_of("$new"), None);
+        // Index 1 is taken by a line this store skips: it keeps its meaning.
+        let original = b"0 $Forwarded\n1 bad(word\n3 $x\n";
+        std::fs::write(dir.join(KEYWORDS_FILE), original).unwrap();
+        let mut keywords = DovecotKeywords::read(dir);
+        keywords.number_missing(dir, wanted.into_iter());
+        let written = std::fs::read(dir.join(KEYWORDS_FILE)).unwrap();
+        assert_eq!(written, b"0 $Forwarded\n1 bad(word\n3 $x\n2 $b\n4 $new\n");
+        assert_eq!(keywords, DovecotKeywords::read(dir));
+        assert_eq!(
+            (keywords.letter_of("$b"), keywords.letter_of("$new")),
+            (Some(b'c'), Some(b'e'))
+        );
+        // A file cut short is left alone.
+        std::fs::write(dir.join(KEYWORDS_FILE), b"0 $Forwarded\n1 $x").unwrap();
+        let mut keywords = DovecotKeywords::read(dir);
+        keywords.number_missing(dir, ["$y"].into_iter());
+        assert_eq!(keywords.letter_of("$y"), None);
+        // All 26 taken: no letter, nothing lost.
+        let full: String = (0..26).map(|i| format!("{i} $k{i}\n")).collect();
+        std::fs::write(dir.join(KEYWORDS_FILE), &full).unwrap();
+        let mut keywords = DovecotKeywords::read(dir);
+        keywords.number_missing(dir, ["$y"].into_iter());
+        assert_eq!(keywords.letter_of("$y"), None);
+        assert_eq!(
+            std::fs::read_to_string(dir.join(KEYWORDS_FILE)).unwrap(),
+            full
+        );
+        // Only a uidlist: the file is created.
+        std::fs::remove_file(dir.join(KEYWORDS_FILE)).unwrap();
+        std::fs::write(dir.join(UIDLIST_FILE), b"3 V1 N1\n").unwrap();
+        let mut keywords = DovecotKeywords::read(dir);
+        keywords.number_missing(dir, ["$y"].into_iter());
+        assert_eq!(std::fs::read(dir.join(KEYWORDS_FILE)).unwrap(), b"0 $y\n");
     }
 
     proptest! {

@@ -71,6 +71,28 @@ pub(crate) fn size_field(base: &str) -> Option<u64> {
         .and_then(|s| s.parse().ok())
 }
 
+/// The size Dovecot serves a message with, `,W=<size>` in the base name: the size with
+/// CRLF line ends (Dovecot stores LF line ends, `,S=` counts those).
+pub(crate) fn served_size_field(base: &str) -> Option<u64> {
+    base.split(',')
+        .skip(1)
+        .find_map(|field| field.strip_prefix("W="))
+        .and_then(|s| s.parse().ok())
+}
+
+/// The size a message file is served with over IMAP (RFC822.SIZE, SEARCH LARGER and
+/// SMALLER, and the index). A file this store wrote is served as stored: `,S=`. Another
+/// program's (Dovecot's, stored with LF line ends) is served with CRLF line ends
+/// ([`crlf_line_ends`]), so its size is Dovecot's `,W=`, the size Dovecot served it with;
+/// `None` when the name does not say (the caller then measures the served bytes).
+pub(crate) fn served_size(base: &str) -> Option<u64> {
+    if written_by_this_store(base) {
+        size_field(base)
+    } else {
+        served_size_field(base)
+    }
+}
+
 /// The delivery time a maildir name starts with (`<unix-time>.`), used to order
 /// messages found on disk.
 pub(crate) fn name_time(base: &str) -> Option<i64> {
@@ -82,16 +104,26 @@ pub(crate) fn name_time(base: &str) -> Option<i64> {
 pub(crate) fn file_name(base: &str, sub: Sub, flags: &Flags) -> String {
     match sub {
         Sub::New => base.to_string(),
-        Sub::Cur => {
-            let mut letters: Vec<char> = flags.iter().filter_map(Flag::maildir_letter).collect();
-            letters.sort_unstable();
-            let mut name = String::with_capacity(base.len() + 3 + letters.len());
-            name.push_str(base);
-            name.push_str(":2,");
-            name.extend(letters);
-            name
-        }
+        Sub::Cur => cur_name(base, flags, ""),
     }
+}
+
+/// The file name a message has in `cur/` with `flags` and Dovecot's keyword letters
+/// `keyword_letters` (lowercase, see `DovecotKeywords::info_letters`): all info letters
+/// in ASCII order, system flags first, as Dovecot writes them.
+pub(crate) fn cur_name(base: &str, flags: &Flags, keyword_letters: &str) -> String {
+    let mut letters: Vec<char> = flags
+        .iter()
+        .filter_map(Flag::maildir_letter)
+        .chain(keyword_letters.chars().filter(char::is_ascii_lowercase))
+        .collect();
+    letters.sort_unstable();
+    letters.dedup();
+    let mut name = String::with_capacity(base.len() + 3 + letters.len());
+    name.push_str(base);
+    name.push_str(":2,");
+    name.extend(letters);
+    name
 }
 
 /// Makes the entries of a directory (created, renamed, removed files) durable.
@@ -100,6 +132,18 @@ pub(crate) use crate::account::fsutil::sync_dir;
 /// Replaces `dir/name` with `contents` durably: `<name>.tmp` is written and fsynced,
 /// renamed over `name`, and `dir` fsynced. The caller is the file's only writer.
 pub(crate) fn write_replace(dir: &Path, name: &str, contents: &[u8]) -> io::Result<()> {
+    write_replace_like(dir, name, contents, None)
+}
+
+/// [`write_replace`], the new file getting the owner, group and permissions of `like`
+/// when given: a file of another program (Dovecot's) that this store changes, which
+/// that program must go on reading. If the owner cannot be given, nothing is replaced.
+pub(crate) fn write_replace_like(
+    dir: &Path,
+    name: &str,
+    contents: &[u8],
+    like: Option<&std::fs::Metadata>,
+) -> io::Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
     let target = dir.join(name);
     // A temp file left by a crash is stale.
@@ -107,10 +151,23 @@ pub(crate) fn write_replace(dir: &Path, name: &str, contents: &[u8]) -> io::Resu
         Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
-    let mut file = create_new_file(&tmp)?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    drop(file);
+    let written = (|| {
+        let mut file = create_new_file(&tmp)?;
+        file.write_all(contents)?;
+        #[cfg(unix)]
+        if let Some(like) = like {
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+            std::os::unix::fs::fchown(&file, Some(like.uid()), Some(like.gid()))?;
+            file.set_permissions(std::fs::Permissions::from_mode(like.mode() & 0o7777))?;
+        }
+        #[cfg(not(unix))]
+        let _ = like;
+        file.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     std::fs::rename(&tmp, &target)?;
     sync_dir(dir)
 }
@@ -201,14 +258,58 @@ pub(crate) fn written_by_this_store(base: &str) -> bool {
     !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// Reads the message file named `name`, at most `limit` bytes (after decompression).
+/// How many LF bytes of `message` are not preceded by a CR: the bytes
+/// [`crlf_line_ends`] adds.
+fn bare_lf_count(message: &[u8]) -> usize {
+    let mut previous = 0u8;
+    message
+        .iter()
+        .filter(|&&b| {
+            let bare = b == b'\n' && previous != b'\r';
+            previous = b;
+            bare
+        })
+        .count()
+}
+
+/// `message` as Dovecot serves a file it stored with LF line ends (its `istream-crlf`):
+/// every LF not preceded by a CR gets one. Nothing else changes: a CRLF stays, a lone
+/// CR stays a lone CR, and a last line without a line end gets none (measured with
+/// Debian's Dovecot 2.3.19, `tests/e2e/test_dovecot_adoption.py`). The result is at
+/// most twice as long as `message`, whose size the message limit bounds; a message
+/// without a bare LF is returned as it is, without a copy.
+pub(crate) fn crlf_line_ends(message: Vec<u8>) -> Vec<u8> {
+    let added = bare_lf_count(&message);
+    if added == 0 {
+        return message;
+    }
+    let mut served = Vec::with_capacity(message.len() + added);
+    let mut previous = 0u8;
+    for &b in &message {
+        if b == b'\n' && previous != b'\r' {
+            served.push(b'\r');
+        }
+        served.push(b);
+        previous = b;
+    }
+    served
+}
+
+/// Reads the message file named `name`, at most `limit` bytes (after decompression), in
+/// the form it is served in over IMAP.
 ///
-/// Only a file another program wrote (Dovecot's `zlib_save = gz`) is decompressed when
-/// it starts with the gzip magic. A file this store wrote is served exactly as stored:
-/// its bytes are what the policy checked, and decompressing them would serve a message
-/// the policy never saw (a gzip member whose comment field holds a valid PGP/MIME
-/// message and whose data holds cleartext).
+/// A file this store wrote is served exactly as stored: its bytes are what the policy
+/// checked (stored as received, with CRLF line ends), and decompressing them would serve
+/// a message the policy never saw (a gzip member whose comment field holds a valid
+/// PGP/MIME message and whose data holds cleartext). A file another program wrote
+/// (Dovecot's) is served as Dovecot served it: decompressed when it starts with the
+/// gzip magic (`zlib_save = gz`), and with CRLF line ends ([`crlf_line_ends`]; Dovecot
+/// stores LF), which may make it up to twice `limit` long. The file is not rewritten.
 pub(crate) fn read_message(file: File, name: &str, limit: u64) -> Result<Bytes, StoreError> {
+    let own = written_by_this_store(base_of(name));
+    // A file of this store holds at most `limit` appended bytes, or a COPY of another
+    // program's message in its served form: at most twice `limit`.
+    let limit = if own { limit.saturating_mul(2) } else { limit };
     let on_disk = file
         .metadata()
         .map_err(|e| StoreError::io("reading message metadata", e))?
@@ -223,8 +324,11 @@ pub(crate) fn read_message(file: File, name: &str, limit: u64) -> Result<Bytes, 
     file.take(limit + 1)
         .read_to_end(&mut raw)
         .map_err(|e| StoreError::io("reading message", e))?;
-    if !raw.starts_with(&GZIP_MAGIC) || written_by_this_store(base_of(name)) {
+    if own {
         return Ok(Bytes::from(raw));
+    }
+    if !raw.starts_with(&GZIP_MAGIC) {
+        return Ok(Bytes::from(crlf_line_ends(raw)));
     }
     let mut plain = Vec::with_capacity(raw.len().saturating_mul(3));
     MultiGzDecoder::new(raw.as_slice())
@@ -237,7 +341,7 @@ pub(crate) fn read_message(file: File, name: &str, limit: u64) -> Result<Bytes, 
             limit,
         });
     }
-    Ok(Bytes::from(plain))
+    Ok(Bytes::from(crlf_line_ends(plain)))
 }
 
 #[cfg(test)]
@@ -257,6 +361,110 @@ mod tests {
         let flags = Flags::from([Flag::Seen, Flag::Draft, Flag::Keyword("$x".into())]);
         assert_eq!(file_name(base, Sub::Cur, &flags), format!("{base}:2,DS"));
         assert_eq!(file_name(base, Sub::New, &flags), base);
+    }
+
+    #[test]
+    fn dovecot_files_are_served_with_crlf_as_dovecot_serves_them() {
+        // Stored by Dovecot 2.3.19 -> served by it (tests/e2e/test_dovecot_adoption.py).
+        for (stored, served) in [
+            (&b"a\nb\n"[..], &b"a\r\nb\r\n"[..]),
+            // A CRLF stays, a lone CR stays lone (LMTP keeps one in the middle).
+            (b"a\r\nb\nc\rd\n", b"a\r\nb\r\nc\rd\r\n"),
+            // A last line without a line end gets none.
+            (b"Subject: x\n\nno end", b"Subject: x\r\n\r\nno end"),
+            (b"\n\n", b"\r\n\r\n"),
+            (b"\r", b"\r"),
+            (b"", b""),
+        ] {
+            assert_eq!(crlf_line_ends(stored.to_vec()), served, "{stored:?}");
+            assert_eq!(bare_lf_count(stored), served.len() - stored.len());
+        }
+        // At most twice as long.
+        assert_eq!(crlf_line_ends(vec![b'\n'; 1000]).len(), 2000);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_served_form_has_no_bare_lf_and_only_adds_crs(
+            message in proptest::collection::vec(
+                proptest::sample::select(vec![b'\r', b'\n', b'a']), 0..64)
+        ) {
+            let served = crlf_line_ends(message.clone());
+            proptest::prop_assert_eq!(bare_lf_count(&served), 0);
+            proptest::prop_assert_eq!(served.len(), message.len() + bare_lf_count(&message));
+            // Serving it again changes nothing; only CRs were added.
+            let again = crlf_line_ends(served.clone());
+            proptest::prop_assert_eq!(&again, &served);
+            let without_crs: Vec<u8> = served.iter().copied().filter(|b| *b != b'\r').collect();
+            let original_without_crs: Vec<u8> =
+                message.iter().copied().filter(|b| *b != b'\r').collect();
+            proptest::prop_assert_eq!(without_crs, original_without_crs);
+        }
+    }
+
+    #[test]
+    fn the_served_size_is_dovecots_w_for_its_files_and_s_for_ours() {
+        assert_eq!(
+            served_size("1700000000.M1P2.host,S=1234,W=1260"),
+            Some(1260)
+        );
+        assert_eq!(
+            served_size("1700000000.M1P2.host,W=1260,S=1234"),
+            Some(1260)
+        );
+        assert_eq!(served_size("1700000000.M1P2.host,S=1234"), None);
+        assert_eq!(served_size("1700000000.M1P2.host"), None);
+        assert_eq!(served_size("1700000000.M1P2Q3.host,S=1234"), Some(1234));
+        // A W= in a name of ours would not be ours: S= is what we stored and serve.
+        assert_eq!(served_size("1700000000.M1P2Q3.host,S=1234,W=9"), Some(1234));
+    }
+
+    #[test]
+    fn dovecot_files_are_read_in_served_form_and_ours_as_stored() {
+        let tmp = tempfile::tempdir().unwrap();
+        let message = b"Subject: x\n\nline\r\nlast\n";
+        let served = b"Subject: x\r\n\r\nline\r\nlast\r\n";
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(message).unwrap();
+        let gz = gz.finish().unwrap();
+        for (name, bytes, expected) in [
+            ("1.M1P2.host,S=22", &message[..], &served[..]),
+            ("2.M1P2.host,S=22:2,S", &gz[..], &served[..]),
+            // Ours: as stored, never converted nor decompressed.
+            ("3.M1P2Q3.host,S=22", &message[..], &message[..]),
+            ("4.M1P2Q3.host,S=22", &gz[..], &gz[..]),
+        ] {
+            let path = tmp.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            let read = read_message(File::open(&path).unwrap(), name, 1000).unwrap();
+            assert_eq!(&read[..], expected, "{name}");
+        }
+        // The limit bounds what is read; the served form may be up to twice as long.
+        let lines = vec![b'\n'; 600];
+        let path = tmp.path().join("5.M1P2.host");
+        std::fs::write(&path, &lines).unwrap();
+        let read = read_message(File::open(&path).unwrap(), "5.M1P2.host", 600).unwrap();
+        assert_eq!(read.len(), 1200);
+        assert!(matches!(
+            read_message(File::open(&path).unwrap(), "5.M1P2.host", 599),
+            Err(StoreError::MessageTooLarge { .. })
+        ));
+        // A copy of ours of such a message (its served form) is read back.
+        let copy = tmp.path().join("6.M1P2Q3.host");
+        std::fs::write(&copy, &read).unwrap();
+        let again = read_message(File::open(&copy).unwrap(), "6.M1P2Q3.host", 600).unwrap();
+        assert_eq!(again, read);
+    }
+
+    #[test]
+    fn cur_names_carry_keyword_letters_after_the_system_flags() {
+        let flags = Flags::from([Flag::Seen, Flag::Flagged, Flag::Keyword("$x".into())]);
+        assert_eq!(
+            cur_name("1.M1P2.h,S=3", &flags, "ca"),
+            "1.M1P2.h,S=3:2,FSac"
+        );
+        assert_eq!(cur_name("1.M1P2.h,S=3", &flags, ""), "1.M1P2.h,S=3:2,FS");
+        assert_eq!(cur_name("1.M1P2.h", &Flags::new(), "b"), "1.M1P2.h:2,b");
     }
 
     #[test]

@@ -94,6 +94,14 @@ impl MailboxState {
 
     /// Size, internal date and flags of a message file someone else wrote; `None` if
     /// it was deleted meanwhile.
+    ///
+    /// The size is the one the message is served with ([`files::served_size`]: Dovecot's
+    /// `,W=`, with CRLF line ends), so that RFC822.SIZE, SEARCH LARGER and SMALLER and
+    /// partial fetches agree with the bytes served and with what Dovecot served. Quota
+    /// usage (the index's sum of sizes) counts the same figure: the store's own messages
+    /// are counted by their CRLF bytes too, so every message counts alike; Dovecot's
+    /// quota counted the LF size (`,S=`), a few percent less. Trimming to the quota still
+    /// goes by `,S=` as the reference does (`maintenance`).
     pub(super) fn found_meta(
         &self,
         inner: &Inner,
@@ -104,7 +112,7 @@ impl MailboxState {
         let path = self.path(file);
         let metadata = std::fs::metadata(&path).ok()?;
         let internal_date = metadata.modified().map(files::unix_secs).unwrap_or(0);
-        let size = match files::size_field(base) {
+        let size = match files::served_size(base) {
             Some(size) => size,
             None => match File::open(&path)
                 .map_err(|e| StoreError::io("opening message", e))

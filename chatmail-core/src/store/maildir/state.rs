@@ -110,7 +110,8 @@ impl AccountDir {
                 for (uid, entry) in &state.index.messages {
                     state.by_base.insert(entry.body.base().to_string(), *uid);
                 }
-                if torn {
+                let corrected = state.correct_adopted_sizes();
+                if torn || corrected {
                     state.compact()?;
                 } else {
                     let log = std::fs::OpenOptions::new()
@@ -182,6 +183,37 @@ impl AccountDir {
 }
 
 impl MailboxState {
+    /// Gives the messages taken over from Dovecot the size they are served with
+    /// ([`files::served_size`]) where the index still records Dovecot's stored size
+    /// (`,S=`), as indexes written before adopted messages were served with CRLF line
+    /// ends do. Whether anything changed (the index is then to be rewritten).
+    fn correct_adopted_sizes(&mut self) -> bool {
+        let stale: Vec<(MessageMeta, FileRef)> = self
+            .index
+            .messages
+            .values()
+            .filter_map(|entry| {
+                let base = entry.body.base();
+                let served = files::served_size(base)?;
+                let stale = entry.meta.size != served
+                    && !files::written_by_this_store(base)
+                    && files::size_field(base) == Some(entry.meta.size);
+                stale.then(|| {
+                    let meta = MessageMeta {
+                        size: served,
+                        ..entry.meta.clone()
+                    };
+                    (meta, entry.body.clone())
+                })
+            })
+            .collect();
+        let changed = !stale.is_empty();
+        for (meta, body) in stale {
+            self.index.restore(meta, body);
+        }
+        changed
+    }
+
     pub(super) fn path(&self, file: &FileRef) -> PathBuf {
         self.dir.join(file.sub.dir()).join(&file.name)
     }

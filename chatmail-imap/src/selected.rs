@@ -7,7 +7,7 @@
 //! client already learnt from its own command (its EXPUNGE, its APPEND) are recognised
 //! by UID and not announced twice.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
 
 use chatmail_core::{Change, Flag, Flags, ModSeq, Uid};
@@ -210,6 +210,15 @@ impl Selected {
             self.announce_recent(out);
             return;
         }
+        // Only the newest flag change of a message is told: an older one arriving later
+        // (changes of different sessions race to the feed) would move its MODSEQ back.
+        let mut newest: HashMap<Uid, ModSeq> = HashMap::new();
+        for change in &self.queued {
+            if let Change::FlagsChanged { uid, modseq, .. } = change {
+                let m = newest.entry(*uid).or_insert(*modseq);
+                *m = (*m).max(*modseq);
+            }
+        }
         let mut exists_changed = false;
         let mut kept = Vec::new();
         for change in std::mem::take(&mut self.queued) {
@@ -223,7 +232,15 @@ impl Selected {
                     uid, flags, modseq, ..
                 } => {
                     self.highest_modseq = self.highest_modseq.max(modseq);
+                    if newest.get(&uid).is_some_and(|&m| m > modseq) {
+                        continue;
+                    }
                     if let Some(seq) = self.uids.seq_of(uid) {
+                        if exists_changed {
+                            // The client must know the number before a FETCH names it.
+                            self.announce_exists(out);
+                            exists_changed = false;
+                        }
                         self.announce_keywords(&flags, out);
                         let recent = self.is_recent(uid);
                         wire::flags_fetch(
@@ -248,10 +265,7 @@ impl Selected {
                     self.highest_modseq = self.highest_modseq.max(modseq);
                     if exists_changed {
                         // Announce new messages before sequence numbers shift.
-                        out.extend_from_slice(
-                            format!("* {} EXISTS\r\n", self.uids.len()).as_bytes(),
-                        );
-                        self.announce_recent(out);
+                        self.announce_exists(out);
                         exists_changed = false;
                     }
                     if let Some(seq) = self.uids.remove(uid) {
@@ -262,12 +276,38 @@ impl Selected {
             }
         }
         if exists_changed {
-            out.extend_from_slice(format!("* {} EXISTS\r\n", self.uids.len()).as_bytes());
+            self.announce_exists(out);
         }
         self.announce_recent(out);
         self.queued = kept;
         if self.queued.is_empty() {
             self.queued = Vec::new();
         }
+    }
+
+    /// Writes `* n EXISTS` for the client's view, and the RECENT count if it changed.
+    fn announce_exists(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(format!("* {} EXISTS\r\n", self.uids.len()).as_bytes());
+        self.announce_recent(out);
+    }
+
+    /// The client was just told the flags of these messages as of these modseqs (a
+    /// STORE's or FETCH's own responses): queued flag changes that are not newer are
+    /// dropped, so that no later response moves a message's MODSEQ back. One pass over
+    /// the queue.
+    pub(crate) fn told_flags(&mut self, told: &[(Uid, ModSeq)]) {
+        if told.is_empty()
+            || !self
+                .queued
+                .iter()
+                .any(|c| matches!(c, Change::FlagsChanged { .. }))
+        {
+            return;
+        }
+        let told: HashMap<Uid, ModSeq> = told.iter().copied().collect();
+        self.queued.retain(|c| match c {
+            Change::FlagsChanged { uid, modseq, .. } => told.get(uid).is_none_or(|m| modseq > m),
+            _ => true,
+        });
     }
 }

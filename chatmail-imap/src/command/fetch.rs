@@ -175,8 +175,7 @@ impl Continuation for FetchTask {
                     task.stage = Stage::Seen(metas);
                     return s.request(tag, request, task);
                 }
-                task.queue = metas.into();
-                next_message(s, tag, task);
+                start_messages(s, tag, task, metas);
             }
             Stage::Seen(mut metas) => {
                 if let Answer::FlagsStored { updated, .. } = answer {
@@ -189,8 +188,7 @@ impl Continuation for FetchTask {
                     // Setting \Seen shows the flags even when FLAGS was not asked for.
                     task.items.flags = true;
                 }
-                task.queue = metas.into();
-                next_message(s, tag, task);
+                start_messages(s, tag, task, metas);
             }
             Stage::Bodies(meta) => {
                 match answer {
@@ -375,6 +373,19 @@ fn fields_label(kind: &str, names: &[Vec<u8>]) -> String {
         }
     }
     format!("{kind} ({})", String::from_utf8_lossy(&out))
+}
+
+/// Starts writing the responses for `metas`. Their flags and modseqs are what the
+/// client will be told, so queued older flag changes of them are dropped first.
+fn start_messages(s: &mut Session, tag: &str, mut task: Box<FetchTask>, metas: Vec<MessageMeta>) {
+    if task.items.flags {
+        if let Some(sel) = s.selected.as_deref_mut() {
+            let told: Vec<_> = metas.iter().map(|m| (m.uid, m.modseq)).collect();
+            sel.told_flags(&told);
+        }
+    }
+    task.queue = metas.into();
+    next_message(s, tag, task);
 }
 
 /// Writes responses until a message's bytes are needed, then asks for them.

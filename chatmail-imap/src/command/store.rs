@@ -75,6 +75,8 @@ impl Continuation for StoreTask {
         let condstore = s.condstore;
         let mut out = Vec::new();
         if let Some(sel) = s.selected.as_deref_mut() {
+            let told: Vec<_> = updated.iter().map(|m| (m.uid, m.modseq)).collect();
+            sel.told_flags(&told);
             for meta in &updated {
                 sel.highest_modseq = sel.highest_modseq.max(meta.modseq);
                 // With CONDSTORE, even .SILENT reports the new MODSEQ (RFC 7162 3.1.3).

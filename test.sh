@@ -6,7 +6,8 @@
 #    smtplib/imaplib, swaks, curl, msmtp and mbsync (each skipped if not installed; CI
 #    installs them), Postfix as a peer of three federated relays on 127.0.0.2-5 (as
 #    root: standard ports), Debian's Dovecot writing a data directory the relay adopts
-#    (as root; skipped without Dovecot), and Delta Chat core itself
+#    (as root; skipped without Dovecot), Dovecot's imaptest (compliance groups and
+#    stress mode, when IMAPTEST_BIN points at it: .ci/run builds it), and Delta Chat core itself
 #    (deltachat-rpc-server + deltachat-rpc-client from PyPI, in a venv created here).
 #    Set CHATMAIL_SKIP_E2E=1 to run only the cargo tests.
 set -euo pipefail

@@ -390,6 +390,19 @@ fn bounds_and_hostile_names() {
             store.create_mailbox(&alice(), "Three").await,
             Err(StoreError::TooManyMailboxes(2))
         ));
+        // CREATE INBOX succeeds while INBOX never held mail (as Dovecot's), not after.
+        store.create_mailbox(&alice(), "inbox").await.unwrap();
+        let held = store
+            .append(
+                &alice(),
+                "INBOX",
+                Bytes::from_static(b"a\r\n"),
+                &Flags::new(),
+                0,
+            )
+            .await
+            .unwrap();
+        store.expunge(&alice(), "INBOX", &[held.uid]).await.unwrap();
         assert!(matches!(
             store.create_mailbox(&alice(), "inbox").await,
             Err(StoreError::MailboxExists(_))

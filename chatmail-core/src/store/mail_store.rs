@@ -48,7 +48,11 @@ pub struct CopyOutcome {
 /// any case means INBOX. See the [module docs](super) for the guarantees.
 #[async_trait]
 pub trait MailStore: Send + Sync {
-    /// Creates a mailbox (IMAP CREATE). Its UIDVALIDITY is new.
+    /// Creates a mailbox (IMAP CREATE). Its UIDVALIDITY is new. INBOX always exists, but
+    /// CREATE INBOX succeeds while it never held a message: Dovecot, the reference
+    /// relay's server, creates a fresh account's INBOX on first use and accepts CREATE
+    /// INBOX until then (imaptest's `pipeline` group relies on it); once INBOX held
+    /// mail it is [`StoreError::MailboxExists`], as RFC 3501 6.3.3 has it.
     async fn create_mailbox(&self, account: &Address, mailbox: &str) -> Result<(), StoreError>;
 
     /// Deletes a mailbox and its messages (IMAP DELETE); inferior mailboxes (`Name.Sub`)

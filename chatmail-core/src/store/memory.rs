@@ -105,6 +105,18 @@ impl MailStore for MemoryStore {
         let name = validate_mailbox_name(mailbox)?;
         let account = self.account(account);
         let mut account = lock(&account);
+        if name == INBOX {
+            // See `MailStore::create_mailbox`: nothing to make in memory.
+            let used = account
+                .mailboxes
+                .get(INBOX)
+                .is_some_and(|m| m.index.uid_next > Uid(1));
+            return if used {
+                Err(StoreError::MailboxExists(name))
+            } else {
+                Ok(())
+            };
+        }
         if account.mailboxes.contains_key(&name) {
             return Err(StoreError::MailboxExists(name));
         }

@@ -15,13 +15,12 @@ impl Session {
         let name = wire::mailbox_name(mailbox);
         let parent = name.ends_with(DELIMITER);
         let name = name.strip_suffix(DELIMITER).unwrap_or(&name).to_string();
-        if name == INBOX {
-            if parent {
-                return self.finish_ok(tag, "Create completed.");
-            }
-            return self.no(tag, "[ALREADYEXISTS] Mailbox already exists.");
+        if name == INBOX && parent {
+            return self.finish_ok(tag, "Create completed.");
         }
-        if !wire::valid_new_mailbox_name(&name) {
+        // CREATE INBOX goes to the store: a fresh account's INBOX is made on first use,
+        // and until then CREATE makes it, as Dovecot does (imaptest's `pipeline`).
+        if name != INBOX && !wire::valid_new_mailbox_name(&name) {
             return self.no(tag, "[CANNOT] Invalid mailbox name.");
         }
         let Some(account) = self.request_account(tag) else {

@@ -4,12 +4,12 @@
 use std::io;
 
 use super::files::{self, sync_dir};
-use super::inner::{read_guard, write_guard, Inner};
+use super::inner::{read_guard, write_guard, Inner, Scan};
 use super::uidlist;
 use crate::store::error::StoreError;
 use crate::store::index::MailboxIndex;
 use crate::store::name::{renamed_names, validate_mailbox_name};
-use crate::types::{Address, Change, MailboxInfo, SpecialUse, INBOX};
+use crate::types::{Address, Change, MailboxInfo, SpecialUse, Uid, INBOX};
 
 /// Maildir++ marks a folder directory with this empty file.
 const FOLDER_MARKER: &str = "maildirfolder";
@@ -19,8 +19,18 @@ impl Inner {
         let name = validate_mailbox_name(name)?;
         let account = self.account(address);
         let _layout = write_guard(&account.layout);
+        if name == INBOX {
+            // See `MailStore::create_mailbox`: CREATE INBOX succeeds while INBOX never
+            // held a message (a fresh account's, as Dovecot answers for it).
+            return account.with_mailbox(self, INBOX, Scan::Once, |state| {
+                if state.index.uid_next > Uid(1) {
+                    return Err(StoreError::MailboxExists(name.clone()));
+                }
+                state.ensure_on_disk()
+            });
+        }
         let folders = account.folder_names()?;
-        if name == INBOX || folders.contains(&name) {
+        if folders.contains(&name) {
             return Err(StoreError::MailboxExists(name));
         }
         if folders.len() >= self.limits.max_mailboxes {

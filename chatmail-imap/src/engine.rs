@@ -69,6 +69,8 @@ impl Engine for Session {
                 self.after_answer();
                 Ok(())
             }
+            // The session closed meanwhile (BYE): the answer has nowhere to go.
+            None if self.state == State::Logout => Ok(()),
             other => {
                 self.pending = other;
                 Err(AnswerError::NotWaiting(id))
@@ -207,6 +209,11 @@ impl Session {
     /// After an answer took effect: on with the buffered input, or, when the server is
     /// shutting down, BYE once no request is out any more.
     fn after_answer(&mut self) {
+        if self.pending.is_none() && self.delayed.is_none() {
+            if let Some(text) = self.bye_pending.take() {
+                return self.bye(text);
+            }
+        }
         if !self.shutting_down {
             self.process();
         } else if self.pending.is_none() {

@@ -1,15 +1,16 @@
 //! FETCH's view of a message: header fields, the part tree with byte offsets, ENVELOPE
 //! and BODYSTRUCTURE.
 //!
-//! The part tree and the address lists come from Stalwart's `mail-parser` (RFC
-//! complete, zero-copy: part offsets point into the stored message), so `BODY[1]` of a
-//! large message is a slice of the same [`bytes::Bytes`]. The header slicing for
-//! `HEADER.FIELDS` and SEARCH stays here: it reports fields byte for byte as stored.
-//! Nesting depth and the number of parts are bounded; past the bounds a part is a leaf.
+//! Each entity's header block is read by Stalwart's `mail-parser` (RFC complete: the
+//! address lists with display names, comments, groups and encoded words; Content-Type
+//! and Content-Disposition with RFC 2231 parameters). The tree itself is cut here by
+//! delimiter and blank lines into byte ranges of the stored message, so `BODY[1]` of a
+//! large message is a slice of the same [`bytes::Bytes`]; nesting depth and the number
+//! of parts are bounded, past the bounds a part is a leaf (see [`parse`] for why
+//! mail-parser does not cut the tree). The header slicing for `HEADER.FIELDS` and
+//! SEARCH stays here too: it reports fields byte for byte as stored.
 
-use mail_parser::{
-    Addr, Address, ContentType, Header, HeaderName, Message, MessageParser, MimeHeaders, PartType,
-};
+use mail_parser::{Addr, Address, ContentType, Header, HeaderName, MessageParser};
 
 use crate::wire;
 
@@ -153,119 +154,137 @@ pub(crate) fn top_header(msg: &[u8]) -> (usize, usize) {
     split_header(msg, 0, msg.len())
 }
 
-/// Parses the message `msg` into its part tree with Stalwart's `mail-parser` (RFC
-/// 5322/2045-2049 complete: groups, comments, encoded words, quoted parameters), which
-/// hands out byte offsets into `msg`: sections stay slices of the stored message.
+/// Parses the message `msg` into its part tree. The tree is cut here, by delimiter lines
+/// and blank lines, within [`MAX_DEPTH`] and [`MAX_PARTS`]; each part's header block is
+/// read by Stalwart's `mail-parser` (RFC 5322/2045-2049 complete: groups, comments,
+/// encoded words, RFC 2231 parameters). mail-parser is not given whole bodies: it nests
+/// encapsulated messages without a depth bound and frees them recursively, so a message
+/// of many thousand nested parts would exhaust the stack.
 pub(crate) fn parse(msg: &[u8]) -> Part {
-    let Some(message) = MessageParser::default().parse(msg) else {
-        // No header at all: one text part spanning the message.
-        return Part {
-            end: msg.len(),
-            ..Part::plain_text()
-        };
-    };
     let mut budget = MAX_PARTS;
-    convert(msg, &message, 0, 0, &mut budget).unwrap_or_else(|| Part {
-        end: msg.len(),
-        ..Part::plain_text()
-    })
+    parse_entity(msg, 0, msg.len(), 0, false, &mut budget)
 }
 
-/// Part `id` of `message` (whose offsets are into `msg`) as a [`Part`]; `None` if the
-/// parser's ids or offsets do not fit (never trusted blindly).
-fn convert(
+/// The entity `msg[start..end]`; `in_digest`: its parent is a multipart/digest, where
+/// the default type is message/rfc822 (RFC 2046 5.1.5).
+fn parse_entity(
     msg: &[u8],
-    message: &Message<'_>,
-    id: usize,
+    start: usize,
+    end: usize,
     depth: usize,
+    in_digest: bool,
     budget: &mut usize,
-) -> Option<Part> {
-    let source = message.parts.get(id)?;
-    let header_start = source.offset_header as usize;
-    let body_start = source.offset_body as usize;
-    let end = source.offset_end as usize;
-    if header_start > body_start || body_start > end || end > msg.len() {
-        return None;
-    }
+) -> Part {
+    let (_, body_start) = split_header(msg, start, end);
     let mut part = Part {
-        header_start,
+        header_start: start,
         body_start,
         end,
         ..Part::plain_text()
     };
-    if let Some(ct) = source.content_type() {
-        part.media_type = ct.ctype().to_ascii_lowercase();
-        part.subtype = ct.subtype().unwrap_or_default().to_ascii_lowercase();
-        part.params = attributes(ct);
-        if part.subtype.is_empty() {
+    let parsed = MessageParser::default().parse_headers(&msg[start..body_start]);
+    let headers = parsed
+        .as_ref()
+        .and_then(|m| m.parts.first())
+        .map_or(&[][..], |p| p.headers());
+    let field = |name: HeaderName<'_>| headers.iter().rev().find(|h| h.name == name);
+    match field(HeaderName::ContentType).and_then(|h| h.value.as_content_type()) {
+        Some(ct) => {
             // RFC 2045 5.2: an unusable Content-Type is text/plain.
-            part = Part {
-                header_start,
-                body_start,
-                end,
-                ..Part::plain_text()
-            };
+            if let Some(subtype) = ct.subtype().filter(|s| !s.is_empty()) {
+                part.media_type = ct.ctype().to_ascii_lowercase();
+                part.subtype = subtype.to_ascii_lowercase();
+                part.params = attributes(ct);
+            }
         }
-    } else if depth > 0 && is_digest_child(message, id) {
-        // RFC 2046 5.1.5: in a multipart/digest the default is message/rfc822.
-        part.media_type = "message".into();
-        part.subtype = "rfc822".into();
-        part.params.clear();
+        None if in_digest => {
+            part.media_type = "message".into();
+            part.subtype = "rfc822".into();
+            part.params.clear();
+        }
+        None => {}
     }
-    part.disposition = source
-        .content_disposition()
+    part.disposition = field(HeaderName::ContentDisposition)
+        .and_then(|h| h.value.as_content_type())
         .map(|d| (d.ctype().to_ascii_lowercase(), attributes(d)));
-    if id == 0 || part.media_type == "message" && part.subtype == "rfc822" {
-        part.envelope = Some(Envelope::of(source.headers()));
+    if depth == 0 {
+        part.envelope = Some(Envelope::of(headers));
     }
     if depth >= MAX_DEPTH || *budget == 0 {
-        return Some(part);
+        return part;
     }
     *budget -= 1;
-    match &source.body {
-        PartType::Multipart(children) => {
-            for &child in children {
+    if part.media_type == "multipart" {
+        let boundary = part
+            .params
+            .iter()
+            .find(|(n, _)| n == "boundary")
+            .map(|(_, v)| v.clone());
+        let digest = part.subtype == "digest";
+        if let Some(boundary) = boundary.filter(|b| !b.is_empty()) {
+            for (s, e) in split_multipart(msg, body_start, end, boundary.as_bytes()) {
                 if *budget == 0 {
                     break;
                 }
-                if let Some(c) = convert(msg, message, child as usize, depth + 1, budget) {
-                    part.children.push(c);
-                }
+                part.children
+                    .push(parse_entity(msg, s, e, depth + 1, digest, budget));
             }
         }
-        // Offsets of an encapsulated message are into the whole message when it was not
-        // transfer-encoded (then `raw_message` is `msg` itself); a base64 or
-        // quoted-printable one was decoded into a buffer of its own, and is reported as
-        // the opaque part it is on the wire.
-        PartType::Message(inner)
-            if std::ptr::eq(inner.raw_message.as_ref().as_ptr(), msg.as_ptr()) =>
-        {
-            if let Some(mut root) = convert(msg, inner, 0, depth + 1, budget) {
-                // The encapsulated message is the whole body of its part, epilogue of a
-                // multipart included (its TEXT ends where the part ends).
-                root.end = root.end.max(part.end);
-                root.envelope = Some(Envelope::of(
-                    inner.parts.first().map_or(&[][..], |p| p.headers()),
-                ));
-                part.message = Some(Box::new(root));
-            }
-        }
-        _ => {}
+    } else if part.media_type == "message" && part.subtype == "rfc822" {
+        let mut inner = parse_entity(msg, body_start, end, depth + 1, false, budget);
+        // The encapsulated message's own fields make its ENVELOPE.
+        let inner_header = &msg[inner.header_start..inner.body_start];
+        let parsed = MessageParser::default().parse_headers(inner_header);
+        let headers = parsed
+            .as_ref()
+            .and_then(|m| m.parts.first())
+            .map_or(&[][..], |p| p.headers());
+        inner.envelope = Some(Envelope::of(headers));
+        part.message = Some(Box::new(inner));
     }
-    Some(part)
+    part
 }
 
-/// Whether part `id` is a direct child of a multipart/digest.
-fn is_digest_child(message: &Message<'_>, id: usize) -> bool {
-    message.parts.iter().any(|p| {
-        matches!(&p.body, PartType::Multipart(c) if c.contains(&(id as u32)))
-            && p.content_type().is_some_and(|ct| {
-                ct.ctype().eq_ignore_ascii_case("multipart")
-                    && ct
-                        .subtype()
-                        .is_some_and(|s| s.eq_ignore_ascii_case("digest"))
-            })
-    })
+/// The byte ranges of the body parts between `--boundary` delimiter lines; the line end
+/// before a delimiter belongs to the delimiter (RFC 2046 5.1.1).
+fn split_multipart(msg: &[u8], start: usize, end: usize, boundary: &[u8]) -> Vec<(usize, usize)> {
+    let mut parts = Vec::new();
+    let mut current: Option<usize> = None;
+    let mut i = start;
+    while i < end {
+        let next = msg[i..end]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(end, |p| i + p + 1);
+        let line = &msg[i..next];
+        if let Some(rest) = line
+            .strip_prefix(b"--")
+            .and_then(|l| l.strip_prefix(boundary))
+        {
+            let rest = trim(rest);
+            if rest.is_empty() || rest == b"--" {
+                if let Some(s) = current {
+                    let mut e = i;
+                    if e > s && msg[e - 1] == b'\n' {
+                        e -= 1;
+                        if e > s && msg[e - 1] == b'\r' {
+                            e -= 1;
+                        }
+                    }
+                    parts.push((s, e.max(s)));
+                }
+                if rest == b"--" {
+                    return parts;
+                }
+                current = Some(next);
+            }
+        }
+        i = next;
+    }
+    if let Some(s) = current {
+        parts.push((s, end));
+    }
+    parts
 }
 
 /// Content-Type or Content-Disposition parameters, names lower-cased (at most 32).
@@ -748,5 +767,26 @@ mod tests {
         root.write_structure(msg, &mut out, false);
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("(\"message\" \"rfc822\" NIL NIL NIL \"7BIT\" 38 (NIL \"s\" ((NIL NIL \"sub\" \"b.org\"))"), "{text}");
+    }
+
+    #[test]
+    fn hundred_thousand_nested_messages_stay_bounded() {
+        // mail-parser alone would nest them all and free them recursively.
+        let mut msg = Vec::new();
+        for _ in 0..100_000 {
+            msg.extend_from_slice(b"Content-Type: message/rfc822\r\n\r\n");
+        }
+        msg.extend_from_slice(b"Subject: deep\r\n\r\nbody\r\n");
+        let part = parse(&msg);
+        let mut depth = 0;
+        let mut cur = &part;
+        while let Some(inner) = cur.message.as_deref() {
+            depth += 1;
+            cur = inner;
+        }
+        assert!(depth <= MAX_DEPTH, "{depth}");
+        let mut out = Vec::new();
+        part.write_structure(&msg, &mut out, true);
+        assert!(out.len() < 64 * 1024, "{}", out.len());
     }
 }

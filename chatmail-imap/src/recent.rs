@@ -58,6 +58,9 @@ impl Continuation for ClaimRecent {
             let mut out = Vec::new();
             sel.announce_recent(&mut out);
             s.raw(&out);
+            // Mail that arrived while this claim was out is claimed now, not when the
+            // client ends IDLE (another session could take it meanwhile).
+            s.claim_recent_if_needed();
         }
     }
 }

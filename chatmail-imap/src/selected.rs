@@ -39,8 +39,9 @@ pub(crate) struct Selected {
 }
 
 /// Most keywords announced in FLAGS: a mailbox with more gets no further FLAGS
-/// responses (Dovecot's limit per mailbox is far lower in practice).
-pub(crate) const MAX_ANNOUNCED_KEYWORDS: usize = 1024;
+/// responses. Each announcement repeats the whole list, so the bound keeps that output
+/// small; Dovecot's maildir keeps at most 26 keywords per mailbox.
+pub(crate) const MAX_ANNOUNCED_KEYWORDS: usize = 64;
 
 /// A mailbox a SELECT/EXAMINE is opening: changes to it that arrive before the answer
 /// are kept and applied once it is open, so that none falls between listing and
@@ -79,9 +80,11 @@ impl Selected {
         selected
     }
 
-    /// Whether `uid` is `\Recent` in this session.
+    /// Whether `uid` is `\Recent` in this session. The ranges ascend (the store's
+    /// boundary only moves up): a binary search.
     pub(crate) fn is_recent(&self, uid: Uid) -> bool {
-        self.recent.iter().any(|r| r.contains(&uid))
+        let i = self.recent.partition_point(|r| r.end <= uid);
+        self.recent.get(i).is_some_and(|r| r.contains(&uid))
     }
 
     /// Adds UIDs this session claimed as `\Recent`.
@@ -93,14 +96,21 @@ impl Selected {
             Some(last) if last.end >= claimed.start => last.end = last.end.max(claimed.end),
             _ => self.recent.push(claimed),
         }
+        // Ranges wholly below the lowest message in view are dropped: the list stays as
+        // short as the claims that still name messages. (An empty view keeps them: the
+        // claimed messages may not be announced yet.)
+        if let Some((_, lowest)) = self.uids.iter().next() {
+            self.recent.retain(|r| r.end > lowest);
+        }
     }
 
-    /// `\Recent` messages in the client's view (the RECENT count).
+    /// `\Recent` messages in the client's view (the RECENT count): per claimed range,
+    /// the messages below its end minus those below its start, over the view's runs.
     pub(crate) fn recent_count(&self) -> u32 {
-        if self.recent.is_empty() {
-            return 0;
-        }
-        self.uids.iter().filter(|&(_, u)| self.is_recent(u)).count() as u32
+        self.recent
+            .iter()
+            .map(|r| self.uids.count_below(r.end) - self.uids.count_below(r.start))
+            .sum()
     }
 
     /// The `\Recent` UIDs in the client's view, ascending (SEARCH RECENT).

@@ -131,6 +131,9 @@ pub struct Session {
     pub(crate) held: Reservation,
     /// [`Engine::shutdown`] came while a command waited for its answer: BYE after it.
     pub(crate) shutting_down: bool,
+    /// A BYE that waits for the request out to be answered
+    /// ([`Session::bye_after_answer`]).
+    pub(crate) bye_pending: Option<&'static str>,
 }
 
 // Drivers move sessions between threads (a tokio task, a thread pool).
@@ -168,6 +171,7 @@ impl Session {
             next_request: 0,
             bad_commands: 0,
             shutting_down: false,
+            bye_pending: None,
         };
         let caps = session.capabilities();
         session.line(&format!("* OK [CAPABILITY {caps}] chatmail IMAP ready."));
@@ -202,6 +206,8 @@ impl Session {
                 + s.name.capacity()
                 + s.uids.heap_bytes()
                 + s.queued.capacity() * std::mem::size_of::<Change>()
+                + s.keywords.iter().map(|k| k.capacity() + 48).sum::<usize>()
+                + s.recent.capacity() * std::mem::size_of::<std::ops::Range<Uid>>()
         });
         std::mem::size_of::<Session>()
             + self.framer.heap_bytes()
@@ -347,6 +353,16 @@ impl Session {
         self.close();
     }
 
+    /// BYE now, or, while a request is out (the change may be the command's own, a
+    /// RENAME of the selected mailbox), once its tagged reply is written.
+    pub(crate) fn bye_after_answer(&mut self, text: &'static str) {
+        if self.pending.is_some() || self.delayed.is_some() {
+            self.bye_pending.get_or_insert(text);
+        } else {
+            self.bye(text);
+        }
+    }
+
     /// Close after what is queued (for LOGOUT, after its tagged OK).
     pub(crate) fn close(&mut self) {
         self.state = State::Logout;
@@ -478,10 +494,10 @@ impl Session {
             return;
         }
         if matches!(change, Change::MailboxReset { .. }) {
-            return self.bye("Mailbox was deleted or renamed, please reconnect.");
+            return self.bye_after_answer("Mailbox was deleted or renamed, please reconnect.");
         }
         if sel.queued.len() >= limit {
-            return self.bye("Too many mailbox changes, please reconnect.");
+            return self.bye_after_answer("Too many mailbox changes, please reconnect.");
         }
         if matches!(change, Change::Appended { .. }) && !sel.read_only {
             sel.claim_needed = true;

@@ -24,6 +24,18 @@ impl UidMap {
         map
     }
 
+    /// Number of messages whose UID is below `uid`: a walk over the runs.
+    pub(crate) fn count_below(&self, uid: Uid) -> u32 {
+        let mut count = 0;
+        for &(a, b) in &self.runs {
+            if uid.0 <= a {
+                break;
+            }
+            count += uid.0.min(b.saturating_add(1)) - a;
+        }
+        count
+    }
+
     /// Number of messages (the EXISTS count).
     pub(crate) fn len(&self) -> u32 {
         self.len
@@ -131,5 +143,10 @@ mod tests {
         let all: Vec<_> = m.iter().map(|(s, u)| (s, u.0)).collect();
         assert_eq!(all, [(1, 1), (2, 3), (3, 7), (4, 8), (5, 20), (6, 21)]);
         assert_eq!(m.last(), Some(Uid(21)));
+        // 1 3 7 8 20 21
+        let below: Vec<u32> = [1, 2, 4, 8, 9, 20, 21, 22, 100]
+            .map(|u| m.count_below(Uid(u)))
+            .to_vec();
+        assert_eq!(below, [0, 1, 2, 3, 4, 4, 5, 6, 6]);
     }
 }

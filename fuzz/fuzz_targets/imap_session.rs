@@ -14,6 +14,9 @@ use chatmail_core::{
 use chatmail_imap::{Answer, Bytes, Engine, Output, Refusal, Request, Session, SessionConfig};
 use libfuzzer_sys::fuzz_target;
 
+#[path = "imap_answers.rs"]
+mod imap_answers;
+
 const MESSAGE: &[u8] = b"From: a@example.org\r\nSubject: hi\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\n\r\nhi there\r\n--x--\r\n";
 
 fn meta(uid: u32) -> MessageMeta {
@@ -33,38 +36,13 @@ fuzz_target!(|data: &[u8]| {
     let mut session = Session::new(Arc::new(config), now);
     // The first byte picks the chunk size, so chunk boundaries are fuzzed too.
     let chunk = usize::from(data.first().copied().unwrap_or(1)).max(1);
+    let message = Bytes::from_static(MESSAGE);
     for piece in data.chunks(chunk) {
         session.feed(piece, now);
         while let Some(out) = session.poll() {
             if let Output::Request(id, req) = out {
-                let answer = match req {
-                    Request::Authenticate { .. } => {
-                        Answer::Authenticated(Address::parse("abcdefghi@example.org").unwrap())
-                    }
-                    Request::Select { .. } => Answer::Selected {
-                        status: MailboxStatus {
-                            uid_validity: UidValidity(1),
-                            uid_next: Uid(3),
-                            highest_modseq: ModSeq(2),
-                            exists: 2,
-                            unseen: 2,
-                            size: 20,
-                        },
-                        messages: vec![meta(1), meta(2)],
-                    },
-                    Request::FetchMessage { .. } => Answer::Message(Bytes::from_static(MESSAGE)),
-                    Request::Messages { .. } => Answer::Messages(vec![meta(1), meta(2)]),
-                    Request::SearchContent {
-                        candidates, search, ..
-                    } => Answer::Matched(
-                        candidates
-                            .iter()
-                            .filter(|m| search.matches(m, MESSAGE))
-                            .map(|m| m.uid)
-                            .collect(),
-                    ),
-                    _ => Answer::Refused(Refusal::NonExistent),
-                };
+                let answer = imap_answers::answer(req, &[meta(1), meta(2)], &message)
+                    .unwrap_or(Answer::Refused(Refusal::NonExistent));
                 let _ = session.answer(id, answer, now);
             }
         }

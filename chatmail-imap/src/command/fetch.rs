@@ -423,11 +423,13 @@ fn write_fetch(s: &mut Session, task: &FetchTask, meta: &MessageMeta, message: O
         sel.announce_keywords(&meta.flags, &mut announced);
         s.raw(&announced);
     }
-    // The part tree is only built when an item needs it: `BODY.PEEK[]`, what clients
-    // fetch most, is the stored bytes as they are.
-    let whole = |item: &SectionItem| item.path.is_empty() && matches!(item.what, What::Full);
-    let needs_tree =
-        items.envelope || items.bodystructure || items.body || !items.sections.iter().all(whole);
+    // The part tree is only built when an item needs it: `BODY.PEEK[]` and the
+    // top-level header fields, what clients fetch most (Delta Chat's prefetch), are
+    // slices of the stored bytes found without parsing any part.
+    let needs_tree = items.envelope
+        || items.bodystructure
+        || items.body
+        || items.sections.iter().any(|item| !item.path.is_empty());
     let parsed = message.filter(|_| needs_tree).map(|m| mime::parse(m));
     let mut line = Vec::with_capacity(128);
     line.extend_from_slice(b"* ");
@@ -486,9 +488,8 @@ fn write_fetch(s: &mut Session, task: &FetchTask, meta: &MessageMeta, message: O
             sep(&mut line);
             line.extend_from_slice(&item.label);
             let content = match parsed.as_ref() {
-                Some(root) => section_content(msg, root, item),
-                // Only whole-message sections: the stored bytes.
-                None => msg.clone(),
+                Some(root) if !item.path.is_empty() => section_content(msg, root, item),
+                _ => top_section(msg, item),
             };
             let content = match item.partial {
                 Some((origin, count)) => {
@@ -514,6 +515,23 @@ fn write_fetch(s: &mut Session, task: &FetchTask, meta: &MessageMeta, message: O
 }
 
 /// The bytes a section selects, sharing the message's buffer where possible.
+/// A section of the message itself (no part path): slices found from where its header
+/// ends, without the part tree.
+fn top_section(msg: &Bytes, item: &SectionItem) -> Bytes {
+    let (header_end, body_start) = mime::top_header(msg);
+    match &item.what {
+        What::Full => msg.clone(),
+        What::Header => msg.slice(..body_start),
+        What::Text => msg.slice(body_start..),
+        // RFC 3501 6.4.5: MIME names a part's own header; the message has none of its
+        // own beyond HEADER.
+        What::Mime => Bytes::new(),
+        What::Fields { names, exclude } => {
+            Bytes::from(mime::header_lines(&msg[..header_end], names, *exclude))
+        }
+    }
+}
+
 fn section_content(msg: &Bytes, root: &mime::Part, item: &SectionItem) -> Bytes {
     let Some(part) = root.find(&item.path) else {
         return Bytes::new();

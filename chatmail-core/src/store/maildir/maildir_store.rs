@@ -269,12 +269,10 @@ impl MailStore for MaildirStore {
         mailbox: &str,
     ) -> Result<std::ops::Range<Uid>, StoreError> {
         let (account, mailbox) = (account.clone(), mailbox.to_string());
-        self.run(move |inner| {
-            inner.with_mailbox(&account, &mailbox, |_, state| {
-                Ok(state.index.claim_recent())
-            })
-        })
-        .await
+        // The boundary and UIDNEXT only: no rescan of the directory per claim (one per
+        // idling session on each delivery).
+        self.run(move |inner| inner.claim_recent(&account, &mailbox))
+            .await
     }
 
     async fn append(

@@ -69,6 +69,21 @@ impl Inner {
         account.with_mailbox(self, &name, Scan::Yes, |state| op(self, state))
     }
 
+    /// [`crate::store::MailStore::claim_recent`] on the mailbox state as loaded (a
+    /// first load scans the directory once).
+    pub(super) fn claim_recent(
+        &self,
+        address: &Address,
+        name: &str,
+    ) -> Result<std::ops::Range<Uid>, StoreError> {
+        let name = validate_mailbox_name(name)?;
+        let account = self.account(address);
+        let _layout = read_guard(&account.layout);
+        account.with_mailbox(self, &name, Scan::Once, |state| {
+            Ok(state.index.claim_recent())
+        })
+    }
+
     pub(super) fn append(
         &self,
         address: &Address,

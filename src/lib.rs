@@ -59,7 +59,7 @@
 //!                 engine.answer(id, answer, Instant::now()).unwrap();
 //!             }
 //!             Output::Subscribe(account) => *feed = Some(relay.subscribe(&account)),
-//!             Output::StartTls | Output::Event(_) | Output::Close => {}
+//!             Output::StartTls | Output::StartDeflate | Output::Event(_) | Output::Close => {}
 //!         }
 //!     }
 //!     wire

@@ -109,6 +109,7 @@ pub use chatmail_imap as imap;
 pub use chatmail_policy as policy;
 pub use chatmail_smtp as smtp;
 
+pub mod compress;
 pub mod credentials;
 pub mod dkim;
 pub mod metrics;

@@ -22,16 +22,44 @@
 //!   a sync flush and drops it, and the next batch starts a new one. The DEFLATE stream
 //!   stays valid: after a sync flush the stream is at a block boundary, and a new
 //!   compressor only loses back-references into earlier batches, which the format never
-//!   requires. An idle connection therefore holds no compressor at all.
+//!   requires. An idle connection therefore holds no compressor at all. Released
+//!   compressors wait, reset, in a small process-wide pool ([`SPARE_COMPRESSORS`]) for
+//!   the next batch of any connection: allocating and freeing 370 KiB per batch would
+//!   fragment the heap (glibc's malloc then keeps about one compressor's worth of memory
+//!   per connection; BENCHMARKS.md), and only as many compressors are in use at once as
+//!   batches are being written.
 //!
 //! [`Engine::feed`]: chatmail_core::engine::Engine::feed
 //! [`Engine::wants_input`]: chatmail_core::engine::Engine::wants_input
 //! [`Engine`]: chatmail_core::engine::Engine
 
+use std::sync::{Mutex, PoisonError};
+
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
 /// Bytes of compressed output made room for at a time while compressing.
 const OUT_STEP: usize = 8 * 1024;
+
+/// Most compressors kept between batches for any connection (about 370 KiB each).
+pub const SPARE_COMPRESSORS: usize = 16;
+
+/// Compressors between batches, reset, shared by every connection of the process.
+static SPARE: Mutex<Vec<Compress>> = Mutex::new(Vec::new());
+
+/// A compressor for a new batch: a spare one, or a new one.
+fn take_compressor() -> Compress {
+    let spare = SPARE.lock().unwrap_or_else(PoisonError::into_inner).pop();
+    spare.unwrap_or_else(|| Compress::new(Compression::default(), false))
+}
+
+/// Keeps a compressor whose batch ended for the next one, unless enough are kept.
+fn give_back(mut compressor: Compress) {
+    compressor.reset();
+    let mut spare = SPARE.lock().unwrap_or_else(PoisonError::into_inner);
+    if spare.len() < SPARE_COMPRESSORS {
+        spare.push(compressor);
+    }
+}
 
 /// The stream from the peer cannot be decompressed: the connection is over (nothing
 /// sensible can be said to the peer, whose next bytes would be as unreadable).
@@ -163,9 +191,7 @@ impl Deflate {
     /// state stays in it until more comes or [`Deflate::flush`]). The caller writes `out`
     /// to the peer whenever it likes; bytes come out in order.
     pub fn compress(&mut self, mut bytes: &[u8], out: &mut Vec<u8>) {
-        let deflater = self
-            .deflater
-            .get_or_insert_with(|| Compress::new(Compression::default(), false));
+        let deflater = self.deflater.get_or_insert_with(take_compressor);
         while !bytes.is_empty() {
             out.reserve(OUT_STEP);
             let before = deflater.total_in();
@@ -198,11 +224,12 @@ impl Deflate {
                 .compress_vec(&[], out, FlushCompress::Sync)
                 .is_err()
             {
+                // Misused somehow: not fit for another batch.
                 return;
             }
             // zlib's rule: flushing is done once a call leaves output room unused.
             if out.len() - before < room {
-                return;
+                return give_back(deflater);
             }
         }
     }

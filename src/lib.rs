@@ -13,6 +13,8 @@
 //!   [`imap`], both keeping the one contract of [`core::engine::Engine`], and [`policy`].
 //! * `tokio_driver` (feature `tokio`, on by default): the listeners, rustls, and one
 //!   pump that drives any engine over a socket.
+//! * [`compress`] (runtime-agnostic): the transport side of IMAP COMPRESS=DEFLATE, for
+//!   any driver, after the engine's `Output::StartDeflate`.
 //!
 //! What a provider plugs in: [`relay::OutboundQueue`] (mail for other servers),
 //! [`relay::NewMailNotifier`] (push), [`relay::ServerMetadata`] (extra METADATA

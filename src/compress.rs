@@ -12,7 +12,7 @@
 //! # Bounds
 //!
 //! * Decompression: output comes only in the caller's buffer, never more than it asks
-//!   for; the driver asks while the engine [wants input](Engine::wants_input), and reads
+//!   for; the driver asks while the engine [wants input][`Engine::wants_input`], and reads
 //!   the socket again only once [`Deflate::wants_received`]. A small input that inflates
 //!   to gigabytes (a decompression bomb) is held as that small input, not as its output.
 //! * Memory per connection: the inflater must keep the client's window (up to 32 KiB,

@@ -66,7 +66,7 @@ fn drive(session: &mut Session, body: &Bytes, metas: &[MessageMeta]) -> usize {
                 };
                 session.answer(id, answer, Instant::now()).expect("answer");
             }
-            Output::StartTls | Output::Subscribe(_) | Output::Close => {}
+            Output::StartTls | Output::StartDeflate | Output::Subscribe(_) | Output::Close => {}
             Output::Event(never) => match never {},
         }
     }

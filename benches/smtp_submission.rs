@@ -68,6 +68,7 @@ fn session(config: &Arc<ServerConfig>, policy: &Arc<Policy>, chunks: &[&[u8]]) -
                 Output::Event(_) => {}
                 Output::Request(_, Request::Recipient { .. })
                 | Output::StartTls
+                | Output::StartDeflate
                 | Output::Subscribe(_) => unreachable!("not on submission over TLS"),
                 Output::Close => {}
             }

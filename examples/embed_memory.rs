@@ -61,7 +61,7 @@ where
                 }
                 Output::Subscribe(account) => self.feed = Some(relay.subscribe(&account)),
                 // The strings stand for TLS connections (993, 465); nothing to close.
-                Output::StartTls | Output::Close | Output::Event(_) => {}
+                Output::StartTls | Output::StartDeflate | Output::Close | Output::Event(_) => {}
             }
         }
         wire

@@ -13,6 +13,8 @@
 //!   [`imap`], both keeping the one contract of [`core::engine::Engine`], and [`policy`].
 //! * `tokio_driver` (feature `tokio`, on by default): the listeners, rustls, and one
 //!   pump that drives any engine over a socket.
+//! * [`compress`] (runtime-agnostic): the transport side of IMAP COMPRESS=DEFLATE, for
+//!   any driver, after the engine's `Output::StartDeflate`.
 //!
 //! What a provider plugs in: [`relay::OutboundQueue`] (mail for other servers),
 //! [`relay::NewMailNotifier`] (push), [`relay::ServerMetadata`] (extra METADATA
@@ -59,7 +61,7 @@
 //!                 engine.answer(id, answer, Instant::now()).unwrap();
 //!             }
 //!             Output::Subscribe(account) => *feed = Some(relay.subscribe(&account)),
-//!             Output::StartTls | Output::Event(_) | Output::Close => {}
+//!             Output::StartTls | Output::StartDeflate | Output::Event(_) | Output::Close => {}
 //!         }
 //!     }
 //!     wire
@@ -109,6 +111,7 @@ pub use chatmail_imap as imap;
 pub use chatmail_policy as policy;
 pub use chatmail_smtp as smtp;
 
+pub mod compress;
 pub mod credentials;
 pub mod dkim;
 pub mod metrics;

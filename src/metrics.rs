@@ -244,6 +244,8 @@ pub struct Metrics {
     counters: [AtomicU64; COUNTER_COUNT],
     connections: [AtomicU64; LISTENERS.len()],
     idle_sessions: AtomicU64,
+    /// IMAP sessions that started COMPRESS=DEFLATE.
+    imap_compress: AtomicU64,
     /// The push queue as its driver last reported it: pending notifications, and
     /// notifications sent, gone (410), failed attempts, dropped.
     push: [AtomicU64; 5],
@@ -374,6 +376,17 @@ impl Metrics {
         }
     }
 
+    /// An IMAP session started COMPRESS=DEFLATE: a driver calls it on
+    /// [`Output::StartDeflate`](chatmail_core::engine::Output::StartDeflate).
+    pub fn imap_compress_started(&self) {
+        self.imap_compress.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// IMAP sessions that started COMPRESS=DEFLATE since start.
+    pub fn imap_compress_sessions(&self) -> u64 {
+        self.imap_compress.load(Ordering::Relaxed)
+    }
+
     /// The Prometheus text exposition (format 0.0.4) of everything, with `readings`
     /// taken by the caller at scrape time.
     pub fn render(&self, readings: &Readings) -> String {
@@ -388,6 +401,14 @@ impl Metrics {
             let n = self.connections[i].load(Ordering::Relaxed);
             let _ = writeln!(out, "{name}{{port=\"{port}\"}} {n}");
         }
+        let name = "chatmail_imap_compress_sessions";
+        header(
+            &mut out,
+            name,
+            "IMAP sessions that started COMPRESS=DEFLATE since start.",
+            "counter",
+        );
+        let _ = writeln!(out, "{name} {}", self.imap_compress.load(Ordering::Relaxed));
         let name = "chatmail_imap_idle_sessions";
         header(&mut out, name, "IMAP sessions in IDLE.", "gauge");
         let _ = writeln!(out, "{name} {}", self.idle_sessions.load(Ordering::Relaxed));

@@ -148,7 +148,10 @@ impl<'a> Imap<'a> {
                     let answer = block_on(self.relay.answer_imap(request, self.peer));
                     self.session.answer(id, answer, Instant::now()).unwrap();
                 }
-                ImapOut::StartTls | ImapOut::Subscribe(_) | ImapOut::Close => {}
+                ImapOut::StartTls
+                | ImapOut::StartDeflate
+                | ImapOut::Subscribe(_)
+                | ImapOut::Close => {}
                 ImapOut::Event(never) => match never {},
             }
         }

@@ -52,6 +52,8 @@ where
                 }
                 // This driver serves implicit TLS only.
                 Output::StartTls => return,
+                // Nor does it compress (the relay's default offers no COMPRESS).
+                Output::StartDeflate => return,
                 Output::Subscribe(account) => feed = Some(relay.subscribe(&account)),
                 Output::Event(_) => {}
                 Output::Close => return,

@@ -91,7 +91,7 @@ fn drain(relay: &Relay, session: &mut Session) -> String {
                     .answer(id, answer, Instant::now())
                     .expect("answers match requests");
             }
-            Output::StartTls | Output::Close | Output::Subscribe(_) => {}
+            Output::StartTls | Output::StartDeflate | Output::Close | Output::Subscribe(_) => {}
             Output::Event(never) => match never {},
         }
     }

@@ -34,7 +34,7 @@ fn imap(relay: &Relay, session: &mut Session, input: &str) -> String {
                     .answer(id, answer, Instant::now())
                     .expect("answers match requests");
             }
-            Output::StartTls | Output::Subscribe(_) | Output::Close => {}
+            Output::StartTls | Output::StartDeflate | Output::Subscribe(_) | Output::Close => {}
             Output::Event(never) => match never {},
         }
     }

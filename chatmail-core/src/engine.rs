@@ -29,6 +29,7 @@
 //!             Output::Send(bytes)          => write bytes (by engine.send_deadline()),
 //!             Output::Request(id, request) => engine.answer(id, answer(request), now),
 //!             Output::StartTls             => handshake, then engine.tls_started(now),
+//!             Output::StartDeflate         => (de)compress the transport from now on,
 //!             Output::Subscribe(account)   => keep that account's change feed,
 //!             Output::Close                => close the connection; done,
 //!             Output::Event(event)         => act on it (clients: an outcome),
@@ -74,6 +75,12 @@ pub enum Output<R, E = Infallible> {
     /// Upgrade the transport to TLS now (everything before was sent in cleartext), then
     /// call [`Engine::tls_started`]. Input buffered from before the upgrade is dropped.
     StartTls,
+    /// Compress the transport with raw DEFLATE (RFC 1951, no zlib header) both ways from
+    /// now on (IMAP COMPRESS, RFC 4978): everything sent before this output goes out
+    /// uncompressed, everything after it compressed; input read from now on is
+    /// decompressed before [`Engine::feed`]. Input buffered from before is dropped. No
+    /// input confirms it: the engine already counts compression as active.
+    StartDeflate,
     /// From now on, pass the change feed of this account to [`Engine::handle_change`]
     /// (an IMAP session after login, so IDLE hears of deliveries at once).
     Subscribe(Address),

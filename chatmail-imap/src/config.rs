@@ -13,6 +13,10 @@ pub struct SessionConfig {
     pub tls_active: bool,
     /// Offer STARTTLS while the transport is plaintext (port 143).
     pub starttls: bool,
+    /// Offer COMPRESS=DEFLATE (RFC 4978) after login (`imap_compress`): the client may
+    /// then ask for the transport to be compressed, which the driver does on
+    /// [`Output::StartDeflate`](crate::Output::StartDeflate).
+    pub compress: bool,
     /// Allow LOGIN/AUTHENTICATE without TLS. Off in production (spec 4.1: LOGINDISABLED
     /// before TLS); for loopback tests only.
     pub allow_plaintext_login: bool,
@@ -72,6 +76,7 @@ impl SessionConfig {
         SessionConfig {
             tls_active,
             starttls: !tls_active,
+            compress: config.imap_compress,
             allow_plaintext_login: false,
             max_command_bytes: 64 * 1024,
             max_login_command_bytes: 40 * 1024,

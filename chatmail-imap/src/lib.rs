@@ -17,7 +17,7 @@
 //!
 //! * inputs: [`Engine::feed`], [`Engine::answer`], [`Engine::handle_change`],
 //!   [`Engine::tls_started`], [`Engine::handle_timeout`], [`Engine::shutdown`];
-//! * outputs: [`Engine::poll`] (bytes, requests, STARTTLS, subscribe, close),
+//! * outputs: [`Engine::poll`] (bytes, requests, STARTTLS, COMPRESS, subscribe, close),
 //!   [`Engine::poll_timeout`];
 //! * getters: [`Engine::wants_input`], [`Engine::is_closed`], [`Engine::send_deadline`],
 //!   and of the session itself [`Session::state`], [`Session::account`],
@@ -50,6 +50,7 @@
 //!             session.answer(id, refused, Instant::now()).unwrap();
 //!         }
 //!         Output::StartTls => { /* upgrade, then session.tls_started(now) */ }
+//!         Output::StartDeflate => { /* (de)compress the transport from now on */ }
 //!         // Pass this account's changes to session.handle_change(change, now) from now on.
 //!         Output::Subscribe(account) => subscribed = Some(account),
 //!         Output::Event(never) => match never {},
@@ -62,11 +63,20 @@
 //! assert_eq!(subscribed.unwrap().as_str(), "alice@example.org");
 //! ```
 //!
+//! # COMPRESS
+//!
+//! With [`SessionConfig::compress`] (`imap_compress`) the session offers
+//! `COMPRESS=DEFLATE` (RFC 4978) after login. `COMPRESS DEFLATE` gets its tagged OK,
+//! then [`Output::StartDeflate`]: the driver compresses everything it sends from then on
+//! and decompresses what it reads before [`Engine::feed`] (raw DEFLATE, RFC 1951). The
+//! session itself only ever sees plain IMAP. A second COMPRESS gets
+//! `NO [COMPRESSIONACTIVE]`; before login it is refused (BAD), as is any mechanism but
+//! DEFLATE. Bytes the client pipelined behind the command are dropped: RFC 4978 forbids
+//! sending them before the OK, and they would be compressed already.
+//!
 //! # Not offered
 //!
-//! `COMPRESS=DEFLATE` is not implemented and never advertised: a broken one stops
-//! Delta Chat from connecting at all. QRESYNC, ESEARCH and BINARY are not advertised
-//! either.
+//! QRESYNC, ESEARCH and BINARY are not advertised.
 //!
 //! # Request semantics
 //!

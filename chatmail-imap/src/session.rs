@@ -102,6 +102,8 @@ pub struct Session {
     pub(crate) state: State,
     pub(crate) mode: Mode,
     pub(crate) tls_active: bool,
+    /// COMPRESS DEFLATE was answered OK: the transport is compressed.
+    pub(crate) deflate: bool,
     pub(crate) account: Option<Address>,
     pub(crate) selected: Option<Box<Selected>>,
     /// The mailbox a SELECT waiting for its answer opens.
@@ -147,6 +149,7 @@ impl Session {
     pub fn new(config: Arc<SessionConfig>, now: Instant) -> Session {
         let mut session = Session {
             tls_active: config.tls_active,
+            deflate: false,
             login_deadline: now + config.login_timeout,
             ready_since: now,
             command: None,
@@ -248,6 +251,11 @@ impl Session {
                 " NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN SPECIAL-USE CONDSTORE QUOTA \
                  QUOTA=RES-STORAGE METADATA",
             );
+            // RFC 4978: a command of the authenticated state; once active, not offered
+            // again (as Cyrus does).
+            if self.config.compress && !self.deflate {
+                caps.push_str(" COMPRESS=DEFLATE");
+            }
         }
         caps.push_str(" XCHATMAIL XDELTAPUSH");
         caps
@@ -395,6 +403,16 @@ impl Session {
         self.input.clear();
         self.flush_out();
         self.outputs.push_back(Output::StartTls);
+    }
+
+    /// Asks the driver to compress the transport from now on (after the tagged OK just
+    /// queued). Input buffered behind the command is dropped: it can only be compressed
+    /// data a client pipelined against RFC 4978 section 3, undecodable here.
+    pub(crate) fn start_deflate(&mut self) {
+        self.deflate = true;
+        self.input.clear();
+        self.flush_out();
+        self.outputs.push_back(Output::StartDeflate);
     }
 
     /// From now on the driver passes `account`'s change feed to [`Engine::handle_change`].

@@ -72,7 +72,7 @@
 //!         Output::StartTls => session.tls_started(now), // after the handshake
 //!         Output::Close => break,
 //!         Output::Event(_) => {} // the policy verdicts, for metrics
-//!         Output::Subscribe(_) => {} // IMAP only
+//!         Output::Subscribe(_) | Output::StartDeflate => {} // IMAP only
 //!     }
 //! }
 //! let wire = String::from_utf8(wire).unwrap();

@@ -23,7 +23,9 @@ fn drain(client: &mut ClientSession, now: Instant) -> (String, Vec<ClientEvent>,
             ClientOutput::StartTls => client.tls_started(now),
             ClientOutput::Event(event) => events.push(event),
             ClientOutput::Close => closed = true,
-            ClientOutput::Subscribe(_) => unreachable!("a client subscribes to nothing"),
+            ClientOutput::Subscribe(_) | ClientOutput::StartDeflate => {
+                unreachable!("a client subscribes to nothing, compresses nothing")
+            }
         }
     }
     (String::from_utf8(sent).unwrap(), events, closed)

@@ -141,7 +141,7 @@ fn ten_thousand_messages_round_trip_byte_exact() {
                     Output::Request(_, Request::Authenticate { .. }) => panic!("no AUTH on MX"),
                     Output::Close => {}
                     Output::Event(_) => {}
-                    Output::Subscribe(_) => unreachable!(),
+                    Output::Subscribe(_) | Output::StartDeflate => unreachable!(),
                 }
             }
             while let Some(output) = client.poll() {
@@ -153,7 +153,7 @@ fn ten_thousand_messages_round_trip_byte_exact() {
                         }
                     }
                     ClientOutput::StartTls => client.tls_started(now),
-                    ClientOutput::Subscribe(_) => unreachable!(),
+                    ClientOutput::Subscribe(_) | ClientOutput::StartDeflate => unreachable!(),
                     ClientOutput::Event(ClientEvent::Failed(error)) => {
                         panic!("client failed: {error}")
                     }

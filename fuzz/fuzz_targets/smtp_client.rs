@@ -48,7 +48,9 @@ fuzz_target!(|data: &[u8]| {
                 ClientOutput::StartTls => client.tls_started(now),
                 ClientOutput::Close => closed = true,
                 ClientOutput::Send(_) | ClientOutput::Event(_) => {}
-                ClientOutput::Subscribe(_) => panic!("a client subscribes to nothing"),
+                ClientOutput::Subscribe(_) | ClientOutput::StartDeflate => {
+                    panic!("a client subscribes to nothing")
+                },
             }
         }
         if client.is_ready() {

@@ -56,7 +56,7 @@ fuzz_target!(|data: &[u8]| {
                 Output::StartTls => session.tls_started(now),
                 Output::Close => closed = true,
                 Output::Event(_) => {}
-                Output::Subscribe(_) => panic!("not an SMTP server output"),
+                Output::Subscribe(_) | Output::StartDeflate => panic!("not an SMTP server output"),
                 Output::Request(id, Request::Authenticate { .. }) => {
                     let answer = match (mood >> step % 8) & 3 {
                         0 => AuthAnswer::Invalid,

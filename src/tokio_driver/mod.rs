@@ -27,6 +27,7 @@
 //! Logs (`tracing`) never contain client IP addresses or message contents.
 
 pub mod acme;
+mod deflated;
 pub mod delivery;
 mod https;
 pub mod limits;

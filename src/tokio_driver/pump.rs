@@ -4,6 +4,7 @@
 //! its four wake-ups. It writes only what the engine gives it: the goodbye on shutdown
 //! is the engine's own (`421`, `* BYE`).
 
+use super::deflated::Deflated;
 use super::shutdown::ShutdownSignal;
 use super::stream::Connection;
 use crate::relay::{Relay, RequestHandler};
@@ -68,12 +69,18 @@ pub(crate) async fn serve<E>(
     // Small to start with: most connections (an idling IMAP client) never read more
     // than a few lines; it grows on the first full read.
     let mut buf = vec![0u8; 1024];
+    // After IMAP COMPRESS: everything read and written goes through it.
+    let mut deflated: Option<Box<Deflated>> = None;
     loop {
         while let Some(output) = engine.poll() {
             match output {
                 Output::Send(bytes) => {
                     let deadline = engine.send_deadline();
-                    if conn.send(&bytes, timeouts, deadline).await.is_err() {
+                    let sent = match deflated.as_deref_mut() {
+                        Some(d) => d.send(&mut conn, &bytes, timeouts, deadline).await,
+                        None => conn.send(&bytes, timeouts, deadline).await,
+                    };
+                    if sent.is_err() {
                         return;
                     }
                 }
@@ -95,14 +102,31 @@ pub(crate) async fn serve<E>(
                     }
                     engine.tls_started(Instant::now());
                 }
+                // The tagged OK is out, uncompressed (sent and flushed above).
+                Output::StartDeflate => {
+                    if deflated.is_none() {
+                        deflated = Some(Box::new(Deflated::new()));
+                        relay.metrics().imap_compress_started();
+                    }
+                }
                 // From the login on, before any mailbox is listed: no change falls
                 // between listing and listening.
                 Output::Subscribe(account) => feed = Some(relay.subscribe(&account)),
                 Output::Event(event) => relay.event(event),
                 Output::Close => {
+                    if let Some(d) = deflated.as_deref_mut() {
+                        let _ = d.flush(&mut conn, timeouts, None).await;
+                    }
                     conn.close(&[], timeouts).await;
                     return;
                 }
+            }
+        }
+        // The batch is complete: the client gets all of it now (an IDLE update at once).
+        if let Some(d) = deflated.as_deref_mut() {
+            let deadline = engine.send_deadline();
+            if d.flush(&mut conn, timeouts, deadline).await.is_err() {
+                return;
             }
         }
         match (engine.idling(), idle.is_some()) {
@@ -115,7 +139,7 @@ pub(crate) async fn serve<E>(
             .unwrap_or_else(|| Instant::now() + MAX_WAIT);
         let wants_input = engine.wants_input();
         tokio::select! {
-            read = conn.read(&mut buf), if wants_input => match read {
+            read = read(&mut conn, deflated.as_deref_mut(), &mut buf), if wants_input => match read {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
                     // What other sessions changed before these bytes were sent is seen
@@ -145,6 +169,18 @@ fn drain_changes<E: Engine>(engine: &mut E, feed: &mut Option<ChangeSubscription
     };
     while let Some(change) = subscription.try_next() {
         engine.handle_change(change, Instant::now());
+    }
+}
+
+/// The peer's next bytes, decompressed after COMPRESS. Cancel-safe as both reads are.
+async fn read(
+    conn: &mut Connection,
+    deflated: Option<&mut Deflated>,
+    buf: &mut [u8],
+) -> std::io::Result<usize> {
+    match deflated {
+        Some(d) => d.read(conn, buf).await,
+        None => conn.read(buf).await,
     }
 }
 

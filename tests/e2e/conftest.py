@@ -14,6 +14,7 @@ import string
 import subprocess
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -149,6 +150,30 @@ def relay():
         print(f"relay data kept in {tmp}")
     else:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def compress_relay():
+    """A relay with `imap_compress = true` and `/metrics` on a free port
+    (`compress_relay.metrics_port`), to see how many sessions started COMPRESS."""
+    tmp = Path(tempfile.mkdtemp(prefix="chatmail-e2e-compress-"))
+    metrics_port = free_ports(1)[0]
+    r = Relay(tmp, extra_ini=f"imap_compress = true\nmetrics_listen = 127.0.0.1:{metrics_port}\n",
+              env={"CHATMAIL_SKIP_DKIM": "1"})
+    r.metrics_port = metrics_port
+    yield r
+    r.close()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def metric(relay, name):
+    """The value of metric `name` (no labels) on the relay's `/metrics`."""
+    url = f"http://127.0.0.1:{relay.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=30) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
 
 
 FIXTURES = ROOT / "testdata" / "fixtures"

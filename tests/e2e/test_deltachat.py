@@ -1,6 +1,7 @@
 """Delta Chat core itself (deltachat-rpc-server 2.65 via deltachat-rpc-client) against the
 relay example: configure two accounts, refuse cleartext, secure-join, ten encrypted
-messages each way, and check the delivered copies on the server."""
+messages each way, and check the delivered copies on the server; once more on a relay
+that offers IMAP COMPRESS=DEFLATE, which Delta Chat (since core 1.148) asks for."""
 
 import email
 import json
@@ -13,7 +14,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from conftest import fixture
+from conftest import fixture, metric
 from deltachat_rpc_client.rpc import JsonRpcError
 
 CTX = ssl.create_default_context()
@@ -66,6 +67,23 @@ class Capture:
 
 
 def test_deltachat_end_to_end(relay, dc):
+    end_to_end(relay, dc)
+
+
+def test_deltachat_end_to_end_compressed(compress_relay, dc):
+    """The same conversation with every IMAP session compressed: Delta Chat sends
+    COMPRESS DEFLATE when the LOGIN capabilities offer it (it gives up on a server
+    whose COMPRESS fails, so the messages arriving shows the compressed path works), and
+    the relay counts the sessions that started it; only Delta Chat speaks IMAP meanwhile."""
+    before = metric(compress_relay, "chatmail_imap_compress_sessions")
+    end_to_end(compress_relay, dc)
+    # Two accounts, each with at least its IDLE connection.
+    after = metric(compress_relay, "chatmail_imap_compress_sessions")
+    print(f"COMPRESS sessions during the conversation: {after - before:.0f}")
+    assert after >= before + 2
+
+
+def end_to_end(relay, dc):
     # Account 1 through the dclogin: URL the relay printed at start.
     assert relay.printed_dclogin, "relay did not print a dclogin: URL"
     ac1 = dc.add_account()

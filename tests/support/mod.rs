@@ -219,6 +219,21 @@ pub async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
         .expect("an answer within 10 s")
 }
 
+/// Lines from `next_line` (`""` at the end of the stream) up to and including the first
+/// that starts with `prefix`; the stream must not end before.
+pub async fn lines_until(mut next_line: impl AsyncFnMut() -> String, prefix: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    loop {
+        let l = next_line().await;
+        assert!(!l.is_empty(), "stream ended before {prefix:?}: {lines:?}");
+        let done = l.starts_with(prefix);
+        lines.push(l);
+        if done {
+            return lines;
+        }
+    }
+}
+
 /// A line-oriented client over any stream.
 pub struct Peer<S> {
     pub io: BufReader<S>,
@@ -249,16 +264,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Peer<S> {
 
     /// Reads lines up to and including the first that starts with `prefix`.
     pub async fn until(&mut self, prefix: &str) -> Vec<String> {
-        let mut lines = Vec::new();
-        loop {
-            let l = self.line().await;
-            assert!(!l.is_empty(), "stream ended before {prefix:?}: {lines:?}");
-            let done = l.starts_with(prefix);
-            lines.push(l);
-            if done {
-                return lines;
-            }
-        }
+        lines_until(async || self.line().await, prefix).await
     }
 
     /// Reads until the peer closes; returns what came. Bounded by 10 s.
@@ -334,6 +340,23 @@ pub async fn normal_round(relay: &Running, user: &str, password: &str) -> Durati
     imap.send(b"c IDLE\r\n").await;
     imap.until("+ ").await;
 
+    submit_to_self(relay, user, password).await;
+
+    let announced = format!("* {} EXISTS", exists + 1);
+    imap.until(&announced).await;
+    imap.send(b"DONE\r\n").await;
+    imap.until("c OK").await;
+    imap.send(format!("d FETCH {} BODY.PEEK[]\r\n", exists + 1).as_bytes())
+        .await;
+    let fetched = imap.until("d OK").await.concat();
+    assert!(fetched.contains("-----BEGIN PGP MESSAGE-----"), "{fetched}");
+    imap.send(b"e LOGOUT\r\n").await;
+    imap.until("e OK").await;
+    start.elapsed()
+}
+
+/// Submits the encrypted fixture from `user` to `user` on the submissions port (465).
+pub async fn submit_to_self(relay: &Running, user: &str, password: &str) {
     let mut smtp = relay.tls(relay.ports.submissions).await;
     smtp.until("220 ").await;
     smtp.send(b"EHLO client.example\r\n").await;
@@ -350,16 +373,4 @@ pub async fn normal_round(relay: &Running, user: &str, password: &str) -> Durati
     let accepted = smtp.line().await;
     assert!(accepted.starts_with("250 "), "{accepted}");
     smtp.send(b"QUIT\r\n").await;
-
-    let announced = format!("* {} EXISTS", exists + 1);
-    imap.until(&announced).await;
-    imap.send(b"DONE\r\n").await;
-    imap.until("c OK").await;
-    imap.send(format!("d FETCH {} BODY.PEEK[]\r\n", exists + 1).as_bytes())
-        .await;
-    let fetched = imap.until("d OK").await.concat();
-    assert!(fetched.contains("-----BEGIN PGP MESSAGE-----"), "{fetched}");
-    imap.send(b"e LOGOUT\r\n").await;
-    imap.until("e OK").await;
-    start.elapsed()
 }

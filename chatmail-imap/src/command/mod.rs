@@ -15,6 +15,7 @@ mod append;
 mod authenticate;
 mod capability;
 mod close;
+mod compress;
 mod copy_move;
 mod create;
 mod delete;
@@ -231,9 +232,8 @@ impl Session {
                 mailbox,
                 entry_values,
             } => self.handle_setmetadata(&tag, &mailbox, entry_values.as_ref()),
-            C::Compress { .. } | C::Sort { .. } | C::Thread { .. } => {
-                self.bad(&tag, "Unknown command.")
-            }
+            C::Compress { .. } => self.handle_compress(&tag),
+            C::Sort { .. } | C::Thread { .. } => self.bad(&tag, "Unknown command."),
         }
     }
 }

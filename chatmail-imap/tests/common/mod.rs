@@ -426,6 +426,8 @@ pub struct Client {
     pub received: Vec<u8>,
     pub closed: bool,
     pub starttls: bool,
+    /// The session asked for COMPRESS=DEFLATE ([`Output::StartDeflate`]).
+    pub deflate: bool,
     /// Whether to answer requests at once (false lets a test hold a request).
     pub answering: bool,
     pub held: Vec<(chatmail_imap::RequestId, Request)>,
@@ -459,6 +461,7 @@ impl Client {
             received: Vec::new(),
             closed: false,
             starttls: false,
+            deflate: false,
             answering: true,
             held: Vec::new(),
             subscribed: Vec::new(),
@@ -481,6 +484,7 @@ impl Client {
                 }
                 Output::Request(id, req) => self.held.push((id, req)),
                 Output::StartTls => self.starttls = true,
+                Output::StartDeflate => self.deflate = true,
                 Output::Subscribe(account) => self.subscribed.push(account),
                 Output::Event(never) => match never {},
                 Output::Close => self.closed = true,

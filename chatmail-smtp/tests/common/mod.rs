@@ -217,7 +217,9 @@ impl Driver {
                 self.transcript.closed = true;
             }
             Output::Event(_) => {}
-            Output::Subscribe(_) => unreachable!("not an SMTP server output"),
+            Output::Subscribe(_) | Output::StartDeflate => {
+                unreachable!("not an SMTP server output")
+            }
             Output::Request(id, Request::Authenticate { login, password }) => {
                 self.transcript.events.push(format!("auth {login}"));
                 let answer = if password == PASSWORD && login.ends_with(&format!("@{DOMAIN}")) {

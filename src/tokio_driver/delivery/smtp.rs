@@ -145,7 +145,7 @@ impl SmtpConnection {
                         return Err(failure.unwrap_or_else(|| "connection closed".into()));
                     }
                     Output::Request(_, never) => match never {},
-                    Output::Subscribe(_) => {}
+                    Output::Subscribe(_) | Output::StartDeflate => {}
                 }
             }
             let engine_deadline = self.engine.poll_timeout();

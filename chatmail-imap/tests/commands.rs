@@ -382,3 +382,32 @@ fn misc_commands() {
     assert!(reply.contains("d BAD No mailbox selected."), "{reply}");
     assert!(reply.contains("e BAD"));
 }
+
+/// The driver hands the session the changes a request published before its answer (so
+/// that an APPEND's EXISTS comes with its OK). When that change resets the selected
+/// mailbox (its own RENAME), the BYE waits for the command's tagged reply.
+#[test]
+fn a_reset_published_by_the_sessions_own_request_waits_for_its_reply() {
+    let mut c = Client::new();
+    c.login();
+    assert!(c.send("a CREATE Box\r\n").contains("a OK"));
+    assert!(c.send("b SELECT Box\r\n").contains("b OK"));
+    c.answering = false;
+    let start = c.received.len();
+    c.send("c RENAME Box Other\r\n");
+    let (id, request) = c.held.pop().expect("the RENAME's request");
+    let answer = c.fake.handle(request);
+    c.session.handle_change(
+        Ok(chatmail_core::Change::MailboxReset {
+            mailbox: "Box".into(),
+        }),
+        c.now,
+    );
+    c.session.answer(id, answer, c.now).expect("still waiting");
+    c.pump();
+    let out = String::from_utf8_lossy(&c.received[start..]).into_owned();
+    let ok = out.find("c OK").expect(&out);
+    let bye = out.find("* BYE").expect(&out);
+    assert!(ok < bye, "{out}");
+    assert!(c.closed);
+}

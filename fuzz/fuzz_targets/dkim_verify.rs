@@ -67,7 +67,10 @@ fn well_formed_headers(message: &[u8]) -> bool {
         if line.is_empty() {
             return fields > 0;
         }
-        if !line.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b)) {
+        if !line
+            .iter()
+            .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+        {
             return false;
         }
         if matches!(line[0], b' ' | b'\t') {

@@ -23,7 +23,10 @@ fn inflate(wire: &[u8], push: usize, read: usize) -> Option<Vec<u8>> {
             let n = d.decompress(&mut buf).ok()?;
             assert!(n <= read);
             if n == 0 {
-                assert!(d.wants_received(), "0 only once everything received is used");
+                assert!(
+                    d.wants_received(),
+                    "0 only once everything received is used"
+                );
                 break;
             }
             out.extend_from_slice(&buf[..n]);

@@ -8,10 +8,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use chatmail_core::{
-    config::Config, Address, Flags, MailboxStatus, MessageMeta, ModSeq, Uid, UidValidity,
-};
-use chatmail_imap::{Answer, Bytes, Engine, Output, Request, Session, SessionConfig};
+use chatmail_core::{config::Config, Flags, MessageMeta, ModSeq, Uid};
+use chatmail_imap::{Answer, Bytes, Engine, Output, Session, SessionConfig};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "imap_answers.rs"]
@@ -40,8 +38,8 @@ fuzz_target!(|data: &[u8]| {
     while let Some(out) = session.poll() {
         match out {
             Output::Request(id, req) => {
-                let answer = imap_answers::answer(req, &[meta.clone()], &message)
-                    .unwrap_or(Answer::Done);
+                let answer =
+                    imap_answers::answer(req, &[meta.clone()], &message).unwrap_or(Answer::Done);
                 let _ = session.answer(id, answer, now);
             }
             Output::Send(bytes) => written += bytes.len(),
@@ -50,5 +48,9 @@ fuzz_target!(|data: &[u8]| {
     }
     // Sections are slices of the message (each at most its size, eight of them), the
     // structures and envelopes a bounded multiple of it plus fixed text per part.
-    assert!(written < 64 * 1024 + 40 * data.len(), "{written} for {}", data.len());
+    assert!(
+        written < 64 * 1024 + 40 * data.len(),
+        "{written} for {}",
+        data.len()
+    );
 });

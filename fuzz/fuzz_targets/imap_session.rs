@@ -8,10 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chatmail_core::store::Lagged;
-use chatmail_core::{
-    config::Config, Address, Flags, MailboxStatus, MessageMeta, ModSeq, Uid, UidValidity,
-};
-use chatmail_imap::{Answer, Bytes, Engine, Output, Refusal, Request, Session, SessionConfig};
+use chatmail_core::{config::Config, Flags, MessageMeta, ModSeq, Uid};
+use chatmail_imap::{Answer, Bytes, Engine, Output, Refusal, Session, SessionConfig};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "imap_answers.rs"]

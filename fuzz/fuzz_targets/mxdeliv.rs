@@ -28,7 +28,8 @@ const ACCOUNTS: [&str; 2] = ["bob000001@b.example", "carol0001@b.example"];
 fn setup() -> &'static (DkimSigner, Relay) {
     static SETUP: OnceLock<(DkimSigner, Relay)> = OnceLock::new();
     SETUP.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("chatmail-fuzz-mxdeliv-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("chatmail-fuzz-mxdeliv-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("dkim")).expect("temp dir");
         std::fs::write(dir.join("dkim").join("opendkim.private"), KEY).expect("key file");
         let signer = DkimSigner::load_or_create(&dir, "opendkim", PEER).expect("key");
@@ -98,7 +99,10 @@ fuzz_target!(|data: &[u8]| {
             assert!(after > before, "200 without a stored copy");
             // An address-literal From has no key to check (spec 1.3): that one may pass.
             let literal = message.windows(2).any(|w| w == b"@[");
-            assert!(signed || literal, "a message without our signature passed: {answer:?}");
+            assert!(
+                signed || literal,
+                "a message without our signature passed: {answer:?}"
+            );
         }
         400 | 413 => {
             assert!((400..600).contains(&answer.reply.code), "{answer:?}");

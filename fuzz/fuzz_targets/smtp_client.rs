@@ -50,7 +50,7 @@ fuzz_target!(|data: &[u8]| {
                 ClientOutput::Send(_) | ClientOutput::Event(_) => {}
                 ClientOutput::Subscribe(_) | ClientOutput::StartDeflate => {
                     panic!("a client subscribes to nothing")
-                },
+                }
             }
         }
         if client.is_ready() {

@@ -29,6 +29,7 @@
 pub mod acme;
 mod deflated;
 pub mod delivery;
+pub mod descriptors;
 mod https;
 pub mod limits;
 mod metrics_http;
@@ -144,6 +145,9 @@ pub struct Server {
     ports: Ports,
     /// The push notifications to send ([`Server::with_push`]).
     push: Option<(NewMailReceiver, PushSettings)>,
+    /// A cap on all connections together below the descriptor budget
+    /// ([`Server::with_max_connections`]).
+    max_connections: Option<u32>,
 }
 
 /// Which ports [`Server::bind_ports`] binds.
@@ -255,6 +259,7 @@ impl Server {
             metrics_listener,
             ports,
             push: None,
+            max_connections: None,
         })
     }
 
@@ -271,6 +276,14 @@ impl Server {
     /// (`<mailboxes_dir>/pending_notifications`) are sent first.
     pub fn with_push(mut self, new_mail: NewMailReceiver, settings: PushSettings) -> Server {
         self.push = Some((new_mail, settings));
+        self
+    }
+
+    /// Admits at most `max` connections on all listeners together, fewer than the
+    /// descriptor budget would ([`descriptors`]): for an embedder that needs descriptors
+    /// of its own, and for tests of the cap.
+    pub fn with_max_connections(mut self, max: u32) -> Server {
+        self.max_connections = Some(max);
         self
     }
 
@@ -309,7 +322,27 @@ impl Server {
     /// Serves until `shutdown` completes; then stops accepting, tells idle clients
     /// goodbye, and waits up to 30 s for open connections to finish (in-flight
     /// deliveries complete: a session is only interrupted while it waits for input).
+    ///
+    /// At start it raises the process's soft descriptor limit to the hard one and admits
+    /// connections, all listeners together, only up to that limit minus a reserve for
+    /// store files and deliveries ([`descriptors`]); the budget is logged. A connection
+    /// beyond any limit is refused at once: on a cleartext port with a one-line goodbye
+    /// of its protocol (SMTP `421 4.3.2`, IMAP `* BYE`), on a TLS port by closing.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let budget = descriptors::raise_descriptor_limit();
+        tracing::info!(
+            soft_limit_before = budget.soft_before,
+            soft_limit = budget.soft,
+            reserve = budget.reserve,
+            max_connections = self
+                .max_connections
+                .map_or(budget.connections, |m| m.min(budget.connections)),
+            "file descriptors: connections on all listeners together capped below the limit"
+        );
+        let cap = self
+            .max_connections
+            .map_or(budget.connections, |m| m.min(budget.connections));
+        let all = ConnectionLimit::new(cap, cap);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let inflight = Arc::new(Inflight::default());
         let config = self.relay.config().clone();
@@ -341,7 +374,7 @@ impl Server {
                     // Self-signed relays let anyone GET /new: limited per IP as nginx does.
                     let new_rate = Arc::new(limits::RequestRate::new(2, 5));
                     let limit = ConnectionLimit::new(smtp_limit, smtp_per_ip);
-                    let limit = Admission::counted(limit, &relay, service);
+                    let limit = Admission::counted(limit, &all, &relay, service);
                     tokio::spawn(accept_loop(listener, limit, stop, move |tcp, peer| {
                         let guard = inflight.enter();
                         let fut = https::serve_connection(
@@ -366,7 +399,11 @@ impl Server {
                     };
                     let smtp_config = Arc::new(relay.smtp_config(role));
                     let limit = ConnectionLimit::new(smtp_limit, smtp_per_ip);
-                    let limit = Admission::counted(limit, &relay, service);
+                    let mut limit = Admission::counted(limit, &all, &relay, service);
+                    if !implicit {
+                        limit.refusal =
+                            Some(b"421 4.3.2 Too many connections, try again later\r\n");
+                    }
                     tokio::spawn(accept_loop(listener, limit, stop, move |tcp, peer| {
                         let (relay, smtp_config, acceptor) =
                             (relay.clone(), smtp_config.clone(), acceptor.clone());
@@ -396,7 +433,10 @@ impl Server {
                     let implicit = service == Service::Imaps;
                     let acceptor = client_acceptor.clone();
                     let imap_config = Arc::new(relay.imap_config(implicit));
-                    let limit = Admission::counted(imap_limit.clone(), &relay, service);
+                    let mut limit = Admission::counted(imap_limit.clone(), &all, &relay, service);
+                    if !implicit {
+                        limit.refusal = Some(b"* BYE Too many connections, try again later.\r\n");
+                    }
                     tokio::spawn(accept_loop(listener, limit, stop, move |tcp, peer| {
                         let (relay, acceptor) = (relay.clone(), acceptor.clone());
                         let imap_config = imap_config.clone();
@@ -423,7 +463,9 @@ impl Server {
                     metrics_http::MAX_CONNECTIONS,
                     metrics_http::MAX_CONNECTIONS_PER_IP,
                 ),
+                all: all.clone(),
                 gauge: None,
+                refusal: None,
             };
             let stop = ShutdownSignal(stop_rx.clone());
             // Not among the connections shutdown waits for: a scrape holds nothing.
@@ -521,14 +563,25 @@ async fn expire_daily(relay: Arc<Relay>) {
 /// open connections of that listener.
 struct Admission {
     limit: Arc<ConnectionLimit>,
+    /// The cap of all listeners together (the descriptor budget).
+    all: Arc<ConnectionLimit>,
     gauge: Option<(Arc<crate::metrics::Metrics>, Service)>,
+    /// The goodbye a refused connection gets on a cleartext port.
+    refusal: Option<&'static [u8]>,
 }
 
 impl Admission {
-    fn counted(limit: Arc<ConnectionLimit>, relay: &Relay, service: Service) -> Admission {
+    fn counted(
+        limit: Arc<ConnectionLimit>,
+        all: &Arc<ConnectionLimit>,
+        relay: &Relay,
+        service: Service,
+    ) -> Admission {
         Admission {
             limit,
+            all: all.clone(),
             gauge: Some((relay.metrics().clone(), service)),
+            refusal: None,
         }
     }
 }
@@ -556,8 +609,16 @@ async fn accept_loop<F, Fut>(
             },
             _ = stop.wait() => return,
         };
-        let Some(slot) = admission.limit.try_acquire(peer.ip()) else {
+        let slots = admission
+            .all
+            .try_acquire(peer.ip())
+            .and_then(|all| Some((all, admission.limit.try_acquire(peer.ip())?)));
+        let Some(slot) = slots else {
             tracing::debug!("connection limit reached");
+            if let Some(line) = admission.refusal {
+                // Best effort, never waiting: a fresh socket's send buffer takes it.
+                let _ = tcp.try_write(line);
+            }
             drop(tcp);
             continue;
         };

@@ -39,6 +39,9 @@ impl Idling for chatmail_imap::Session {
 /// Most bytes read from the socket at a time.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// The first size of the read buffer, and its size again whenever the client idles.
+const INITIAL_READ: usize = 1024;
+
 /// Guard for an engine without a deadline of its own (waiting for nothing at all).
 const MAX_WAIT: Duration = Duration::from_secs(600);
 
@@ -68,7 +71,7 @@ pub(crate) async fn serve<E>(
     let mut idle: Option<crate::metrics::GaugeGuard> = None;
     // Small to start with: most connections (an idling IMAP client) never read more
     // than a few lines; it grows on the first full read.
-    let mut buf = vec![0u8; 1024];
+    let mut buf = vec![0u8; INITIAL_READ];
     // After IMAP COMPRESS: everything read and written goes through it.
     let mut deflated: Option<Box<Deflated>> = None;
     loop {
@@ -130,7 +133,14 @@ pub(crate) async fn serve<E>(
             }
         }
         match (engine.idling(), idle.is_some()) {
-            (true, false) => idle = Some(relay.metrics().idle_started()),
+            (true, false) => {
+                idle = Some(relay.metrics().idle_started());
+                // An idler reads a line now and then: a read buffer grown by an APPEND
+                // goes back to its first size for as long as the client idles.
+                if buf.len() > INITIAL_READ {
+                    buf = vec![0u8; INITIAL_READ];
+                }
+            }
             (false, true) => idle = None,
             _ => {}
         }

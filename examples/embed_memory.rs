@@ -110,10 +110,11 @@ fn main() {
         print!("{}", alice.send(&relay, &line));
     }
 
-    // The delivery reaches Bob's idling session through the change feed.
+    // The delivery reaches Bob's idling session through the change feed; the session
+    // is the first told of it, so the message is `\Recent` to it (claimed at once).
     let news = bob.changes(&relay);
     print!("{news}");
-    assert_eq!(news, "* 1 EXISTS\r\n");
+    assert_eq!(news, "* 1 EXISTS\r\n* 1 RECENT\r\n");
 
     // Bob reads it.
     let fetch = "DONE\r\nd UID FETCH 1:* (FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)])\r\ne LOGOUT\r\n";

@@ -221,7 +221,12 @@ async fn per_ip_limits_refuse_beyond_the_limit() {
     let mut tls = relay.tls_over(tcp).await;
     assert!(tls.line().await.starts_with("* OK"));
     let mut refused = Peer::new(connect_from(a, relay.ports.imap).await.unwrap());
-    assert_eq!(refused.line().await, "", "a fourth connection from one IP");
+    assert_eq!(
+        refused.line().await,
+        "* BYE Too many connections, try again later.\r\n",
+        "a fourth connection from one IP"
+    );
+    assert_eq!(refused.line().await, "", "then closed");
     let mut other = Peer::new(connect_from(b, relay.ports.imap).await.unwrap());
     assert!(other.line().await.starts_with("* OK"), "another IP");
     // A slot comes back when a connection ends.
@@ -247,9 +252,10 @@ async fn per_ip_limits_refuse_beyond_the_limit() {
     let mut refused = Peer::new(connect_from(a, relay.ports.submission).await.unwrap());
     assert_eq!(
         refused.line().await,
-        "",
+        "421 4.3.2 Too many connections, try again later\r\n",
         "a third submission connection from one IP"
     );
+    assert_eq!(refused.line().await, "", "then closed");
     let mut mx = Peer::new(connect_from(a, relay.ports.smtp).await.unwrap());
     assert!(
         mx.line().await.starts_with("220 "),

@@ -99,13 +99,17 @@ fn drain(relay: &Relay, session: &mut Session) -> String {
 }
 
 /// Hands the session every change published on `feed` (what a driver does while the
-/// session idles); returns what it sent.
+/// session idles); returns what it sent, but for RECENT counts (a new message's claim
+/// as `\Recent` reports one after its EXISTS).
 fn changes(relay: &Relay, session: &mut Session, feed: &mut ChangeSubscription) -> String {
     while let Some(change) = feed.try_next() {
         assert!(change.is_ok(), "the feed did not lag");
         session.handle_change(change, Instant::now());
     }
     drain(relay, session)
+        .split_inclusive("\r\n")
+        .filter(|line| !line.ends_with(" RECENT\r\n"))
+        .collect()
 }
 
 /// An IMAP session logged in as a new account.

@@ -278,8 +278,14 @@ impl Selected {
                         self.announce_exists(out);
                         exists_changed = false;
                     }
+                    let recent = self.is_recent(uid);
                     if let Some(seq) = self.uids.remove(uid) {
                         out.extend_from_slice(format!("* {seq} EXPUNGE\r\n").as_bytes());
+                        // The client counts an expunged recent message out itself
+                        // (RFC 3501 7.4.1): no RECENT response for that alone.
+                        if recent {
+                            self.recent_told = self.recent_told.saturating_sub(1);
+                        }
                     }
                 }
                 Change::MailboxReset { .. } => {}

@@ -98,8 +98,9 @@
 //! let replies = step(&relay, &mut smtp, &mut None, &script);
 //! assert!(replies.contains("250 2.0.0 Ok: message accepted for delivery"), "{replies}");
 //!
-//! // Bob's session hears of it through its feed, without asking.
-//! assert_eq!(step(&relay, &mut imap, &mut bob_feed, ""), "* 1 EXISTS\r\n");
+//! // Bob's session hears of it through its feed, without asking (and, told first, claims
+//! // it as \Recent).
+//! assert_eq!(step(&relay, &mut imap, &mut bob_feed, ""), "* 1 EXISTS\r\n* 1 RECENT\r\n");
 //! ```
 //!
 //! Comments cite the reference relay's behaviour as "spec N.N": the section of that name

@@ -161,7 +161,7 @@ impl IdleConnection {
 
     /// `DONE`, the IDLE's completion, `LOGOUT`.
     async fn finish(&mut self) -> Result<(), String> {
-        let t = self.io_timeout;
+        let t = self.io_timeout.min(crate::TEARDOWN);
         self.reader.write(t, b"DONE\r\n").await?;
         bounded(t, "DONE", self.reader.until_tagged("a3", |_| {})).await?;
         self.reader.write(t, b"a4 LOGOUT\r\n").await?;

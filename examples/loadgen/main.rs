@@ -41,7 +41,8 @@
 //! * `--size BYTES` [4096] (≤ 25 MiB; about 1 KB at the least).
 //! * `--insecure`: accept any certificate (the relay's self-signed one).
 //! * `--json FILE`: write the figures as JSON.
-//! * `--timeout SECS` [600]: an absolute bound on the whole run;
+//! * `--timeout SECS` [600]: a bound on the whole run (goodbyes after it take at most
+//!   15 s more);
 //!   `--io-timeout SECS` [30]: on each connection step and each reply;
 //!   `--delivery-wait SECS` [30]: after the last reply, for the last EXISTS.
 //! * `--threads T` [1]: tokio worker threads (1: a current-thread runtime, the cheapest).
@@ -83,6 +84,10 @@ const MAX_THREADS: usize = 64;
 
 /// IMAP logins at once during the login phase (each costs the relay a password hash).
 const CONCURRENT_LOGINS: usize = 32;
+
+/// Bound on each goodbye (`QUIT`, `DONE` + `LOGOUT`) after the run: the whole process
+/// ends within `--timeout` plus three times this.
+pub(crate) const TEARDOWN: Duration = Duration::from_secs(5);
 
 /// Error texts kept for the report (the rest are only counted).
 const ERROR_SAMPLES: usize = 20;
@@ -230,7 +235,14 @@ fn main() -> ExitCode {
         }
     };
     let deadline = Instant::now() + args.timeout;
-    match runtime.block_on(run(&args, deadline)) {
+    let bounded = async {
+        match tokio::time::timeout_at((deadline + 3 * TEARDOWN).into(), run(&args, deadline)).await
+        {
+            Ok(result) => result,
+            Err(_) => Err("the run did not end within --timeout".into()),
+        }
+    };
+    match runtime.block_on(bounded) {
         Ok(report) => {
             print!("{}", report.human());
             if let Some(path) = &args.json {
@@ -423,7 +435,7 @@ async fn run(args: &Args, deadline: Instant) -> Result<Report, String> {
     let mut results = Vec::with_capacity(args.connections);
     for handle in sending {
         // The connections watch the deadline themselves; this bounds a stuck task.
-        let backstop = deadline + args.io_timeout;
+        let backstop = deadline + TEARDOWN;
         match tokio::time::timeout_at(backstop.into(), handle).await {
             Ok(Ok(result)) => results.push(result),
             Ok(Err(e)) => return Err(format!("SMTP task: {e}")),
@@ -454,7 +466,7 @@ async fn run(args: &Args, deadline: Instant) -> Result<Report, String> {
     let mut arrivals = Vec::with_capacity(args.accounts);
     let mut errors = Errors::default();
     for handle in recording {
-        let backstop = Instant::now() + args.io_timeout * 3;
+        let backstop = Instant::now() + TEARDOWN * 2;
         match tokio::time::timeout_at(backstop.into(), handle).await {
             Ok(Ok((times, error))) => {
                 if let Some(e) = error {

@@ -146,10 +146,10 @@ impl SmtpConnection {
         }
     }
 
-    /// `QUIT` and close, bounded by the I/O timeout.
+    /// `QUIT` and close, within [`crate::TEARDOWN`].
     pub async fn quit(mut self) {
         self.engine.quit(Instant::now());
-        let t = self.target.io_timeout;
+        let t = self.target.io_timeout.min(crate::TEARDOWN);
         let _ = tokio::time::timeout(t, self.drive()).await;
     }
 

@@ -358,8 +358,8 @@ struct Report {
     deliver_window: Duration,
     accept_latency: Vec<Duration>,
     deliver_latency: Vec<Duration>,
-    cpu_run: Option<Duration>,
-    cpu_total: Option<Duration>,
+    cpu_run: Option<Cpu>,
+    cpu_total: Option<Cpu>,
 }
 
 async fn run(args: &Args, deadline: Instant) -> Result<Report, String> {
@@ -591,11 +591,7 @@ impl Report {
         arrivals: Vec<Vec<Instant>>,
         mut errors: Errors,
         login_phase: Duration,
-        (cpu_run_start, cpu_run_end, cpu_start): (
-            Option<Duration>,
-            Option<Duration>,
-            Option<Duration>,
-        ),
+        (cpu_run_start, cpu_run_end, cpu_start): (Option<Cpu>, Option<Cpu>, Option<Cpu>),
     ) -> Report {
         let first_start = results.iter().filter_map(|r| r.first_start).min();
         let mut per_account: Vec<Vec<Instant>> = vec![Vec::new(); args.accounts];
@@ -631,7 +627,7 @@ impl Report {
         };
         accept_latency.sort_unstable();
         deliver_latency.sort_unstable();
-        let since = |a: Option<Duration>, b: Option<Duration>| Some(b?.saturating_sub(a?));
+        let since = |a: Option<Cpu>, b: Option<Cpu>| Some(b?.since(a?));
         Report {
             planned: args.messages,
             message_size,
@@ -667,7 +663,8 @@ impl Report {
 
     fn cpu_us_per_message(&self) -> Option<f64> {
         let messages = self.accepted.max(1) as f64;
-        self.cpu_run.map(|c| c.as_secs_f64() * 1e6 / messages)
+        self.cpu_run
+            .map(|c| c.total().as_secs_f64() * 1e6 / messages)
     }
 
     fn human(&self) -> String {
@@ -726,9 +723,11 @@ impl Report {
         match (self.cpu_run, self.cpu_total, self.cpu_us_per_message()) {
             (Some(run), Some(total), Some(per)) => {
                 out += &format!(
-                    "client CPU {:.3} s while sending ({per:.1} µs/message), {:.3} s in all\n",
-                    run.as_secs_f64(),
-                    total.as_secs_f64()
+                    "client CPU {:.3} s while sending ({per:.1} µs/message; user {:.3} s, system {:.3} s), {:.3} s in all\n",
+                    run.total().as_secs_f64(),
+                    run.user.as_secs_f64(),
+                    run.system.as_secs_f64(),
+                    total.total().as_secs_f64()
                 )
             }
             _ => out += "client CPU: not measured on this platform\n",
@@ -774,8 +773,10 @@ impl Report {
             "delivered_per_s": Self::rate(self.delivered, self.deliver_window),
             "accept_latency_ms": latency(&self.accept_latency),
             "deliver_latency_ms": latency(&self.deliver_latency),
-            "cpu_run_s": self.cpu_run.map(|d| d.as_secs_f64()),
-            "cpu_total_s": self.cpu_total.map(|d| d.as_secs_f64()),
+            "cpu_run_s": self.cpu_run.map(|c| c.total().as_secs_f64()),
+            "cpu_run_user_s": self.cpu_run.map(|c| c.user.as_secs_f64()),
+            "cpu_run_system_s": self.cpu_run.map(|c| c.system.as_secs_f64()),
+            "cpu_total_s": self.cpu_total.map(|c| c.total().as_secs_f64()),
             "cpu_us_per_message": self.cpu_us_per_message(),
         })
     }
@@ -792,9 +793,30 @@ fn percentiles(sorted: &[Duration]) -> Option<[Duration; 4]> {
     Some([at(0.50), at(0.90), at(0.99), sorted[last]])
 }
 
-/// The process's CPU time (user + system, all threads).
+/// CPU time of the process (all threads).
+#[derive(Clone, Copy)]
+struct Cpu {
+    user: Duration,
+    system: Duration,
+}
+
+impl Cpu {
+    fn total(self) -> Duration {
+        self.user + self.system
+    }
+
+    /// The CPU used between `earlier` and `self`.
+    fn since(self, earlier: Cpu) -> Cpu {
+        Cpu {
+            user: self.user.saturating_sub(earlier.user),
+            system: self.system.saturating_sub(earlier.system),
+        }
+    }
+}
+
+/// The process's CPU time so far.
 #[cfg(unix)]
-fn cpu_time() -> Option<Duration> {
+fn cpu_time() -> Option<Cpu> {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: getrusage writes a `rusage` into the pointer it is given, which points to
     // one; RUSAGE_SELF is always valid.
@@ -805,11 +827,14 @@ fn cpu_time() -> Option<Duration> {
     // SAFETY: a zero return means the struct was filled (and it was zeroed before).
     let usage = unsafe { usage.assume_init() };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
-    Some(tv(usage.ru_utime) + tv(usage.ru_stime))
+    Some(Cpu {
+        user: tv(usage.ru_utime),
+        system: tv(usage.ru_stime),
+    })
 }
 
 #[cfg(not(unix))]
-fn cpu_time() -> Option<Duration> {
+fn cpu_time() -> Option<Cpu> {
     None
 }
 

@@ -16,16 +16,17 @@
 //!
 //! ```sh
 //! cargo build --release --example relay --example loadgen
-//! # a relay whose send limits do not refuse the load (the default is 60/min, burst 10):
-//! printf '[params]\nmail_domain = _chat.localhost\nmax_user_send_per_minute = 1000000\nmax_user_send_burst_size = 1000000\nmax_load_1m = 1000\n' > /tmp/lg.ini
+//! # the relay on loadgen's default ports, with send limits that do not refuse the load
+//! # (the default is 60/min, burst 10 per sender):
+//! cp load/loadgen/results/2026-12-07/relay.ini /tmp/lg.ini
+//! echo 'mailboxes_dir = /tmp/lg-data/mail' >> /tmp/lg.ini
 //! target/release/examples/relay --config /tmp/lg.ini --data-dir /tmp/lg-data &
 //! target/release/examples/loadgen --insecure --connections 8 --messages 2000 \
 //!     --accounts 4 --size 4096 --json /tmp/loadgen.json
 //! ```
 //!
-//! (With `--config`, the ports are those of the ini file; see `examples/relay.rs`. Run
-//! without arguments, the relay's embedded default listens on 127.0.0.1 with the ports
-//! loadgen uses by default, but keeps the default send limits.)
+//! (Run without arguments, the relay's embedded default listens on the same ports but
+//! keeps the default send limits: loadgen then reports the `450` refusals.)
 //!
 //! Options (defaults in brackets):
 //!

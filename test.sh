@@ -23,7 +23,7 @@ fi
 
 # The relay example in the debug profile: the cargo tests above built the dependencies
 # already, and nothing in these tests measures speed.
-cargo build --example relay
+cargo build --example relay --example loadgen
 if [ ! -x .venv/bin/pytest ] || ! .venv/bin/python -c 'import deltachat_rpc_client, dkim' 2>/dev/null; then
   python3 -m venv .venv
   # dkimpy: an independent DKIM implementation, to check our signatures and sign the

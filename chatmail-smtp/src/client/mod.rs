@@ -707,11 +707,13 @@ fn dot_stuff(message: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 8);
     let mut line_start = true;
     let mut rest = message;
+    // Built once: `memmem::find` would build a searcher for every line.
+    let crlf = memchr::memmem::Finder::new(b"\r\n");
     while !rest.is_empty() {
         if line_start && rest[0] == b'.' {
             out.push(b'.');
         }
-        match memchr::memmem::find(rest, b"\r\n") {
+        match crlf.find(rest) {
             Some(i) => {
                 out.extend_from_slice(&rest[..i + 2]);
                 rest = &rest[i + 2..];

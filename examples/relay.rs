@@ -400,5 +400,9 @@ fn tracing_subscriber_init() {
     let _ = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
+        // A log that cannot be written (its disk is full) is lost, not reported with
+        // `eprintln!`, which would panic in the session that logged and drop its client
+        // without a reply (load/faults/disk_full.py found it).
+        .log_internal_errors(false)
         .try_init();
 }

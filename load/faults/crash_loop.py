@@ -21,6 +21,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import smtplib
 import socket
@@ -49,7 +50,7 @@ def free_ports(n):
 
 
 class Relay:
-    def __init__(self, binary, tmp):
+    def __init__(self, binary, tmp, log_dir=None):
         self.binary, self.tmp = binary, tmp
         (self.smtp, self.submission, self.submissions, self.imap, self.imaps,
          self.https) = free_ports(6)
@@ -66,7 +67,7 @@ class Relay:
             # The senders submit far above the reference's 60 messages a minute.
             "max_user_send_per_minute = 100000\nmax_user_send_burst_size = 100000\n"
         )
-        self.log = open(tmp / "relay.log", "a+")
+        self.log = open((log_dir or tmp) / "relay.log", "a+")
         self.proc = None
 
     def start(self):
@@ -216,6 +217,9 @@ def main():
     print(json.dumps(summary, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2))
+    if not violations:
+        relay.log.close()
+        shutil.rmtree(tmp, ignore_errors=True)  # kept for inspection otherwise
     sys.exit(1 if violations else 0)
 
 

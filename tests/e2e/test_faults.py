@@ -35,5 +35,5 @@ def test_sigkill_during_submission_loses_and_doubles_nothing(tmp_path):
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs: needs root")
 def test_a_full_disk_refuses_for_now_and_recovers(tmp_path):
     s = run("disk_full.py", "--messages", "10", tmp=tmp_path)
-    assert s["refused_while_full"] == 10 and s["codes_while_full"] == [451], s
+    assert s["refused_while_full"] == 10 and s["codes_while_full"] == [452], s
     assert s["first_250_after_space_returned_s"] is not None, s

@@ -94,13 +94,17 @@ pub enum QueueError {
 }
 
 impl QueueError {
-    /// The SMTP reply for the sender: `452 4.3.1` when full, `451 4.3.0` otherwise.
+    /// The SMTP reply for the sender: `452 4.3.1` when the queue or its disk is full
+    /// (RFC 3463 4.3.1, "mail system full"), `451 4.3.0` otherwise.
     pub fn reply(&self) -> Reply {
         match self {
             QueueError::Full => Reply::new(
                 452,
                 "4.3.1 Insufficient system storage: delivery queue full, try again later",
             ),
+            QueueError::Storage(e) if e.kind() == std::io::ErrorKind::StorageFull => {
+                Reply::new(452, "4.3.1 Insufficient system storage, try again later")
+            }
             _ => Reply::new(451, "4.3.0 Local error in processing"),
         }
     }

@@ -96,7 +96,7 @@ const ERROR_SAMPLES: usize = 20;
 const USAGE: &str = "usage: loadgen [--host 127.0.0.1] [--allow-remote] [--domain _chat.localhost]
                [--port-submission 2465 | --port-smtp PORT [--remote-domain D]]
                [--imaps-port 2993] [--connections N] [--messages M] [--size BYTES]
-               [--accounts K] [--insecure] [--json FILE] [--timeout SECS]
+               [--accounts K] [--password PW] [--insecure] [--json FILE] [--timeout SECS]
                [--io-timeout SECS] [--delivery-wait SECS] [--threads T]";
 
 /// The command line.
@@ -111,6 +111,9 @@ struct Args {
     messages: usize,
     size: usize,
     accounts: usize,
+    /// One password for every account (a reference stack with a static passdb);
+    /// generated per account otherwise.
+    password: Option<String>,
     insecure: bool,
     json: Option<PathBuf>,
     timeout: Duration,
@@ -131,6 +134,7 @@ fn parse_args() -> Result<Args, String> {
         messages: 200,
         size: 4096,
         accounts: 4,
+        password: None,
         insecure: false,
         json: None,
         timeout: Duration::from_secs(600),
@@ -164,6 +168,7 @@ fn parse_args() -> Result<Args, String> {
             "--size" => a.size = number(&arg, value()?)?,
             "--accounts" => a.accounts = number(&arg, value()?)?,
             "--insecure" => a.insecure = true,
+            "--password" => a.password = Some(value()?),
             "--json" => a.json = Some(PathBuf::from(value()?)),
             "--timeout" => a.timeout = Duration::from_secs(number(&arg, value()?)?),
             "--io-timeout" => a.io_timeout = Duration::from_secs(number(&arg, value()?)?),
@@ -367,7 +372,13 @@ async fn run(args: &Args, deadline: Instant) -> Result<Report, String> {
     let cpu_start = cpu_time();
     let tls = tls_connector(args.insecure);
     let server_name = server_name(&args.domain, &args.host)?;
-    let accounts = Arc::new(generate_accounts(args.accounts, &args.domain));
+    let mut accounts = generate_accounts(args.accounts, &args.domain);
+    if let Some(password) = &args.password {
+        for account in &mut accounts {
+            account.password = password.clone();
+        }
+    }
+    let accounts = Arc::new(accounts);
     let template = Arc::new(MessageTemplate::new(args.size));
     let message_size = template
         .message(&accounts[0].address, &accounts[0].address, "x")

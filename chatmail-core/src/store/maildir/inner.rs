@@ -2,7 +2,6 @@
 //! (one account), [`MailboxState`] (one mailbox), and the helpers every job uses.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
@@ -52,9 +51,11 @@ pub(super) struct MailboxState {
     pub(super) index: MailboxIndex<FileRef>,
     /// Base file name to UID, for the rescan.
     pub(super) by_base: HashMap<String, Uid>,
-    /// The index opened for appending; `None` while the mailbox has no directory yet
-    /// (INBOX of an account that never got mail).
-    pub(super) log: Option<File>,
+    /// Whether the index file is on disk; false while the mailbox has no directory yet
+    /// (INBOX of an account that never got mail). The file is opened per commit, not
+    /// kept open: a descriptor per loaded mailbox would let idle sessions of many
+    /// accounts exhaust the process's descriptors (BENCHMARKS.md, issue 14).
+    pub(super) indexed: bool,
     pub(super) log_records: usize,
     /// Mtimes of `cur/` and `new/` at the last scan, if they can be trusted.
     pub(super) scanned: Option<(SystemTime, SystemTime)>,

@@ -48,14 +48,14 @@ impl MailboxState {
         if self.name != INBOX {
             return Err(StoreError::NoSuchMailbox(self.name.clone()));
         }
-        if self.log.is_none() {
+        if !self.indexed {
             return Ok(()); // reset already; recreated on the next write
         }
         // The account was removed: whatever comes next is a new mailbox.
         self.index = MailboxIndex::new(inner.new_uid_validity()?);
         self.usage.update(self.index.size);
         self.by_base.clear();
-        self.log = None;
+        self.indexed = false;
         self.log_records = 0;
         self.scanned = None;
         inner.hub.publish(

@@ -3,7 +3,7 @@
 //! the index before it is published on the change feed.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{self, Write};
+use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -80,7 +80,7 @@ impl AccountDir {
             dir,
             index: MailboxIndex::new(UidValidity(0)),
             by_base: HashMap::new(),
-            log: None,
+            indexed: false,
             log_records: 0,
             scanned: None,
             listed: false,
@@ -114,11 +114,7 @@ impl AccountDir {
                 if torn || corrected {
                     state.compact()?;
                 } else {
-                    let log = std::fs::OpenOptions::new()
-                        .append(true)
-                        .open(state.dir.join(INDEX_FILE))
-                        .map_err(|e| StoreError::io("opening the mailbox index", e))?;
-                    state.log = Some(log);
+                    state.indexed = true;
                 }
             }
             // Never served by this store: Dovecot's UIDs, if it left valid ones. Only
@@ -218,11 +214,11 @@ impl MailboxState {
         self.dir.join(file.sub.dir()).join(&file.name)
     }
 
-    /// Rewrites the index file from memory and reopens it for appending.
+    /// Rewrites the index file from memory.
     pub(super) fn compact(&mut self) -> Result<(), StoreError> {
         match uidlist::rewrite(&self.dir, &self.index) {
-            Ok(file) => {
-                self.log = Some(file);
+            Ok(()) => {
+                self.indexed = true;
                 self.log_records = self.index.messages.len();
                 Ok(())
             }
@@ -235,7 +231,7 @@ impl MailboxState {
 
     /// Creates the mailbox's directories and index if it has none yet (INBOX).
     pub(super) fn ensure_on_disk(&mut self) -> Result<(), StoreError> {
-        if self.log.is_some() {
+        if self.indexed {
             return Ok(());
         }
         files::create_maildir(&self.dir)
@@ -252,14 +248,11 @@ impl MailboxState {
         batch: Batch,
     ) -> Result<(), StoreError> {
         if batch.record_count > 0 {
-            let Some(log) = self.log.as_mut() else {
+            if !self.indexed {
                 self.broken = true;
-                return Err(StoreError::Corrupt("mailbox index is not open".into()));
-            };
-            if let Err(e) = log
-                .write_all(batch.records.as_bytes())
-                .and_then(|()| log.sync_data())
-            {
+                return Err(StoreError::Corrupt("mailbox index is not on disk".into()));
+            }
+            if let Err(e) = uidlist::append_records(&self.dir, batch.records.as_bytes()) {
                 self.broken = true;
                 return Err(StoreError::io("writing the mailbox index", e));
             }

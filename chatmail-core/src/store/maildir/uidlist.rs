@@ -16,8 +16,8 @@
 //! index invalid, and the mailbox is rebuilt from its files with a new UIDVALIDITY.
 
 use std::fmt::Write as _;
-use std::fs::{File, OpenOptions};
-use std::io;
+use std::fs::OpenOptions;
+use std::io::{self, Write as _};
 use std::path::Path;
 
 use super::files::{write_replace, Sub};
@@ -198,11 +198,17 @@ pub(crate) fn snapshot(index: &MailboxIndex<FileRef>) -> String {
     out
 }
 
-/// Replaces `dir/INDEX_FILE` with a snapshot of `index`, durably, and returns the file
-/// opened for appending records.
-pub(crate) fn rewrite(dir: &Path, index: &MailboxIndex<FileRef>) -> io::Result<File> {
-    write_replace(dir, INDEX_FILE, snapshot(index).as_bytes())?;
-    OpenOptions::new().append(true).open(dir.join(INDEX_FILE))
+/// Replaces `dir/INDEX_FILE` with a snapshot of `index`, durably.
+pub(crate) fn rewrite(dir: &Path, index: &MailboxIndex<FileRef>) -> io::Result<()> {
+    write_replace(dir, INDEX_FILE, snapshot(index).as_bytes())
+}
+
+/// Appends `records` to `dir/INDEX_FILE` and makes them durable. The file is opened for
+/// this write only, so that loaded mailboxes hold no descriptors.
+pub(crate) fn append_records(dir: &Path, records: &[u8]) -> io::Result<()> {
+    let mut file = OpenOptions::new().append(true).open(dir.join(INDEX_FILE))?;
+    file.write_all(records)?;
+    file.sync_data()
 }
 
 #[cfg(test)]

@@ -1,7 +1,14 @@
-//! Append latency and throughput of the `maildir` store with 4 KB messages (file fsync,
-//! rename, directory fsync, index record fsync), for one appender and for 8 and 32
-//! concurrent appenders (threads), next to the floor measured in the same run: a plain
-//! write + fsync + rename + directory fsync of a 4 KB file, with the same thread counts.
+//! Append latency and throughput of the `maildir` store with 4 KB messages, for one
+//! appender and for 8 and 32 concurrent appenders (threads), in both durability modes:
+//! `group` (the default on Linux: concurrent appends share `syncfs` barriers) and
+//! `each_file` (file fsync, directory fsync, index record fsync). Next to them, the
+//! floors measured in the same run:
+//!
+//! - `floor_write_fsync_rename`: a plain write + fsync + rename + directory fsync of a
+//!   4 KB file, with the same thread counts (what one-file-at-a-time durability costs);
+//! - `floor_group_syncfs/32_per_sync` (Linux): one thread writes 32 files, `syncfs`,
+//!   renames the 32, `syncfs` again (what group-committed durability costs: the disk's
+//!   group-commit floor, issue 14).
 //!
 //! Concurrent appenders deliver either to distinct accounts (the usual case: mail for
 //! many users) or all to one INBOX (worst case: they queue for its index). Each
@@ -69,6 +76,23 @@ fn parallel(threads: u64, iters: u64, job: impl Fn(u64, u64) + Send + Sync + 'st
         .mul_f64(iters as f64 / (per_thread * threads) as f64)
 }
 
+/// The group-commit floor: `batch` files written, made durable by one `syncfs`, renamed,
+/// and the names made durable by a second one; no index, no locks.
+#[cfg(target_os = "linux")]
+fn group_write_syncfs_rename(dir: &Path, first: u64, batch: u64, data: &[u8]) {
+    let names: Vec<String> = (first..first + batch).map(|n| n.to_string()).collect();
+    for name in &names {
+        let mut file = File::create(dir.join("tmp").join(name)).unwrap();
+        file.write_all(data).unwrap();
+    }
+    let fs = File::open(dir).unwrap();
+    rustix::fs::syncfs(&fs).unwrap();
+    for name in &names {
+        std::fs::rename(dir.join("tmp").join(name), dir.join("new").join(name)).unwrap();
+    }
+    rustix::fs::syncfs(&fs).unwrap();
+}
+
 fn bench(c: &mut Criterion) {
     let root = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
     let data = message();
@@ -94,22 +118,68 @@ fn bench(c: &mut Criterion) {
         });
     }
 
-    let store = Arc::new(MaildirStore::open(root.path().join("mailboxes")).unwrap());
+    #[cfg(target_os = "linux")]
+    {
+        const BATCH: u64 = 32;
+        let dir: PathBuf = root.path().join("floor-group");
+        for sub in ["tmp", "new"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        let mut next = 0u64;
+        group.bench_function(format!("floor_group_syncfs/{BATCH}_per_sync"), |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                let batches = iters.div_ceil(BATCH);
+                for _ in 0..batches {
+                    group_write_syncfs_rename(&dir, next, BATCH, &data);
+                    next += BATCH;
+                }
+                start
+                    .elapsed()
+                    .mul_f64(iters as f64 / (batches * BATCH) as f64)
+            })
+        });
+    }
+
     let accounts: Arc<Vec<Address>> = Arc::new(
         (0..32)
             .map(|i| Address::parse(&format!("user{i}@chat.example.org")).unwrap())
             .collect(),
     );
-    for (threads, same_inbox) in [(1u64, true), (8, false), (8, true), (32, false), (32, true)] {
+    let cases = [(1u64, true), (8, false), (8, true), (32, false), (32, true)];
+    for (mode, grouped) in [("group", true), ("each_file", false)] {
+        let mailboxes = root.path().join(format!("mailboxes-{mode}"));
+        let store = MaildirStore::open(mailboxes).unwrap();
+        let store = Arc::new(store.with_group_commit(grouped).unwrap());
+        for (threads, same_inbox) in cases {
+            bench_store(
+                &mut group, &store, &accounts, &data, mode, threads, same_inbox,
+            );
+        }
+    }
+    group.finish();
+}
+
+/// One store case: `threads` appenders, to distinct accounts or all to one INBOX.
+fn bench_store(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    store: &Arc<MaildirStore>,
+    accounts: &Arc<Vec<Address>>,
+    data: &Bytes,
+    mode: &str,
+    threads: u64,
+    same_inbox: bool,
+) {
+    {
         let target = if same_inbox {
             "one_inbox"
         } else {
             "distinct_accounts"
         };
         let name = if threads == 1 {
-            "store_append/1_thread".to_string()
+            format!("store_append_{mode}/1_thread")
         } else {
-            format!("store_append/{threads}_threads_{target}")
+            format!("store_append_{mode}/{threads}_threads_{target}")
         };
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
@@ -122,7 +192,6 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
-    group.finish();
 }
 
 criterion_group!(benches, bench);

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use flate2::read::MultiGzDecoder;
 
+use super::durability::Durability;
 use crate::store::error::StoreError;
 use crate::types::{Flag, Flags};
 
@@ -204,26 +205,39 @@ pub(crate) fn unix_secs(time: SystemTime) -> i64 {
     }
 }
 
-/// Writes a message the maildir way: into `tmp_path`, fsync, mtime = internal date
-/// (Dovecot keeps INTERNALDATE as the mtime, and expiry reads it), rename to
-/// `final_path`, fsync the final directory. Leaves nothing behind on failure.
+/// Writes a message the maildir way: into `tmp_path`, made durable, mtime = internal
+/// date (Dovecot keeps INTERNALDATE as the mtime, and expiry reads it), renamed to
+/// `final_path`. Leaves nothing behind on failure.
+///
+/// Where `durability` covers the file (group commit), the data is made durable by a
+/// shared barrier before the rename, and the rename is left to the caller's next
+/// barrier: the answer is `true` then. Otherwise the file and then its directory are
+/// fsynced here, and the answer is `false`.
 pub(crate) fn write_message(
     tmp_path: &Path,
     final_path: &Path,
     message: &[u8],
     internal_date: i64,
-) -> io::Result<()> {
+    durability: &Durability,
+) -> io::Result<bool> {
     let result = (|| {
         let mut file = create_new_file(tmp_path)?;
         file.write_all(message)?;
         file.set_modified(system_time(internal_date))?;
-        file.sync_all()?;
-        drop(file);
+        let grouped = durability.covers(&file)?;
+        if grouped {
+            drop(file);
+            durability.barrier()?;
+        } else {
+            file.sync_all()?;
+            drop(file);
+        }
         std::fs::rename(tmp_path, final_path)?;
         match final_path.parent() {
-            Some(dir) => sync_dir(dir),
-            None => Ok(()),
+            Some(dir) if !grouped => sync_dir(dir)?,
+            _ => {}
         }
+        Ok(grouped)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(tmp_path);

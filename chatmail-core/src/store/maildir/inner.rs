@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
+use super::durability::Durability;
 use super::files;
 use super::uidlist::FileRef;
 use super::usage::{Usage, UsageShare};
@@ -25,6 +26,8 @@ pub(super) struct Inner {
     /// Makes the names of files this process writes unique (with the pid and the time).
     pub(super) name_seq: AtomicU64,
     pub(super) host: String,
+    /// Whether appends sync file by file or share syncs (group commit).
+    pub(super) durability: Durability,
 }
 
 /// UIDVALIDITY values handed out: the last one, and the end of the block reserved on disk.
@@ -79,6 +82,15 @@ pub(super) enum Scan {
     /// file then, up to changes by others since (trimming, which a delivery starts).
     Once,
     No,
+}
+
+/// How a commit makes its index records durable.
+#[derive(Clone, Copy)]
+pub(super) enum IndexSync {
+    /// With an fdatasync of the index file.
+    Each,
+    /// With the store's next shared barrier ([`Durability::barrier`]).
+    Group,
 }
 
 /// Lines for the index, and changes to publish once they are durable.

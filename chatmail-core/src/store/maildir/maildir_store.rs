@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use super::durability::Durability;
 use super::inner::{Inner, IssuedUidValidity};
 use super::{maintenance, uid_validity};
 use crate::executor::{run_blocking, BlockingExecutor, InlineExecutor};
@@ -63,9 +64,13 @@ use crate::types::{ModSeq, Uid};
 ///
 /// # Durability
 ///
-/// An append writes `tmp/<name>`, fsyncs it, renames it into `new/` (or `cur/` when it
-/// has flags), fsyncs that directory, then appends the UID record to the mailbox's
-/// index (`chatmail-uidlist`) and fsyncs that, all before it returns: three fsyncs per message.
+/// An append writes `tmp/<name>`, makes it durable, renames it into `new/` (or `cur/`
+/// when it has flags), appends the UID record to the mailbox's index
+/// (`chatmail-uidlist`), and makes the name and the record durable, all before it
+/// returns. By default (on Linux) concurrent appends share these syncs: one `syncfs` of
+/// the file system serves every append waiting for it (group commit; the
+/// `durability` module says how, and [`MaildirStore::with_group_commit`] turns it off).
+/// Without it each append fsyncs its file, the directory and the index: three fsyncs.
 /// UIDNEXT and the highest modseq are in the index, so UIDs never repeat across a restart.
 /// A delivery killed between the write and the rename leaves its file in `tmp/`: at open
 /// the store removes files in any `tmp/` older than 36 hours, as Dovecot does.
@@ -149,8 +154,11 @@ impl MaildirStore {
             })
             .take(64)
             .collect::<String>();
+        let durability = Durability::new(&root, true)
+            .map_err(|e| StoreError::io(format!("opening {}", root.display()), e))?;
         Ok(MaildirStore {
             inner: Arc::new(Inner {
+                durability,
                 root,
                 limits: StoreLimits::default(),
                 hub: ChangeHub::new(),
@@ -183,6 +191,19 @@ impl MaildirStore {
             inner.limits = limits;
         }
         self
+    }
+
+    /// Shares the syncs of concurrent appends (`true`, the default on Linux: group commit,
+    /// see "Durability" above) or syncs each file (`false`: for a `mailboxes_dir` on a
+    /// file system shared with heavy writers, whose dirty data a shared sync would flush
+    /// too). Only before the store is shared.
+    pub fn with_group_commit(mut self, group: bool) -> Result<Self, StoreError> {
+        let durability = Durability::new(&self.inner.root, group)
+            .map_err(|e| StoreError::io(format!("opening {}", self.inner.root.display()), e))?;
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.durability = durability;
+        }
+        Ok(self)
     }
 
     /// Publishes on (and subscribes from) `hub` instead of the store's own, so that other

@@ -11,8 +11,9 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
+use super::durability::Durability;
 use super::files::{self, base_of, sync_dir, Sub};
-use super::inner::{read_guard, Batch, Inner, MailboxState, Scan};
+use super::inner::{read_guard, Batch, IndexSync, Inner, MailboxState, Scan};
 use super::uidlist::FileRef;
 use crate::store::error::StoreError;
 use crate::store::index::{check_keywords, sorted_uids};
@@ -116,10 +117,11 @@ impl Inner {
             &final_path,
             message,
             internal_date,
+            &self.durability,
         );
         let result = written
             .map_err(|e| StoreError::io("writing message", e))
-            .and_then(|()| {
+            .and_then(|grouped| {
                 account.with_mailbox(self, &name, Scan::No, |state| {
                     state.pending.remove(&base);
                     let mut batch = Batch::default();
@@ -129,7 +131,13 @@ impl Inner {
                         uid: meta.uid,
                         modseq: meta.modseq,
                     };
-                    state.commit(self, address, batch)?;
+                    // Grouped: the rename and the record share the next barrier.
+                    let sync = if grouped {
+                        IndexSync::Group
+                    } else {
+                        IndexSync::Each
+                    };
+                    state.commit_with(self, address, batch, sync)?;
                     Ok(outcome)
                 })
             });
@@ -243,12 +251,15 @@ impl Inner {
                 let message =
                     files::read_message(source, &picked.name, self.limits.max_message_bytes)
                         .map_err(|e| io::Error::other(e.to_string()))?;
+                // Copies sync file by file: the directories are synced below, once.
                 files::write_message(
                     &dir.join("tmp").join(base),
                     &target,
                     &message,
                     picked.meta.internal_date,
+                    &Durability::each_file(),
                 )
+                .map(|_| ())
             };
             let linked = if files::written_by_this_store(base_of(&picked.name)) {
                 std::fs::hard_link(&picked.path, &target).or_else(|e| {

@@ -16,6 +16,7 @@
 
 mod account;
 mod dovecot;
+mod durability;
 pub(crate) mod expiry;
 mod files;
 mod flags;

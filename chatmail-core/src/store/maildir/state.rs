@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use super::files;
-use super::inner::{AccountDir, Batch, Inner, MailboxState, Scan};
+use super::inner::{AccountDir, Batch, IndexSync, Inner, MailboxState, Scan};
 use super::uidlist::{self, FileRef, INDEX_FILE};
 use super::usage::UsageShare;
 use crate::store::error::StoreError;
@@ -247,12 +247,32 @@ impl MailboxState {
         account: &Address,
         batch: Batch,
     ) -> Result<(), StoreError> {
-        if batch.record_count > 0 {
+        self.commit_with(inner, account, batch, IndexSync::Each)
+    }
+
+    /// [`MailboxState::commit`], with the records made durable by their own fdatasync
+    /// or by the store's next shared barrier (which also covers whatever the caller
+    /// wrote before, such as an append's rename). The mailbox lock is held across the
+    /// sync either way, so that no one sees a UID before it is durable.
+    pub(super) fn commit_with(
+        &mut self,
+        inner: &Inner,
+        account: &Address,
+        batch: Batch,
+        sync: IndexSync,
+    ) -> Result<(), StoreError> {
+        if batch.record_count > 0 || matches!(sync, IndexSync::Group) {
             if !self.indexed {
                 self.broken = true;
                 return Err(StoreError::Corrupt("mailbox index is not on disk".into()));
             }
-            if let Err(e) = uidlist::append_records(&self.dir, batch.records.as_bytes()) {
+            let records = batch.records.as_bytes();
+            let written = match sync {
+                IndexSync::Each => uidlist::append_records(&self.dir, records, true),
+                IndexSync::Group => uidlist::append_records(&self.dir, records, false)
+                    .and_then(|()| inner.durability.barrier()),
+            };
+            if let Err(e) = written {
                 self.broken = true;
                 return Err(StoreError::io("writing the mailbox index", e));
             }

@@ -203,12 +203,19 @@ pub(crate) fn rewrite(dir: &Path, index: &MailboxIndex<FileRef>) -> io::Result<(
     write_replace(dir, INDEX_FILE, snapshot(index).as_bytes())
 }
 
-/// Appends `records` to `dir/INDEX_FILE` and makes them durable. The file is opened for
-/// this write only, so that loaded mailboxes hold no descriptors.
-pub(crate) fn append_records(dir: &Path, records: &[u8]) -> io::Result<()> {
+/// Appends `records` to `dir/INDEX_FILE`, and makes them durable when `sync` (else the
+/// caller's shared barrier does). The file is opened for this write only, so that
+/// loaded mailboxes hold no descriptors.
+pub(crate) fn append_records(dir: &Path, records: &[u8], sync: bool) -> io::Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
     let mut file = OpenOptions::new().append(true).open(dir.join(INDEX_FILE))?;
     file.write_all(records)?;
-    file.sync_data()
+    if sync {
+        file.sync_data()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

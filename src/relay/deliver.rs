@@ -1,10 +1,19 @@
 //! Delivery of an accepted message: local recipients' INBOXes, the outbound queue.
 
+use super::expiry::trim_to_quota;
+use super::plugins::NewMailNotifier;
 use super::service::{unix_now, Relay};
+use crate::metrics::Metrics;
 use bytes::Bytes;
-use chatmail_core::store::StoreError;
+use chatmail_core::account::{Accounts, DeviceTokenStore};
+use chatmail_core::config::Config;
+use chatmail_core::store::{MailStore, StoreError};
 use chatmail_core::{Address, Flags, INBOX};
 use chatmail_smtp::server::DeliveryFailure;
+use futures::FutureExt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
 impl Relay {
     /// Whether `address` is an address of this relay.
@@ -18,13 +27,7 @@ impl Relay {
     /// is accepted and dropped, as the reference filter does. A store that cannot tell
     /// counts as not disabled (the delivery then meets the store's error itself).
     pub async fn is_disabled(&self, account: &Address) -> bool {
-        match self.accounts.store().is_disabled(account).await {
-            Ok(disabled) => disabled,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not read the DISABLED marker");
-                false
-            }
-        }
+        is_disabled(&self.accounts, account).await
     }
 
     /// Whether a local recipient exists, and whether it accepts cleartext from outside.
@@ -212,7 +215,67 @@ impl Relay {
 
     /// Appends `message` to the INBOX of local `rcpt`; `known`: the account was found at
     /// RCPT, no second lookup.
+    ///
+    /// The whole delivery (lookup, DISABLED marker, quota, append, device tokens) runs as
+    /// one job on the blocking executor, its store calls inline there
+    /// ([`chatmail_core::run_blocking`]): one hand-over between threads per recipient
+    /// instead of one per store call, which the profile of issue 14 found to be most of
+    /// the relay's CPU per message (BENCHMARKS.md).
     pub(super) async fn deliver_local(
+        &self,
+        mail_from: &str,
+        rcpt: &str,
+        known: bool,
+        message: Bytes,
+    ) -> Result<(), DeliveryFailure> {
+        let local = self.local_delivery();
+        let (mail_from, rcpt) = (mail_from.to_string(), rcpt.to_string());
+        let delivery: Pin<Box<dyn Future<Output = _> + Send>> =
+            Box::pin(async move { local.deliver(&mail_from, &rcpt, known, message).await });
+        // In the job every store call runs inline, so the delivery normally completes
+        // on its first poll. A store that truly waits (a network database) leaves it
+        // pending: the rest is awaited here, where waiting costs no thread. (Polled, not
+        // `block_on`: the job may itself run inside a `block_on`, InlineExecutor's.)
+        let polled = chatmail_core::run_blocking(&*self.executor, move || {
+            let mut delivery = delivery;
+            match (&mut delivery).now_or_never() {
+                Some(outcome) => Ok(outcome),
+                None => Err(delivery),
+            }
+        })
+        .await;
+        match polled {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(pending)) => pending.await,
+            Err(gone) => Err(local_error(gone)),
+        }
+    }
+
+    /// What a local delivery needs, shared out of the relay so that it can run as a job.
+    fn local_delivery(&self) -> LocalDelivery {
+        LocalDelivery {
+            config: self.config.clone(),
+            accounts: self.accounts.clone(),
+            store: self.store.clone(),
+            tokens: self.tokens.clone(),
+            notifier: self.notifier.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// The parts of the relay a local delivery uses (see [`Relay::deliver_local`]).
+pub(super) struct LocalDelivery {
+    config: Arc<Config>,
+    accounts: Arc<Accounts>,
+    store: Arc<dyn MailStore>,
+    tokens: Arc<dyn DeviceTokenStore>,
+    notifier: Option<Arc<dyn NewMailNotifier>>,
+    metrics: Arc<Metrics>,
+}
+
+impl LocalDelivery {
+    async fn deliver(
         &self,
         mail_from: &str,
         rcpt: &str,
@@ -231,7 +294,7 @@ impl Relay {
                 Err(e) => return Err(local_error(e)),
             }
         }
-        if self.is_disabled(&account).await {
+        if is_disabled(&self.accounts, &account).await {
             tracing::info!("mail to a disabled address dropped");
             return Ok(());
         }
@@ -256,7 +319,7 @@ impl Relay {
         self.metrics.delivered_locally(started.elapsed());
         // Spec 4.2: past 75 % of the quota, the oldest messages are trimmed to 70 %.
         if used_after > quota / 4 * 3 {
-            self.trim_to_quota(&account).await;
+            trim_to_quota(&self.config, &*self.store, &self.metrics, &account).await;
         }
         // Spec 5.3: no push for the sender's own copy (multi-device bcc-self).
         if !mail_from.eq_ignore_ascii_case(account.as_str()) {
@@ -269,6 +332,18 @@ impl Relay {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether the operator disabled `account` (its `DISABLED` file); see
+/// [`Relay::is_disabled`].
+async fn is_disabled(accounts: &Accounts, account: &Address) -> bool {
+    match accounts.store().is_disabled(account).await {
+        Ok(disabled) => disabled,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the DISABLED marker");
+            false
+        }
     }
 }
 

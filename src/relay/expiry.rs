@@ -4,10 +4,12 @@
 //! would, so IDLE sessions learn of it.
 
 use super::service::{unix_now, Relay};
+use crate::metrics::Metrics;
+use chatmail_core::config::Config;
 use chatmail_core::expiry::{
     quota_expire_log_line, quota_target_bytes, ExpiryPolicy, ExpiryReport,
 };
-use chatmail_core::store::StoreError;
+use chatmail_core::store::{MailStore, StoreError};
 use chatmail_core::Address;
 
 impl Relay {
@@ -54,18 +56,23 @@ impl Relay {
         }
         Ok(report)
     }
+}
 
-    /// Trims one account's INBOX oldest first to 70 % of the quota, never touching
-    /// messages younger than 24 hours (spec 6.2).
-    pub(super) async fn trim_to_quota(&self, account: &Address) {
-        let target = quota_target_bytes(self.config.max_mailbox_bytes());
-        match self.store.trim_to_quota(account, target, unix_now()).await {
-            Ok(removed) if !removed.is_empty() => {
-                self.metrics.quota_trimmed(removed.len());
-                tracing::info!("{}", quota_expire_log_line(removed.len(), account.as_str()));
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "quota trimming failed"),
+/// Trims one account's INBOX oldest first to 70 % of the quota, never touching messages
+/// younger than 24 hours (spec 6.2).
+pub(super) async fn trim_to_quota(
+    config: &Config,
+    store: &dyn MailStore,
+    metrics: &Metrics,
+    account: &Address,
+) {
+    let target = quota_target_bytes(config.max_mailbox_bytes());
+    match store.trim_to_quota(account, target, unix_now()).await {
+        Ok(removed) if !removed.is_empty() => {
+            metrics.quota_trimmed(removed.len());
+            tracing::info!("{}", quota_expire_log_line(removed.len(), account.as_str()));
         }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "quota trimming failed"),
     }
 }

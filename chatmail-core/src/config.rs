@@ -195,6 +195,12 @@ pub struct Config {
     pub imap_rawlog: bool,
     /// `imap_compress` (false): offer COMPRESS=DEFLATE.
     pub imap_compress: bool,
+    /// `mailbox_group_commit` (true, this project): concurrent deliveries to the maildir
+    /// store share their syncs (one `syncfs` of the file system of `mailboxes_dir`);
+    /// false syncs each file, for a `mailboxes_dir` on a file system shared with heavy
+    /// writers whose dirty data a shared sync would flush too
+    /// ([`MaildirStore::with_group_commit`](crate::store::MaildirStore::with_group_commit)).
+    pub mailbox_group_commit: bool,
     /// `turn_socket_path`.
     pub turn_socket_path: PathBuf,
     /// `filtermail_smtp_port` (10080).
@@ -317,6 +323,7 @@ impl Config {
             mtail_address: None,
             imap_rawlog: false,
             imap_compress: false,
+            mailbox_group_commit: true,
             turn_socket_path: PathBuf::from("/run/chatmail-turn/turn.socket"),
             filtermail_smtp_port: 10080,
             filtermail_smtp_port_incoming: 10081,
@@ -486,6 +493,7 @@ impl Config {
             "mtail_address" => self.mtail_address = Some(v.to_string()).filter(|s| !s.is_empty()),
             "imap_rawlog" => self.imap_rawlog = boolean(v),
             "imap_compress" => self.imap_compress = boolean(v),
+            "mailbox_group_commit" => self.mailbox_group_commit = boolean(v),
             "turn_socket_path" => self.turn_socket_path = path(key, v)?,
             "filtermail_smtp_port" => self.filtermail_smtp_port = port(key, v)?,
             "filtermail_smtp_port_incoming" => self.filtermail_smtp_port_incoming = port(key, v)?,

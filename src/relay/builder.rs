@@ -154,7 +154,9 @@ impl RelayBuilder {
                     executor.clone(),
                 )),
                 Arc::new(
-                    MaildirStore::open(&config.mailboxes_dir)?.with_executor(executor.clone()),
+                    MaildirStore::open(&config.mailboxes_dir)?
+                        .with_group_commit(config.mailbox_group_commit)?
+                        .with_executor(executor.clone()),
                 ),
                 executor.clone(),
             ),

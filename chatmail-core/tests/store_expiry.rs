@@ -14,6 +14,10 @@ use chatmail_core::store::{ChangeSubscription, MailStore, MaildirStore, MemorySt
 use chatmail_core::{Address, Change, Flag, Flags, ModSeq, Uid, INBOX};
 use futures::executor::block_on;
 
+#[cfg(feature = "postgres")]
+#[path = "support/postgres.rs"]
+mod support;
+
 const DAY: u64 = 86_400;
 
 fn alice() -> Address {
@@ -121,6 +125,31 @@ fn memory_expiry_goes_by_internal_date_through_the_feed() {
     expiry_expunges(&MemoryStore::new(), now());
 }
 
+/// The postgres store on a throwaway cluster (`support/postgres.rs`): expiry and
+/// trimming by internal date, as the memory store, each on a cluster of its own (expiry
+/// looks at every account of the database).
+#[cfg(feature = "postgres")]
+fn on_postgres(test: impl FnOnce(&dyn MailStore)) {
+    let Some(cluster) = support::Cluster::start() else {
+        return;
+    };
+    let rt = support::runtime();
+    let store = cluster.open_store(&rt, "expiry");
+    test(&store);
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn postgres_expiry_goes_by_internal_date_through_the_feed() {
+    on_postgres(|store| expiry_expunges(store, now()));
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn postgres_trimming_is_oldest_first_by_internal_date() {
+    on_postgres(trimming_by_internal_date);
+}
+
 #[test]
 fn maildir_expiry_goes_through_the_index_and_the_feed() {
     let tmp = tempfile::tempdir().unwrap();
@@ -170,7 +199,11 @@ fn trimming_expunges(store: &dyn MailStore, old: [Uid; 3], fresh: Uid, size: u64
 
 #[test]
 fn memory_trimming_is_oldest_first_by_internal_date() {
-    let store = MemoryStore::new();
+    trimming_by_internal_date(&MemoryStore::new());
+}
+
+/// Messages appended out of date order are trimmed by date, not by UID.
+fn trimming_by_internal_date(store: &dyn MailStore) {
     let now = now();
     let body = message("sized");
     let mut uids = Vec::new();
@@ -181,7 +214,7 @@ fn memory_trimming_is_oldest_first_by_internal_date() {
         uids.push(outcome.unwrap().uid);
     }
     trimming_expunges(
-        &store,
+        store,
         [uids[1], uids[0], uids[2]],
         uids[3],
         body.len() as u64,

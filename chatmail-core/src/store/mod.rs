@@ -87,7 +87,7 @@ pub(crate) mod maildir;
 mod memory;
 mod name;
 #[cfg(feature = "postgres")]
-mod postgres;
+pub mod postgres;
 
 pub use error::StoreError;
 pub use feed::{ChangeHub, ChangeSubscription, Lagged, DEFAULT_FEED_CAPACITY};

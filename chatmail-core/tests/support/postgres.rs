@@ -196,6 +196,21 @@ impl Cluster {
         client
     }
 
+    /// A postgres store on database `postgres` with the default options, opened on `rt`
+    /// (where its queries and listener run; its methods may be awaited anywhere).
+    pub fn open_store(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        application_name: &str,
+    ) -> chatmail_core::store::PostgresStore {
+        use chatmail_core::store::{PostgresOptions, PostgresStore};
+        rt.block_on(PostgresStore::open(
+            &self.url(application_name),
+            PostgresOptions::default(),
+        ))
+        .expect("open the postgres store")
+    }
+
     /// The postmaster's PID.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -2,9 +2,12 @@
 
 use deadpool_postgres::GenericClient;
 
-use super::mailboxes::{find, MailboxRow, MAILBOX_COLUMNS};
+use super::feed;
+use super::inner::Inner;
+use super::mailboxes::find;
 use super::messages::{expunge_in, publish_expunges};
-use super::{column, db, feed, get, query, query_opt, to_i64, to_u32, to_u64, Inner};
+use super::rows::{MailboxRow, MAILBOX_COLUMNS};
+use super::sql::{column, db, get, query, query_opt, to_i64, to_u32, to_u64};
 use crate::expiry::{
     plan_trim, ExpiryPolicy, ExpiryReport, Removal, RemovalKind, TrimCandidate, LARGE_MESSAGE_BYTES,
 };

@@ -4,16 +4,17 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use deadpool_postgres::GenericClient;
 use futures::StreamExt;
 use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls};
 
-use super::flags::meta_from_row;
-use super::mailboxes::MailboxRow;
-use super::{column, db, get, query, to_i64, to_u32, to_u64, Inner, PostgresOptions};
+use super::cursors::{Cursor, Progress};
+use super::inner::Inner;
+use super::rows::meta_from_row;
+use super::sql::{column, db, get, query, to_i64, to_u32, to_u64};
 use crate::store::error::StoreError;
 use crate::store::lock::lock;
 use crate::types::{Address, Change, ModSeq, Uid};
@@ -28,102 +29,6 @@ const PENDING_NOTIFICATIONS: usize = 1024;
 /// First wait before reconnecting a lost listener, doubled up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-/// The feed's state in one store instance.
-pub(super) struct Feed {
-    /// This instance's name in notifications, so that it skips its own.
-    node: String,
-    /// Accounts with local subscribers, and what was published of each.
-    watched: Mutex<HashMap<Address, Arc<Watch>>>,
-    listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
-}
-
-/// One watched account. The async lock orders publishing: local changes and changes
-/// read back are published under it, so cursors and the hub agree.
-#[derive(Default)]
-struct Watch {
-    state: tokio::sync::Mutex<WatchState>,
-}
-
-#[derive(Default)]
-struct WatchState {
-    /// The cursors were read from the database.
-    ready: bool,
-    /// Per mailbox row id.
-    cursors: HashMap<i64, Cursor>,
-}
-
-/// What this instance published of one mailbox: every change up to `modseq`, and the
-/// messages below `uid_next`.
-struct Cursor {
-    name: String,
-    modseq: ModSeq,
-    uid_next: Uid,
-}
-
-impl Cursor {
-    /// A mailbox created after the account's cursors were read: all of it is news.
-    fn new_mailbox(name: String) -> Self {
-        Cursor {
-            name,
-            modseq: ModSeq(1),
-            uid_next: Uid(1),
-        }
-    }
-}
-
-/// A committed change to one mailbox: its highest modseq went from `before` to `after`.
-pub(super) struct Progress {
-    pub mailbox_id: i64,
-    pub name: String,
-    pub before: ModSeq,
-    pub after: ModSeq,
-    pub uid_next: Uid,
-}
-
-impl Progress {
-    /// A change to `mailbox`, whose row was read (and locked) before it, that took its
-    /// highest modseq to `after` and its UIDNEXT to `uid_next`.
-    pub(super) fn on(mailbox: &MailboxRow, name: &str, after: ModSeq, uid_next: Uid) -> Self {
-        Progress {
-            mailbox_id: mailbox.id,
-            name: name.to_string(),
-            before: mailbox.highest_modseq,
-            after,
-            uid_next,
-        }
-    }
-}
-
-impl Feed {
-    pub(super) fn new() -> Self {
-        let mut bytes = [0u8; 8];
-        if getrandom::fill(&mut bytes).is_err() {
-            // Unique enough among the nodes of one database without randomness.
-            bytes = (u64::from(std::process::id())
-                ^ std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos() as u64))
-            .to_le_bytes();
-        }
-        Feed {
-            node: bytes.iter().map(|b| format!("{b:02x}")).collect(),
-            watched: Mutex::new(HashMap::new()),
-            listener: Mutex::new(None),
-        }
-    }
-
-    /// Ends the listener (the store is gone).
-    pub(super) fn stop(&self) {
-        if let Some(task) = lock(&self.listener).take() {
-            task.abort();
-        }
-    }
-
-    fn get(&self, account: &Address) -> Option<Arc<Watch>> {
-        lock(&self.watched).get(account).cloned()
-    }
-}
 
 /// Inside a changing transaction: tells the other nodes (at commit, and only then) that
 /// the account changed.
@@ -402,9 +307,10 @@ pub(super) async fn catch_up_all(inner: &Inner) -> Result<(), StoreError> {
 pub(super) fn start_listener(
     inner: &Arc<Inner>,
     mut config: tokio_postgres::Config,
-    options: &PostgresOptions,
+    listen: bool,
+    poll: Option<Duration>,
 ) {
-    if !options.listen && options.poll_interval.is_none() {
+    if !listen && poll.is_none() {
         return;
     }
     let name = format!(
@@ -412,12 +318,9 @@ pub(super) fn start_listener(
         config.get_application_name().unwrap_or("chatmail")
     );
     config.application_name(name);
-    let task = inner.runtime.spawn(listen_loop(
-        Arc::downgrade(inner),
-        config,
-        options.listen,
-        options.poll_interval,
-    ));
+    let task = inner
+        .runtime
+        .spawn(listen_loop(Arc::downgrade(inner), config, listen, poll));
     *lock(&inner.feed.listener) = Some(task);
 }
 

@@ -5,39 +5,15 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use super::{column, db, execute, feed, get, query, query_opt, to_u32, to_u64, Inner};
+use super::feed;
+use super::inner::Inner;
+use super::rows::MailboxRow;
+use super::sql::{column, db, execute, get, query, query_opt, to_u32};
 use crate::store::error::StoreError;
 use crate::store::name::{
     renamed_names, validate_deletable, validate_mailbox_name, validate_rename,
 };
-use crate::types::{Address, Change, MailboxInfo, MailboxStatus, ModSeq, SpecialUse, Uid};
-use crate::types::{UidValidity, INBOX};
-
-/// The columns [`MailboxRow::from_row`] reads, in its order.
-pub(super) const MAILBOX_COLUMNS: &str = "id, uid_validity, uid_next, highest_modseq, size";
-
-/// A mailbox's row: its id and IMAP counters.
-#[derive(Debug, Clone)]
-pub(super) struct MailboxRow {
-    pub id: i64,
-    pub uid_validity: UidValidity,
-    pub uid_next: Uid,
-    pub highest_modseq: ModSeq,
-    pub size: u64,
-}
-
-impl MailboxRow {
-    /// Reads [`MAILBOX_COLUMNS`] from the start of a row.
-    pub(super) fn from_row(row: &Row) -> Result<Self, StoreError> {
-        Ok(MailboxRow {
-            id: column(row, 0)?,
-            uid_validity: UidValidity(to_u32(column(row, 1)?, "UIDVALIDITY")?),
-            uid_next: Uid(to_u32(column(row, 2)?, "UIDNEXT")?),
-            highest_modseq: ModSeq(to_u64(column(row, 3)?, "HIGHESTMODSEQ")?),
-            size: to_u64(column(row, 4)?, "mailbox size")?,
-        })
-    }
-}
+use crate::types::{Address, Change, MailboxInfo, MailboxStatus, SpecialUse, Uid, INBOX};
 
 /// Creates the account's INBOX if it has none: every account has one from its first use.
 /// The sequence is only advanced when the row is missing.

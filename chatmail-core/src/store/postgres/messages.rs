@@ -3,9 +3,13 @@
 use bytes::Bytes;
 use deadpool_postgres::GenericClient;
 
-use super::flags::{encode, meta_from_row, metas};
-use super::mailboxes::{find, MailboxRow, MAILBOX_COLUMNS};
-use super::{column, db, feed, get, query, query_opt, to_i64, to_u32, to_u64, Inner};
+use super::cursors::Progress;
+use super::feed;
+use super::flags::metas;
+use super::inner::Inner;
+use super::mailboxes::find;
+use super::rows::{encode, meta_from_row, MailboxRow, MAILBOX_COLUMNS};
+use super::sql::{column, db, get, query, query_opt, to_i64, to_u32, to_u64};
 use crate::store::error::StoreError;
 use crate::store::index::sorted_uids;
 use crate::store::mail_store::{AppendOutcome, CopyOutcome};
@@ -78,7 +82,7 @@ pub(super) async fn append(
     feed::publish(
         inner,
         account,
-        feed::Progress {
+        Progress {
             mailbox_id,
             name: name.clone(),
             before: ModSeq(modseq.0.saturating_sub(1)),
@@ -221,7 +225,7 @@ pub(super) async fn publish_expunges(
             modseq: *modseq,
         })
         .collect();
-    let progress = feed::Progress::on(mailbox, name, after, mailbox.uid_next);
+    let progress = Progress::on(mailbox, name, after, mailbox.uid_next);
     feed::publish(inner, account, progress, changes).await;
 }
 
@@ -344,7 +348,7 @@ pub(super) async fn copy(
     .await?;
     feed::notify(&tx, inner, account).await?;
     tx.commit().await.map_err(db("copy"))?;
-    let progress = feed::Progress::on(&target, &to, modseq, Uid(uid_next));
+    let progress = Progress::on(&target, &to, modseq, Uid(uid_next));
     feed::publish(inner, account, progress, changes).await;
     Ok(outcome)
 }

@@ -5,7 +5,7 @@
 //! (the model test `tests/store_model.rs` compares the two), with these choices:
 //!
 //! * **Durability.** Every change is one transaction; a successful
-//!   [`append`](MailStore::append) means it committed.
+//!   [`append`](super::MailStore::append) means it committed.
 //! * **UIDs and modseqs.** Each mailbox is one row of `mailboxes` holding UIDVALIDITY,
 //!   UIDNEXT, HIGHESTMODSEQ, the first `\Recent` UID and the bytes used. A change takes
 //!   that row's lock first (`UPDATE mailboxes SET uid_next = uid_next + 1 ... RETURNING`,
@@ -15,21 +15,21 @@
 //!   twice (a migration that imports UIDVALIDITYs must set the sequence past them).
 //! * **Expunges** leave a tombstone (`expunged`: UID, modseq, time), which is what lets a
 //!   node tell its subscribers about an expunge another node made. The daily
-//!   [`expire`](MailStore::expire) prunes tombstones older than a day.
+//!   [`expire`](super::MailStore::expire) prunes tombstones older than a day.
 //! * **`\Recent`** is claimed in the database, so a message is recent to one session
 //!   across all nodes.
 //! * **Bounds.** Every connection has a `statement_timeout`; the pool has a size and
 //!   wait/create/recycle timeouts ([`PostgresOptions`]).
 //! * **Schema.** Migrations run at [`open`](PostgresStore::open) under an advisory lock,
 //!   so nodes starting together do not race; the `schema_version` table says which ran.
-//! * **Expiry** runs on one node at a time: [`expire`](MailStore::expire) takes a
+//! * **Expiry** runs on one node at a time: [`expire`](super::MailStore::expire) takes a
 //!   session advisory lock and does nothing (an empty report) when another node holds it.
 //! * **Accounts** are not kept here yet: an account's mailboxes are made on first use
 //!   (INBOX), and `expire` removes no inactive accounts (as the memory store).
 //!
 //! # The change feed across nodes
 //!
-//! After a commit the store publishes the changes on its local [`ChangeHub`] and, inside
+//! After a commit the store publishes the changes on its local [`ChangeHub`](super::ChangeHub) and, inside
 //! the transaction, `NOTIFY chatmail_changes` with the node and the account. Each store
 //! keeps a listener connection (`LISTEN chatmail_changes`); a notification from another
 //! node is only a hint: for each mailbox of that account the store reads what changed
@@ -48,452 +48,24 @@
 //! only for the mailboxes that changed), so a wake-up across nodes takes at most that
 //! long. [`PostgresStore::catch_up`] runs one such round on demand.
 
+//!
+//! # Where the code is
+//!
+//! `postgres_store` has [`PostgresStore`] and its options; `inner` what its handles
+//! share; `schema` the migrations; `mailboxes`, `messages`, `flags` and `expiry` the
+//! operations (quota usage with expiry); `feed` the change feed across nodes, with its
+//! per-account state in `cursors`; `rows` decodes rows, `sql` runs statements.
+
+mod cursors;
 mod expiry;
 mod feed;
 mod flags;
+mod inner;
 mod mailboxes;
 mod messages;
+mod postgres_store;
+mod rows;
 mod schema;
+mod sql;
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use async_trait::async_trait;
-use bytes::Bytes;
-use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
-
-use super::error::StoreError;
-use super::feed::{ChangeHub, ChangeSubscription};
-use super::limits::StoreLimits;
-use super::mail_store::{AppendOutcome, CopyOutcome, MailStore, StoreFlagsOutcome};
-use crate::expiry::{ExpiryPolicy, ExpiryReport};
-use crate::types::{Address, FlagOp, Flags, MailboxInfo, MailboxStatus, MessageMeta, ModSeq, Uid};
-
-/// How a [`PostgresStore`] connects and how it learns of other nodes' changes.
-#[derive(Debug, Clone)]
-pub struct PostgresOptions {
-    /// Connections in the pool (the listener has one more of its own).
-    pub pool_size: usize,
-    /// Longest a statement may run (`statement_timeout` on every connection), also the
-    /// longest wait for a pooled connection.
-    pub statement_timeout: Duration,
-    /// Longest a connection attempt may take.
-    pub connect_timeout: Duration,
-    /// Keep a `LISTEN` connection for other nodes' changes (false on an engine without
-    /// `NOTIFY`; then set `poll_interval`).
-    pub listen: bool,
-    /// Read the changes of accounts with local subscribers this often, whether or not a
-    /// notification came (the bounded poll for engines without `NOTIFY`).
-    pub poll_interval: Option<Duration>,
-    /// The bounds every store keeps.
-    pub limits: StoreLimits,
-}
-
-impl Default for PostgresOptions {
-    /// 16 connections, 30 s per statement, 10 s to connect, listening, no poll.
-    fn default() -> Self {
-        PostgresOptions {
-            pool_size: 16,
-            statement_timeout: Duration::from_secs(30),
-            connect_timeout: Duration::from_secs(10),
-            listen: true,
-            poll_interval: None,
-            limits: StoreLimits::default(),
-        }
-    }
-}
-
-/// A [`MailStore`] in a PostgreSQL database, shared by every relay node that opens the
-/// same database. Cloning gives another handle to the same store. See the
-/// [module docs](self) for the guarantees.
-///
-/// Queries run on the tokio runtime the store was opened on, so its methods may be
-/// awaited from any executor.
-#[derive(Clone, Debug)]
-pub struct PostgresStore {
-    inner: Arc<Inner>,
-}
-
-/// What every handle and the listener task share.
-pub(super) struct Inner {
-    pool: Pool,
-    hub: ChangeHub,
-    limits: StoreLimits,
-    runtime: tokio::runtime::Handle,
-    feed: feed::Feed,
-}
-
-impl std::fmt::Debug for Inner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresStore")
-            .field("pool", &self.pool.status())
-            .field("hub", &self.hub)
-            .finish()
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.feed.stop();
-    }
-}
-
-impl PostgresStore {
-    /// Connects to `url` (`postgres://USER@HOST:PORT/DB`, or the key=value form), applies
-    /// the schema migrations this build has and the database lacks, and starts the
-    /// listener. Must be called within a tokio runtime: the store runs its queries and
-    /// its listener there.
-    pub async fn open(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
-        let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
-            StoreError::io(
-                "postgres: bad connection URL",
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
-            )
-        })?;
-        let timeout_ms = options.statement_timeout.as_millis().max(1);
-        // A transaction left open (a node stalled mid-way) must not hold row locks for long.
-        config.options(format!(
-            "-c statement_timeout={timeout_ms} -c idle_in_transaction_session_timeout={timeout_ms}"
-        ));
-        config.connect_timeout(options.connect_timeout);
-        if config.get_application_name().is_none() {
-            config.application_name("chatmail");
-        }
-        let manager_config = ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        };
-        let manager = Manager::from_config(config.clone(), NoTls, manager_config);
-        let wait = Some(options.statement_timeout);
-        let pool = Pool::builder(manager)
-            // Expiry holds one connection for its lock while it works with another.
-            .max_size(options.pool_size.max(2))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(wait)
-            .create_timeout(Some(options.connect_timeout))
-            .recycle_timeout(Some(options.connect_timeout))
-            .build()
-            .map_err(|e| StoreError::io("postgres: pool", std::io::Error::other(e)))?;
-        {
-            let mut client = get(&pool).await?;
-            schema::migrate(&mut client).await?;
-        }
-        let inner = Arc::new(Inner {
-            pool,
-            hub: ChangeHub::new(),
-            limits: options.limits,
-            runtime: tokio::runtime::Handle::current(),
-            feed: feed::Feed::new(),
-        });
-        feed::start_listener(&inner, config, &options);
-        Ok(PostgresStore { inner })
-    }
-
-    /// The change feed's publishing side, e.g. to share it with other components.
-    pub fn hub(&self) -> &ChangeHub {
-        &self.inner.hub
-    }
-
-    /// Reads what changed since the modseqs this store last published, for every account
-    /// with local subscribers, and publishes it: what the listener does after a
-    /// reconnect, and what the poll does on an engine without `NOTIFY`.
-    pub async fn catch_up(&self) -> Result<(), StoreError> {
-        self.run(|inner| async move { feed::catch_up_all(&inner).await })
-            .await
-    }
-
-    /// Runs `work` on the store's runtime, so the caller's executor does not matter.
-    async fn run<T, F, Fut>(&self, work: F) -> Result<T, StoreError>
-    where
-        F: FnOnce(Arc<Inner>) -> Fut,
-        Fut: std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
-        T: Send + 'static,
-    {
-        let task = self.inner.runtime.spawn(work(self.inner.clone()));
-        match task.await {
-            Ok(result) => result,
-            Err(e) if e.is_cancelled() => Err(StoreError::ExecutorGone),
-            Err(e) => Err(StoreError::io(
-                "postgres: store task panicked",
-                std::io::Error::other(e.to_string()),
-            )),
-        }
-    }
-}
-
-/// A pooled connection, or why none could be had in time.
-pub(super) async fn get(pool: &Pool) -> Result<deadpool_postgres::Object, StoreError> {
-    pool.get().await.map_err(|e| {
-        let kind = match e {
-            deadpool_postgres::PoolError::Timeout(_) => std::io::ErrorKind::TimedOut,
-            _ => std::io::ErrorKind::Other,
-        };
-        StoreError::io(
-            "postgres: no connection",
-            std::io::Error::new(kind, e.to_string()),
-        )
-    })
-}
-
-/// Wraps a database error with what the store was doing.
-pub(super) fn db(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> StoreError {
-    move |e| {
-        let kind = if e.is_closed() {
-            std::io::ErrorKind::ConnectionAborted
-        } else {
-            std::io::ErrorKind::Other
-        };
-        StoreError::io(
-            format_args!("postgres: {context}"),
-            std::io::Error::new(kind, e),
-        )
-    }
-}
-
-/// Runs a (cached, prepared) query: the rows.
-pub(super) async fn query<C: GenericClient>(
-    client: &C,
-    sql: &str,
-    params: &[&(dyn ToSql + Sync)],
-    context: &'static str,
-) -> Result<Vec<Row>, StoreError> {
-    let statement = client.prepare_cached(sql).await.map_err(db(context))?;
-    client.query(&statement, params).await.map_err(db(context))
-}
-
-/// Runs a (cached, prepared) query: at most one row.
-pub(super) async fn query_opt<C: GenericClient>(
-    client: &C,
-    sql: &str,
-    params: &[&(dyn ToSql + Sync)],
-    context: &'static str,
-) -> Result<Option<Row>, StoreError> {
-    let statement = client.prepare_cached(sql).await.map_err(db(context))?;
-    client
-        .query_opt(&statement, params)
-        .await
-        .map_err(db(context))
-}
-
-/// Runs a (cached, prepared) statement: the rows it touched.
-pub(super) async fn execute<C: GenericClient>(
-    client: &C,
-    sql: &str,
-    params: &[&(dyn ToSql + Sync)],
-    context: &'static str,
-) -> Result<u64, StoreError> {
-    let statement = client.prepare_cached(sql).await.map_err(db(context))?;
-    client
-        .execute(&statement, params)
-        .await
-        .map_err(db(context))
-}
-
-/// Reads a column, a malformed value being [`StoreError::Corrupt`].
-pub(super) fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
-    row: &'a Row,
-    index: usize,
-) -> Result<T, StoreError> {
-    row.try_get(index)
-        .map_err(|e| StoreError::Corrupt(format!("postgres column {index}: {e}")))
-}
-
-/// A column that must hold a UID (or UIDVALIDITY): 0 ..= u32::MAX.
-pub(super) fn to_u32(value: i64, what: &str) -> Result<u32, StoreError> {
-    u32::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} {value} out of range")))
-}
-
-/// A column that must hold a count, size or modseq: never negative.
-pub(super) fn to_u64(value: i64, what: &str) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} {value} is negative")))
-}
-
-/// A count, size, time or modseq as a `bigint` parameter (saturating: no real value
-/// comes near 2^63).
-pub(super) fn to_i64(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-#[async_trait]
-impl MailStore for PostgresStore {
-    async fn create_mailbox(&self, account: &Address, mailbox: &str) -> Result<(), StoreError> {
-        let (account, mailbox) = (account.clone(), mailbox.to_string());
-        self.run(|inner| async move { mailboxes::create(&inner, &account, &mailbox).await })
-            .await
-    }
-
-    async fn delete_mailbox(&self, account: &Address, mailbox: &str) -> Result<(), StoreError> {
-        let (account, mailbox) = (account.clone(), mailbox.to_string());
-        self.run(|inner| async move { mailboxes::delete(&inner, &account, &mailbox).await })
-            .await
-    }
-
-    async fn rename_mailbox(
-        &self,
-        account: &Address,
-        from: &str,
-        to: &str,
-    ) -> Result<(), StoreError> {
-        let (account, from, to) = (account.clone(), from.to_string(), to.to_string());
-        self.run(|inner| async move { mailboxes::rename(&inner, &account, &from, &to).await })
-            .await
-    }
-
-    async fn set_subscribed(
-        &self,
-        account: &Address,
-        mailbox: &str,
-        subscribed: bool,
-    ) -> Result<(), StoreError> {
-        let (account, mailbox) = (account.clone(), mailbox.to_string());
-        self.run(|inner| async move {
-            mailboxes::set_subscribed(&inner, &account, &mailbox, subscribed).await
-        })
-        .await
-    }
-
-    async fn list_mailboxes(&self, account: &Address) -> Result<Vec<MailboxInfo>, StoreError> {
-        let account = account.clone();
-        self.run(|inner| async move { mailboxes::list(&inner, &account).await })
-            .await
-    }
-
-    async fn status(&self, account: &Address, mailbox: &str) -> Result<MailboxStatus, StoreError> {
-        let (account, mailbox) = (account.clone(), mailbox.to_string());
-        self.run(|inner| async move { mailboxes::status(&inner, &account, &mailbox).await })
-            .await
-    }
-
-    async fn claim_recent(
-        &self,
-        account: &Address,
-        mailbox: &str,
-    ) -> Result<std::ops::Range<Uid>, StoreError> {
-        let (account, mailbox) = (account.clone(), mailbox.to_string());
-        self.run(|inner| async move { mailboxes::claim_recent(&inner, &account, &mailbox).await })
-            .await
-    }
-
-    async fn append(
-        &self,
-        account: &Address,
-        mailbox: &str,
-        message: Bytes,
-        flags: &Flags,
-        internal_date: i64,
-    ) -> Result<AppendOutcome, StoreError> {
-        let (account, mailbox, flags) = (account.clone(), mailbox.to_string(), flags.clone());
-        self.run(|inner| async move {
-            messages::append(&inner, &account, &mailbox, message, &flags, internal_date).await
-        })
-        .await
-    }
-
-    async fn list_messages(
-        &self,
-        account: &Address,
-        mailbox: &str,
-        changed_since: Option<ModSeq>,
-    ) -> Result<Vec<MessageMeta>, StoreError> {
-        let (account, mailbox) = (account.clone(), mailbox.to_string());
-        self.run(
-            |inner| async move { messages::list(&inner, &account, &mailbox, changed_since).await },
-        )
-        .await
-    }
-
-    async fn read_message(
-        &self,
-        account: &Address,
-        mailbox: &str,
-        uid: Uid,
-    ) -> Result<Bytes, StoreError> {
-        let (account, mailbox) = (account.clone(), mailbox.to_string());
-        self.run(|inner| async move { messages::read(&inner, &account, &mailbox, uid).await })
-            .await
-    }
-
-    async fn store_flags(
-        &self,
-        account: &Address,
-        mailbox: &str,
-        uids: &[Uid],
-        op: FlagOp,
-        flags: &Flags,
-        unchanged_since: Option<ModSeq>,
-    ) -> Result<StoreFlagsOutcome, StoreError> {
-        let (account, mailbox) = (account.clone(), mailbox.to_string());
-        let (uids, flags) = (uids.to_vec(), flags.clone());
-        self.run(|inner| async move {
-            flags::store(
-                &inner,
-                &account,
-                &mailbox,
-                &uids,
-                op,
-                &flags,
-                unchanged_since,
-            )
-            .await
-        })
-        .await
-    }
-
-    async fn expunge(
-        &self,
-        account: &Address,
-        mailbox: &str,
-        uids: &[Uid],
-    ) -> Result<Vec<Uid>, StoreError> {
-        let (account, mailbox, uids) = (account.clone(), mailbox.to_string(), uids.to_vec());
-        self.run(|inner| async move { messages::expunge(&inner, &account, &mailbox, &uids).await })
-            .await
-    }
-
-    async fn copy(
-        &self,
-        account: &Address,
-        from: &str,
-        uids: &[Uid],
-        to: &str,
-    ) -> Result<CopyOutcome, StoreError> {
-        let (account, from, to) = (account.clone(), from.to_string(), to.to_string());
-        let uids = uids.to_vec();
-        self.run(|inner| async move { messages::copy(&inner, &account, &from, &uids, &to).await })
-            .await
-    }
-
-    async fn quota_usage(&self, account: &Address) -> Result<u64, StoreError> {
-        let account = account.clone();
-        self.run(|inner| async move { expiry::quota_usage(&inner, &account).await })
-            .await
-    }
-
-    /// The daily clean-up by internal date, as the memory store does it, on one node at a
-    /// time (an advisory lock; a node that does not get it reports nothing done). Also
-    /// prunes expunge tombstones older than a day. No inactive accounts are removed:
-    /// logins are not kept here yet.
-    async fn expire(&self, policy: &ExpiryPolicy, now: u64) -> Result<ExpiryReport, StoreError> {
-        let policy = *policy;
-        self.run(|inner| async move { expiry::expire(&inner, &policy, now).await })
-            .await
-    }
-
-    async fn trim_to_quota(
-        &self,
-        account: &Address,
-        target_bytes: u64,
-        now: u64,
-    ) -> Result<Vec<Uid>, StoreError> {
-        let account = account.clone();
-        self.run(|inner| async move { expiry::trim(&inner, &account, target_bytes, now).await })
-            .await
-    }
-
-    fn subscribe(&self, account: &Address) -> ChangeSubscription {
-        let subscription = self.inner.hub.subscribe(account);
-        feed::watch(&self.inner, account);
-        subscription
-    }
-}
+pub use postgres_store::{PostgresOptions, PostgresStore};

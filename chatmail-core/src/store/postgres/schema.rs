@@ -1,6 +1,6 @@
 //! The schema and its migrations, applied at open under an advisory lock.
 
-use super::db;
+use super::sql::db;
 use crate::store::error::StoreError;
 
 /// The advisory lock key migrations run under ("chatmail" in ASCII, truncated), so that

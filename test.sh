@@ -21,7 +21,8 @@ cargo test --workspace --doc
 # cluster on loopback from Debian's postgresql package (.ci/run installs it); without
 # the binaries they fail unless CHATMAIL_SKIP_POSTGRES=1.
 cargo test -p chatmail-core --features postgres --lib --test store_postgres \
-  --test store_model --test store_feed --test store_expiry
+  --test store_model --test store_feed --test store_expiry \
+  --test account_login --test account_concurrency --test account_tokens
 
 if [ "${CHATMAIL_SKIP_E2E:-}" = 1 ]; then
   echo "CHATMAIL_SKIP_E2E=1: end-to-end tests skipped"

@@ -12,6 +12,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use bytes::Bytes;
+use chatmail_core::account::{AccountError, AccountStore, PasswordHash};
+use chatmail_core::store::postgres::SCHEMA_VERSION;
 use chatmail_core::store::{
     AppendOutcome, ChangeSubscription, MailStore, PostgresOptions, PostgresStore,
 };
@@ -134,7 +136,8 @@ fn concurrent_opens_migrate_once() {
             .iter()
             .map(|row| row.get(0))
             .collect();
-        assert_eq!(versions, [1]);
+        let each_once: Vec<i32> = (1..=SCHEMA_VERSION).collect();
+        assert_eq!(versions, each_once);
         // And the schema works from any of them.
         let appended = stores[3]
             .append(&alice(), INBOX, message(1), &Flags::new(), 1)
@@ -329,5 +332,68 @@ fn the_poll_wakes_a_subscriber_without_notifications() {
         let mut feed = watch(&b).await;
         let appended = deliver(&a, 1).await;
         expect_appended(&mut feed, appended.uid).await;
+    });
+}
+
+#[test]
+fn removing_an_account_takes_its_mail_and_tells_other_nodes() {
+    support::with_cluster(async |cluster| {
+        let a = open(cluster, "a", PostgresOptions::default()).await;
+        let b = open(cluster, "b", PostgresOptions::default()).await;
+        let hash = PasswordHash::from_stored("{SHA512-CRYPT}$6$salt$hash");
+        a.create_if_absent(&alice(), hash, 1).await.unwrap();
+        a.create_mailbox(&alice(), "DeltaChat").await.unwrap();
+        deliver(&a, 1).await;
+        let mut feed = watch(&b).await;
+
+        assert!(!b.is_disabled(&alice()).await.unwrap());
+        b.set_disabled(&alice(), true).await.unwrap();
+        assert!(a.is_disabled(&alice()).await.unwrap());
+
+        assert!(a.delete(&alice()).await.unwrap());
+        let mut reset = BTreeSet::new();
+        for _ in 0..2 {
+            match next_change(&mut feed).await {
+                Change::MailboxReset { mailbox } => reset.insert(mailbox),
+                other => panic!("{other:?}"),
+            };
+        }
+        assert_eq!(reset, BTreeSet::from(["DeltaChat".into(), INBOX.into()]));
+        assert_eq!(b.quota_usage(&alice()).await.unwrap(), 0);
+        assert!(b.lookup(&alice()).await.unwrap().is_none());
+        assert!(matches!(
+            b.set_disabled(&alice(), false).await,
+            Err(AccountError::NoAccount(_))
+        ));
+    });
+}
+
+#[test]
+fn expiry_runs_on_one_node_at_a_time() {
+    support::with_cluster(async |cluster| {
+        let a = open(cluster, "a", PostgresOptions::default()).await;
+        let b = open(cluster, "b", PostgresOptions::default()).await;
+        for n in 0..20 {
+            // Delivered in 2001: older than any expiry policy keeps.
+            a.append(&alice(), INBOX, message(n), &Flags::new(), 1_000_000_000)
+                .await
+                .unwrap();
+        }
+        let policy = chatmail_core::expiry::ExpiryPolicy::from_config(
+            &chatmail_core::config::Config::with_domain("chat.example.org"),
+        );
+        let now = 1_700_000_000;
+        let (on_a, on_b) = tokio::join!(a.expire(&policy, now), b.expire(&policy, now));
+        let (on_a, on_b) = (on_a.unwrap(), on_b.unwrap());
+        assert!(on_a.failures.is_empty() && on_b.failures.is_empty());
+        // Each message removed once, whichever node ran (or both, one after the other).
+        assert_eq!(on_a.messages_removed + on_b.messages_removed, 20);
+        assert!(a
+            .list_messages(&alice(), INBOX, None)
+            .await
+            .unwrap()
+            .is_empty());
+        let status = b.status(&alice(), INBOX).await.unwrap();
+        assert_eq!(status.highest_modseq.0, 1 + 20 + 20);
     });
 }

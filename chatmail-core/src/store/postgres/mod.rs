@@ -24,8 +24,13 @@
 //!   so nodes starting together do not race; the `schema_version` table says which ran.
 //! * **Expiry** runs on one node at a time: [`expire`](super::MailStore::expire) takes a
 //!   session advisory lock and does nothing (an empty report) when another node holds it.
-//! * **Accounts** are not kept here yet: an account's mailboxes are made on first use
-//!   (INBOX), and `expire` removes no inactive accounts (as the memory store).
+//! * **Accounts.** [`PostgresStore`] is also an [`AccountStore`](crate::account::AccountStore)
+//!   (password hash, last login day, the `enforceE2EEincoming` and disabled markers; a
+//!   first login is one `INSERT ... ON CONFLICT`, so concurrent first logins on any
+//!   nodes create the account once) and a
+//!   [`DeviceTokenStore`](crate::account::DeviceTokenStore). Mailboxes do not need an
+//!   account row: an address's INBOX is made on first use, as the memory store does, and
+//!   `expire` removes no inactive accounts yet.
 //!
 //! # The change feed across nodes
 //!
@@ -54,8 +59,10 @@
 //! `postgres_store` has [`PostgresStore`] and its options; `inner` what its handles
 //! share; `schema` the migrations; `mailboxes`, `messages`, `flags` and `expiry` the
 //! operations (quota usage with expiry); `feed` the change feed across nodes, with its
-//! per-account state in `cursors`; `rows` decodes rows, `sql` runs statements.
+//! per-account state in `cursors`; `accounts` and `tokens` the account store and device
+//! tokens; `rows` decodes rows, `sql` runs statements.
 
+mod accounts;
 mod cursors;
 mod expiry;
 mod feed;
@@ -67,5 +74,7 @@ mod postgres_store;
 mod rows;
 mod schema;
 mod sql;
+mod tokens;
 
 pub use postgres_store::{PostgresOptions, PostgresStore};
+pub use schema::SCHEMA_VERSION;

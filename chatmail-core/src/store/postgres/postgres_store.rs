@@ -68,9 +68,15 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Connects to `url` (`postgres://USER@HOST:PORT/DB`, or the key=value form), applies
     /// the schema migrations this build has and the database lacks, and starts the
-    /// listener. Must be called within a tokio runtime: the store runs its queries and
-    /// its listener there.
+    /// listener. Must be called within a tokio runtime (else an error): the store runs its
+    /// queries and its listener there.
     pub async fn open(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|e| {
+            StoreError::io(
+                "postgres: open needs a tokio runtime",
+                std::io::Error::other(e),
+            )
+        })?;
         let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
             StoreError::io(
                 "postgres: bad connection URL",
@@ -108,7 +114,7 @@ impl PostgresStore {
             pool,
             hub: ChangeHub::new(),
             limits: options.limits,
-            runtime: tokio::runtime::Handle::current(),
+            runtime,
             feed: Feed::new(),
         });
         feed::start_listener(&inner, config, options.listen, options.poll_interval);
@@ -129,7 +135,7 @@ impl PostgresStore {
     }
 
     /// Runs `work` on the store's runtime, so the caller's executor does not matter.
-    async fn run<T, F, Fut>(&self, work: F) -> Result<T, StoreError>
+    pub(super) async fn run<T, F, Fut>(&self, work: F) -> Result<T, StoreError>
     where
         F: FnOnce(Arc<Inner>) -> Fut,
         Fut: std::future::Future<Output = Result<T, StoreError>> + Send + 'static,

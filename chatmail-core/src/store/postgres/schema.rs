@@ -7,6 +7,10 @@ use crate::store::error::StoreError;
 /// nodes starting at once apply each migration once.
 const MIGRATION_LOCK: i64 = 0x6368_6174_6d61_696c;
 
+/// The schema version this build brings a database to (the `schema_version` table holds
+/// one row per migration applied, 1 to this).
+pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
+
 /// The migrations, in order: migration `i` brings the schema to version `i + 1`. Never
 /// edit one that has shipped; add another.
 const MIGRATIONS: &[&str] = &[
@@ -49,6 +53,24 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX expunged_by_modseq ON expunged (mailbox_id, modseq);
     CREATE INDEX expunged_by_time ON expunged (expunged_at);
+    "#,
+    // 2: accounts (password hash, last login day, markers) and their device tokens.
+    r#"
+    CREATE TABLE accounts (
+        address text COLLATE "C" PRIMARY KEY,
+        password text NOT NULL,
+        last_login bigint NOT NULL,
+        enforce_e2ee boolean NOT NULL DEFAULT true,
+        disabled boolean NOT NULL DEFAULT false
+    );
+    CREATE TABLE device_tokens (
+        address text COLLATE "C" NOT NULL REFERENCES accounts (address) ON DELETE CASCADE,
+        token text COLLATE "C" NOT NULL,
+        -- insertion order, kept when a token is set again
+        added bigint GENERATED ALWAYS AS IDENTITY,
+        set_at bigint NOT NULL,
+        PRIMARY KEY (address, token)
+    );
     "#,
 ];
 

@@ -397,3 +397,21 @@ fn expiry_runs_on_one_node_at_a_time() {
         assert_eq!(status.highest_modseq.0, 1 + 20 + 20);
     });
 }
+
+#[test]
+fn an_account_subscribed_again_gets_what_follows() {
+    support::with_cluster(async |cluster| {
+        let a = open(cluster, "a", PostgresOptions::default()).await;
+        let b = open(cluster, "b", PostgresOptions::default()).await;
+        let mut feed = watch(&b).await;
+        let first = deliver(&a, 1).await;
+        expect_appended(&mut feed, first.uid).await;
+        // The last session leaves: B stops watching alice (at the next notification).
+        drop(feed);
+        deliver(&a, 2).await;
+        deliver(&a, 3).await;
+        let mut feed = watch(&b).await;
+        let fourth = deliver(&a, 4).await;
+        expect_appended(&mut feed, fourth.uid).await;
+    });
+}

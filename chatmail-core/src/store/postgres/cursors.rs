@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::rows::MailboxRow;
+use crate::store::feed::ChangeHub;
 use crate::store::lock::lock;
 use crate::types::{Address, ModSeq, Uid};
 
@@ -98,6 +99,18 @@ impl Feed {
         if let Some(task) = lock(&self.listener).take() {
             task.abort();
         }
+    }
+
+    /// The account's watch while it has local subscribers; without, it stops being
+    /// watched (a later subscriber reads fresh cursors), so only accounts with sessions
+    /// on this node cost read-backs.
+    pub(super) fn get_subscribed(&self, account: &Address, hub: &ChangeHub) -> Option<Arc<Watch>> {
+        let mut watched = lock(&self.watched);
+        if !hub.has_subscribers(account) {
+            watched.remove(account);
+            return None;
+        }
+        watched.get(account).cloned()
     }
 
     /// The account's watch, if it is watched.

@@ -26,9 +26,17 @@ const CHANNEL: &str = "chatmail_changes";
 /// account instead of the ones named.
 const PENDING_NOTIFICATIONS: usize = 1024;
 
+/// Pause before a failed read-back is tried again.
+const RETRY: Duration = Duration::from_secs(1);
+
 /// First wait before reconnecting a lost listener, doubled up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The `NOTIFY` channel and payload telling the other nodes that the account changed.
+pub(super) fn notification(inner: &Inner, account: &Address) -> (&'static str, String) {
+    (CHANNEL, format!("{} {}", inner.feed.node, account.as_str()))
+}
 
 /// Inside a changing transaction: tells the other nodes (at commit, and only then) that
 /// the account changed.
@@ -37,11 +45,11 @@ pub(super) async fn notify<C: GenericClient>(
     inner: &Inner,
     account: &Address,
 ) -> Result<(), StoreError> {
-    let payload = format!("{} {}", inner.feed.node, account.as_str());
+    let (channel, payload) = notification(inner, account);
     query(
         client,
         "SELECT pg_notify($1, $2)",
-        &[&CHANNEL, &payload],
+        &[&channel, &payload],
         "notify",
     )
     .await?;
@@ -156,7 +164,7 @@ pub(super) async fn publish_moves(
 /// one snapshot, and publishes it: mailboxes gone or renamed as `MailboxReset`, new
 /// messages as `Appended` (ascending UIDs), flag changes, tombstones as `Expunged`.
 pub(super) async fn catch_up(inner: &Inner, account: &Address) -> Result<(), StoreError> {
-    let Some(watch) = inner.feed.get(account) else {
+    let Some(watch) = inner.feed.get_subscribed(account, &inner.hub) else {
         return Ok(());
     };
     let mut state = watch.state.lock().await;
@@ -285,14 +293,10 @@ async fn read_changes<C: GenericClient>(
     Ok(())
 }
 
-/// [`catch_up`] for every account with local subscribers; accounts that lost their last
-/// subscriber stop being watched. Returns the first error, after trying every account.
+/// [`catch_up`] for every watched account (those that lost their last subscriber stop
+/// being watched). Returns the first error, after trying every account.
 pub(super) async fn catch_up_all(inner: &Inner) -> Result<(), StoreError> {
-    let accounts: Vec<Address> = {
-        let mut watched = lock(&inner.feed.watched);
-        watched.retain(|account, _| inner.hub.has_subscribers(account));
-        watched.keys().cloned().collect()
-    };
+    let accounts: Vec<Address> = lock(&inner.feed.watched).keys().cloned().collect();
     let mut first_error = None;
     for account in accounts {
         if let Err(e) = catch_up(inner, &account).await {
@@ -322,6 +326,45 @@ pub(super) fn start_listener(
         .runtime
         .spawn(listen_loop(Arc::downgrade(inner), config, listen, poll));
     *lock(&inner.feed.listener) = Some(task);
+}
+
+/// The account a notification names, unless this instance sent it.
+fn other_node(inner: &Inner, payload: &str) -> Option<Address> {
+    let (node, account) = payload.split_once(' ')?;
+    if node == inner.feed.node {
+        return None;
+    }
+    Address::parse(account).ok()
+}
+
+/// Read-backs that failed (the database busy or away), tried again after [`RETRY`]
+/// rather than waiting for the next notification.
+#[derive(Default)]
+struct Retry {
+    /// Every watched account (a reconnect's or an overflow's read-back failed).
+    all: bool,
+    accounts: HashSet<Address>,
+}
+
+impl Retry {
+    fn pending(&self) -> bool {
+        self.all || !self.accounts.is_empty()
+    }
+
+    /// Tries again; what still fails.
+    async fn run(self, inner: &Inner) -> Retry {
+        let mut left = Retry::default();
+        if self.all {
+            left.all = catch_up_all(inner).await.is_err();
+            return left;
+        }
+        for account in self.accounts {
+            if catch_up(inner, &account).await.is_err() {
+                left.accounts.insert(account);
+            }
+        }
+        left
+    }
 }
 
 /// Waits for the next tick, or forever without a poll.
@@ -425,10 +468,18 @@ async fn listen_once(
             .await
             .map_err(db("listen"))?;
         *backoff = MIN_BACKOFF;
+        let mut retry = Retry::default();
+        let retry_timer = tokio::time::sleep(RETRY);
+        tokio::pin!(retry_timer);
         // What was missed while no listener was there.
-        if !catch_up_watched(weak).await {
+        let Some(inner) = weak.upgrade() else {
             return Ok(());
-        }
+        };
+        retry.all = catch_up_all(&inner).await.is_err();
+        drop(inner);
+        retry_timer
+            .as_mut()
+            .reset(tokio::time::Instant::now() + RETRY);
         loop {
             tokio::select! {
                 payload = receiver.recv() => {
@@ -438,33 +489,35 @@ async fn listen_once(
                             std::io::Error::from(std::io::ErrorKind::ConnectionAborted),
                         ));
                     };
-                    let mut accounts = HashSet::new();
+                    let mut payloads = HashSet::new();
                     let mut next = Some(payload);
                     while let Some(payload) = next {
-                        accounts.insert(payload);
+                        payloads.insert(payload);
                         next = receiver.try_recv().ok();
                     }
                     let Some(inner) = weak.upgrade() else {
                         return Ok(());
                     };
+                    let was_pending = retry.pending();
                     if overflow.swap(false, Ordering::Relaxed) {
-                        let _ = catch_up_all(&inner).await;
-                        continue;
-                    }
-                    for payload in accounts {
-                        let Some((node, account)) = payload.split_once(' ') else {
-                            continue;
-                        };
-                        if node == inner.feed.node {
-                            continue;
-                        }
-                        if let Ok(account) = Address::parse(account) {
-                            // Failures are logged; the next hint or a reconnect retries.
-                            if let Err(e) = catch_up(&inner, &account).await {
-                                tracing::warn!(error = %e, "postgres feed: reading changes failed");
+                        retry.all |= catch_up_all(&inner).await.is_err();
+                    } else {
+                        for account in payloads.iter().filter_map(|p| other_node(&inner, p)) {
+                            if catch_up(&inner, &account).await.is_err() {
+                                retry.accounts.insert(account);
                             }
                         }
                     }
+                    if !was_pending && retry.pending() {
+                        retry_timer.as_mut().reset(tokio::time::Instant::now() + RETRY);
+                    }
+                }
+                _ = &mut retry_timer, if retry.pending() => {
+                    let Some(inner) = weak.upgrade() else {
+                        return Ok(());
+                    };
+                    retry = retry.run(&inner).await;
+                    retry_timer.as_mut().reset(tokio::time::Instant::now() + RETRY);
                 }
                 _ = tick(ticker) => {
                     if !catch_up_watched(weak).await {

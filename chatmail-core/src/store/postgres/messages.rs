@@ -19,8 +19,21 @@ use crate::types::{Address, Change, Flags, MessageMeta, ModSeq, Uid, UidValidity
 /// The highest UID a message may get; a mailbox whose UIDNEXT reached it is exhausted.
 const LAST_UID: i64 = u32::MAX as i64;
 
-/// APPEND and delivery: the mailbox row's update takes its lock and the next UID and
-/// modseq in one statement; committed before this returns.
+/// APPEND and delivery in one statement, so one round trip and its own transaction:
+/// the mailbox row's update takes its lock and the next UID and modseq, the message is
+/// inserted with them, and the other nodes are notified; committed when it returns.
+const APPEND: &str = "WITH m AS ( \
+        UPDATE mailboxes \
+        SET uid_next = uid_next + 1, highest_modseq = highest_modseq + 1, size = size + $3 \
+        WHERE account = $1 AND name = $2 AND uid_next < $4 \
+        RETURNING id, uid_validity, uid_next - 1 AS uid, highest_modseq), \
+    stored AS ( \
+        INSERT INTO messages \
+            (mailbox_id, uid, modseq, internal_date, size, flags, keywords, body) \
+        SELECT id, uid, highest_modseq, $5, $3, $6, $7, $8 FROM m) \
+    SELECT id, uid_validity, uid, highest_modseq, pg_notify($9, $10)::text FROM m";
+
+/// APPEND and delivery ([`APPEND`]); committed before this returns.
 pub(super) async fn append(
     inner: &Inner,
     account: &Address,
@@ -32,46 +45,33 @@ pub(super) async fn append(
     let name = validate_mailbox_name(mailbox)?;
     let size = message.len() as u64;
     inner.limits.check_new_message(size, flags)?;
-    let mut client = get(&inner.pool).await?;
-    let tx = client.transaction().await.map_err(db("append"))?;
-    let sql = "UPDATE mailboxes \
-               SET uid_next = uid_next + 1, highest_modseq = highest_modseq + 1, size = size + $3 \
-               WHERE account = $1 AND name = $2 AND uid_next < $4 \
-               RETURNING id, uid_validity, uid_next - 1, highest_modseq";
+    let client = get(&inner.pool).await?;
     let size_param = to_i64(size);
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
-        [&account.as_str(), &name, &size_param, &LAST_UID];
-    let mut updated = query_opt(&tx, sql, &params, "append").await?;
-    if updated.is_none() {
+    let (bits, keywords) = encode(flags);
+    let (channel, payload) = feed::notification(inner, account);
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 10] = [
+        &account.as_str(),
+        &name,
+        &size_param,
+        &LAST_UID,
+        &internal_date,
+        &bits,
+        &keywords,
+        &message.as_ref(),
+        &channel,
+        &payload,
+    ];
+    let mut appended = query_opt(&client, APPEND, &params, "append").await?;
+    if appended.is_none() {
         // Missing (an error), a fresh account's INBOX (created now), or out of UIDs.
-        find(&tx, account, &name, false).await?;
-        updated = query_opt(&tx, sql, &params, "append").await?;
+        find(&client, account, &name, false).await?;
+        appended = query_opt(&client, APPEND, &params, "append").await?;
     }
-    let row = updated.ok_or(StoreError::UidsExhausted)?;
+    let row = appended.ok_or(StoreError::UidsExhausted)?;
     let mailbox_id: i64 = column(&row, 0)?;
     let uid_validity = UidValidity(to_u32(column(&row, 1)?, "UIDVALIDITY")?);
     let uid = Uid(to_u32(column(&row, 2)?, "UID")?);
     let modseq = ModSeq(to_u64(column(&row, 3)?, "modseq")?);
-    let (bits, keywords) = encode(flags);
-    query(
-        &tx,
-        "INSERT INTO messages (mailbox_id, uid, modseq, internal_date, size, flags, keywords, body) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        &[
-            &mailbox_id,
-            &i64::from(uid.0),
-            &to_i64(modseq.0),
-            &internal_date,
-            &size_param,
-            &bits,
-            &keywords,
-            &message.as_ref(),
-        ],
-        "append",
-    )
-    .await?;
-    feed::notify(&tx, inner, account).await?;
-    tx.commit().await.map_err(db("append"))?;
     let meta = MessageMeta {
         uid,
         size,

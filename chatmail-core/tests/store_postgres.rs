@@ -415,3 +415,45 @@ fn an_account_subscribed_again_gets_what_follows() {
         expect_appended(&mut feed, fourth.uid).await;
     });
 }
+
+/// Local appends and read-backs of another node's appends share a pool of two: nothing
+/// waits for a connection held by a task that waits for the feed (a deadline of 20 s,
+/// where a stall would last the pool's 30 s timeout), and the subscriber sees all 40.
+#[test]
+fn a_small_pool_does_not_stall_publishing() {
+    support::with_cluster(async |cluster| {
+        let small = PostgresOptions {
+            pool_size: 2,
+            ..PostgresOptions::default()
+        };
+        let a = open(cluster, "a", small).await;
+        let b = open(cluster, "b", PostgresOptions::default()).await;
+        let mut feed = watch(&a).await;
+        let mut tasks = Vec::new();
+        for n in 0..20 {
+            for store in [&a, &b] {
+                let store = store.clone();
+                tasks.push(tokio::spawn(async move { deliver(&store, n).await.uid }));
+            }
+        }
+        let all = async {
+            let mut uids = BTreeSet::new();
+            for task in tasks {
+                uids.insert(task.await.unwrap());
+            }
+            uids
+        };
+        let uids = tokio::time::timeout(Duration::from_secs(20), all)
+            .await
+            .expect("40 appends within 20 s");
+        assert_eq!(uids.len(), 40);
+        let mut seen = BTreeSet::new();
+        while seen.len() < 40 {
+            match next_change(&mut feed).await {
+                Change::Appended { meta, .. } => seen.insert(meta.uid),
+                other => panic!("{other:?}"),
+            };
+        }
+        assert_eq!(seen, uids);
+    });
+}

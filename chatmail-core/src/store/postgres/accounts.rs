@@ -140,6 +140,7 @@ async fn delete(inner: &Inner, address: &Address) -> Result<bool, StoreError> {
         feed::notify(&tx, inner, address).await?;
     }
     tx.commit().await.map_err(db("delete account"))?;
+    drop(client);
     feed::publish_moves(inner, address, moves, changes).await;
     Ok(existed)
 }

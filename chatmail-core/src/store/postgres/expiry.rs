@@ -88,6 +88,7 @@ pub(super) async fn trim(
         feed::notify(&tx, inner, account).await?;
     }
     tx.commit().await.map_err(db("trim"))?;
+    drop(client);
     publish_expunges(inner, account, &inbox, INBOX, &expunged, after).await;
     Ok(expunged.into_iter().map(|(uid, _)| uid).collect())
 }
@@ -259,6 +260,7 @@ async fn expire_account(
         let (expunged, after) = expunge_in(&tx, &mailbox, &expired).await?;
         feed::notify(&tx, inner, account).await?;
         tx.commit().await.map_err(db("expiry"))?;
+        drop(client);
         report.messages_removed += expunged.len();
         publish_expunges(inner, account, &mailbox, &name, &expunged, after).await;
     }
@@ -279,6 +281,7 @@ async fn expire_account(
     let (expunged, after) = expunge_in(&tx, &inbox, &planned).await?;
     feed::notify(&tx, inner, account).await?;
     tx.commit().await.map_err(db("expiry"))?;
+    drop(client);
     report.messages_removed += expunged.len();
     publish_expunges(inner, account, &inbox, INBOX, &expunged, after).await;
     Ok(())

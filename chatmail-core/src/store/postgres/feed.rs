@@ -109,6 +109,8 @@ pub(super) async fn ready(inner: &Inner, account: &Address) -> Result<(), StoreE
 
 /// Publishes a committed local change. The cursor only moves if nothing came between
 /// (no change of another node is still unread), so a later read-back misses nothing.
+/// The caller holds no pooled connection: a read-back holding the account's lock may be
+/// waiting for one.
 pub(super) async fn publish(
     inner: &Inner,
     account: &Address,
@@ -133,7 +135,8 @@ pub(super) async fn publish(
     inner.hub.publish(account, changes);
 }
 
-/// Publishes a committed local delete (`None`) or rename of mailbox rows.
+/// Publishes a committed local delete (`None`) or rename of mailbox rows (holding no
+/// pooled connection, as for [`publish`]).
 pub(super) async fn publish_moves(
     inner: &Inner,
     account: &Address,

@@ -103,6 +103,7 @@ pub(super) async fn store(
     .await?;
     feed::notify(&tx, inner, account).await?;
     tx.commit().await.map_err(db("store"))?;
+    drop(client);
     let progress = Progress::on(&row, &name, modseq, row.uid_next);
     feed::publish(
         inner,

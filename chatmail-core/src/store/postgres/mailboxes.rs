@@ -170,6 +170,7 @@ pub(super) async fn delete(
     let id: i64 = column(&deleted, 0)?;
     feed::notify(&tx, inner, account).await?;
     tx.commit().await.map_err(db("delete"))?;
+    drop(client);
     feed::publish_moves(
         inner,
         account,
@@ -217,6 +218,7 @@ pub(super) async fn rename(
     }
     feed::notify(&tx, inner, account).await?;
     tx.commit().await.map_err(db("rename"))?;
+    drop(client);
     let changes = renames
         .into_iter()
         .map(|(old, _)| Change::MailboxReset { mailbox: old })

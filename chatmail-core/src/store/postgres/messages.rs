@@ -72,6 +72,8 @@ pub(super) async fn append(
     let uid_validity = UidValidity(to_u32(column(&row, 1)?, "UIDVALIDITY")?);
     let uid = Uid(to_u32(column(&row, 2)?, "UID")?);
     let modseq = ModSeq(to_u64(column(&row, 3)?, "modseq")?);
+    // Back to the pool before waiting on the feed's lock: a read-back may need it.
+    drop(client);
     let meta = MessageMeta {
         uid,
         size,
@@ -246,6 +248,7 @@ pub(super) async fn expunge(
     }
     feed::notify(&tx, inner, account).await?;
     tx.commit().await.map_err(db("expunge"))?;
+    drop(client);
     publish_expunges(inner, account, &row, &name, &expunged, after).await;
     Ok(expunged.into_iter().map(|(uid, _)| uid).collect())
 }
@@ -348,6 +351,7 @@ pub(super) async fn copy(
     .await?;
     feed::notify(&tx, inner, account).await?;
     tx.commit().await.map_err(db("copy"))?;
+    drop(client);
     let progress = Progress::on(&target, &to, modseq, Uid(uid_next));
     feed::publish(inner, account, progress, changes).await;
     Ok(outcome)

@@ -338,3 +338,49 @@ fn maildir_expiry_removes_an_inactive_account_and_ends_its_sessions() {
         assert_eq!(store.quota_usage(&who).await.unwrap(), 0);
     });
 }
+
+/// The postgres store knows last logins (its accounts): an account unused for
+/// `delete_inactive_users_after` days goes with its mail, its sessions told; an active
+/// account and an address without an account row keep theirs.
+#[cfg(feature = "postgres")]
+#[test]
+fn postgres_expiry_removes_an_inactive_account_and_ends_its_sessions() {
+    use chatmail_core::account::{AccountStore, PasswordHash};
+    let Some(cluster) = support::Cluster::start() else {
+        return;
+    };
+    let rt = support::runtime();
+    let store = cluster.open_store(&rt, "expiry");
+    let active = Address::parse("active01@chat.example.org").unwrap();
+    let rowless = Address::parse("rowless1@chat.example.org").unwrap();
+    let now = now();
+    block_on(async {
+        let hash = || PasswordHash::from_stored("{SHA512-CRYPT}$6$x$y");
+        store
+            .create_if_absent(&alice(), hash(), now - 91 * DAY)
+            .await
+            .unwrap();
+        store.create_if_absent(&active, hash(), now).await.unwrap();
+        for who in [alice(), active.clone(), rowless.clone()] {
+            let fresh = message("kept until now");
+            store
+                .append(&who, INBOX, fresh, &Flags::new(), now as i64)
+                .await
+                .unwrap();
+        }
+        let mut feed = store.subscribe(&alice());
+
+        let report = store.expire(&policy(), now).await.unwrap();
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        assert_eq!((report.accounts_removed, report.accounts_total), (1, 3));
+        assert!(matches!(
+            published(&mut feed).as_slice(),
+            [Change::MailboxReset { mailbox }] if mailbox == INBOX
+        ));
+        assert!(store.lookup(&alice()).await.unwrap().is_none());
+        assert_eq!(store.quota_usage(&alice()).await.unwrap(), 0);
+        for who in [&active, &rowless] {
+            assert!(store.quota_usage(who).await.unwrap() > 0);
+        }
+    });
+}

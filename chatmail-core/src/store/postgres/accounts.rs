@@ -5,16 +5,16 @@
 
 use async_trait::async_trait;
 
-use super::feed;
 use super::inner::Inner;
+use super::mailboxes;
 use super::postgres_store::PostgresStore;
-use super::sql::{column, db, execute, get, query, query_opt, to_i64, to_u64};
+use super::sql::{column, execute, get, query, query_opt, to_i64, to_u64};
 use crate::account::{
     last_login_day, AccountError, AccountRecord, AccountStore, Creation, LastLoginUpdate,
     PasswordHash,
 };
 use crate::store::error::StoreError;
-use crate::types::{Address, Change};
+use crate::types::Address;
 
 /// Retries of a creation whose conflicting row vanished before it could be read (an
 /// account deleted at that very moment).
@@ -106,43 +106,6 @@ async fn record_login(
         Some(_) => LastLoginUpdate::Unchanged(day),
         None => LastLoginUpdate::NoAccount,
     })
-}
-
-/// Removes the account, its tokens (cascade) and its mailboxes, whose subscribers are
-/// told as for a DELETE.
-async fn delete(inner: &Inner, address: &Address) -> Result<bool, StoreError> {
-    let mut client = get(&inner.pool).await?;
-    let tx = client.transaction().await.map_err(db("delete account"))?;
-    let existed = execute(
-        &tx,
-        "DELETE FROM accounts WHERE address = $1",
-        &[&address.as_str()],
-        "delete account",
-    )
-    .await?
-        > 0;
-    let rows = query(
-        &tx,
-        "DELETE FROM mailboxes WHERE account = $1 RETURNING id, name",
-        &[&address.as_str()],
-        "delete account",
-    )
-    .await?;
-    let mut moves = Vec::with_capacity(rows.len());
-    let mut changes = Vec::with_capacity(rows.len());
-    for row in &rows {
-        moves.push((column::<i64>(row, 0)?, None));
-        changes.push(Change::MailboxReset {
-            mailbox: column(row, 1)?,
-        });
-    }
-    if !changes.is_empty() {
-        feed::notify(&tx, inner, address).await?;
-    }
-    tx.commit().await.map_err(db("delete account"))?;
-    drop(client);
-    feed::publish_moves(inner, address, moves, changes).await;
-    Ok(existed)
 }
 
 impl PostgresStore {
@@ -296,7 +259,7 @@ impl AccountStore for PostgresStore {
     async fn delete(&self, address: &Address) -> Result<bool, AccountError> {
         let address = address.clone();
         let existed = self
-            .run(|inner| async move { delete(&inner, &address).await })
+            .run(|inner| async move { mailboxes::remove_account(&inner, &address).await })
             .await?;
         Ok(existed)
     }

@@ -4,7 +4,7 @@ use deadpool_postgres::GenericClient;
 
 use super::feed;
 use super::inner::Inner;
-use super::mailboxes::find;
+use super::mailboxes::{find, remove_account};
 use super::messages::{expunge_in, publish_expunges};
 use super::rows::{MailboxRow, MAILBOX_COLUMNS};
 use super::sql::{column, db, get, query, query_opt, to_i64, to_u32, to_u64};
@@ -93,7 +93,9 @@ pub(super) async fn trim(
     Ok(expunged.into_iter().map(|(uid, _)| uid).collect())
 }
 
-/// The daily clean-up (spec 6.1) over every account, unless another node is running it.
+/// The daily clean-up (spec 6.1) over every account, unless another node is running it:
+/// inactive accounts removed whole, old and large-seen messages, INBOX trimming, then
+/// expunge tombstones older than a day.
 pub(super) async fn expire(
     inner: &Inner,
     policy: &ExpiryPolicy,
@@ -133,20 +135,26 @@ async fn expire_all(
     now: u64,
 ) -> Result<ExpiryReport, StoreError> {
     let mut report = ExpiryReport::default();
-    let accounts: Vec<String> = {
+    let inactive_before = to_i64(now.saturating_sub(policy.delete_inactive_after_secs));
+    // Addresses with mail or an account row; whether the account is inactive (an address
+    // without a row has no last login and keeps its mail, as in the maildir store).
+    let accounts: Vec<(String, bool)> = {
         let client = get(&inner.pool).await?;
-        query(
+        let rows = query(
             &client,
-            "SELECT DISTINCT account FROM mailboxes ORDER BY account",
-            &[],
+            "SELECT a.address, COALESCE(r.last_login < $1, false) \
+             FROM (SELECT account FROM mailboxes UNION SELECT address FROM accounts) \
+                  AS a(address) \
+             LEFT JOIN accounts r ON r.address = a.address ORDER BY a.address",
+            &[&inactive_before],
             "expiry",
         )
-        .await?
-        .iter()
-        .map(|row| column(row, 0))
-        .collect::<Result<_, _>>()?
+        .await?;
+        rows.iter()
+            .map(|row| Ok((column(row, 0)?, column(row, 1)?)))
+            .collect::<Result<_, StoreError>>()?
     };
-    for account in accounts {
+    for (account, inactive) in accounts {
         let Ok(address) = Address::parse(&account) else {
             report
                 .failures
@@ -154,7 +162,12 @@ async fn expire_all(
             continue;
         };
         report.accounts_total += 1;
-        if let Err(e) = expire_account(inner, &address, policy, now, &mut report).await {
+        let done = if inactive {
+            remove_inactive(inner, &address, policy, &mut report).await
+        } else {
+            expire_account(inner, &address, policy, now, &mut report).await
+        };
+        if let Err(e) = done {
             report.failures.push(e);
         }
     }
@@ -174,6 +187,23 @@ async fn expire_all(
         .await?;
     }
     Ok(report)
+}
+
+/// An account unused for `delete_inactive_users_after` days goes whole (spec 6.1).
+async fn remove_inactive(
+    inner: &Inner,
+    address: &Address,
+    policy: &ExpiryPolicy,
+    report: &mut ExpiryReport,
+) -> Result<(), StoreError> {
+    report.removals.push(Removal {
+        kind: RemovalKind::InactiveAccount,
+        path: address.as_str().into(),
+    });
+    if policy.dry_run || remove_account(inner, address).await? {
+        report.accounts_removed += 1;
+    }
+    Ok(())
 }
 
 /// One account: old and large-seen messages of every mailbox, then the INBOX trimmed,

@@ -343,3 +343,40 @@ pub(super) async fn claim_recent(
     let next = Uid(to_u32(column(&row, 1)?, "UIDNEXT")?);
     Ok(first..next)
 }
+
+/// Removes an account: its row, its tokens (cascade) and its mailboxes, whose
+/// subscribers are told as for a DELETE. Whether it had a row.
+pub(super) async fn remove_account(inner: &Inner, address: &Address) -> Result<bool, StoreError> {
+    let mut client = get(&inner.pool).await?;
+    let tx = client.transaction().await.map_err(db("delete account"))?;
+    let existed = execute(
+        &tx,
+        "DELETE FROM accounts WHERE address = $1",
+        &[&address.as_str()],
+        "delete account",
+    )
+    .await?
+        > 0;
+    let rows = query(
+        &tx,
+        "DELETE FROM mailboxes WHERE account = $1 RETURNING id, name",
+        &[&address.as_str()],
+        "delete account",
+    )
+    .await?;
+    let mut moves = Vec::with_capacity(rows.len());
+    let mut changes = Vec::with_capacity(rows.len());
+    for row in &rows {
+        moves.push((column::<i64>(row, 0)?, None));
+        changes.push(Change::MailboxReset {
+            mailbox: column(row, 1)?,
+        });
+    }
+    if !changes.is_empty() {
+        feed::notify(&tx, inner, address).await?;
+    }
+    tx.commit().await.map_err(db("delete account"))?;
+    drop(client);
+    feed::publish_moves(inner, address, moves, changes).await;
+    Ok(existed)
+}

@@ -29,8 +29,9 @@
 //!   first login is one `INSERT ... ON CONFLICT`, so concurrent first logins on any
 //!   nodes create the account once) and a
 //!   [`DeviceTokenStore`](crate::account::DeviceTokenStore). Mailboxes do not need an
-//!   account row: an address's INBOX is made on first use, as the memory store does, and
-//!   `expire` removes no inactive accounts yet.
+//!   account row: an address's INBOX is made on first use, as the memory store does;
+//!   `expire` removes accounts whose last login is too old, with their mail, and keeps
+//!   the mail of addresses without an account row.
 //!
 //! # The change feed across nodes
 //!

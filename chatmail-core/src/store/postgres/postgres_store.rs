@@ -308,10 +308,11 @@ impl MailStore for PostgresStore {
             .await
     }
 
-    /// The daily clean-up by internal date, as the memory store does it, on one node at a
-    /// time (an advisory lock; a node that does not get it reports nothing done). Also
-    /// prunes expunge tombstones older than a day. No inactive accounts are removed:
-    /// logins are not kept here yet.
+    /// The daily clean-up by internal date, as the memory store does it, plus the
+    /// removal of accounts whose last login is older than `delete_inactive_after_secs`
+    /// (their mailboxes published as `MailboxReset`), on one node at a time (an advisory
+    /// lock; a node that does not get it reports nothing done). Also prunes expunge
+    /// tombstones older than a day.
     async fn expire(&self, policy: &ExpiryPolicy, now: u64) -> Result<ExpiryReport, StoreError> {
         let policy = *policy;
         self.run(|inner| async move { expiry::expire(&inner, &policy, now).await })

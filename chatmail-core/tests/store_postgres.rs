@@ -457,3 +457,46 @@ fn a_small_pool_does_not_stall_publishing() {
         assert_eq!(seen, uids);
     });
 }
+
+/// With `sslmode=require` in the URL every connection (pool and listener) is TLS, the
+/// server's certificate checked: refused without its CA, working with it, the change
+/// feed across nodes included.
+#[test]
+fn tls_when_the_url_requires_it() {
+    let Some(cluster) = Cluster::start_with_tls() else {
+        return;
+    };
+    support::runtime().block_on(async {
+        let url = |node: &str| format!("{}&sslmode=require", cluster.url(node));
+        let untrusted = PostgresStore::open(&url("tls-x"), PostgresOptions::default()).await;
+        assert!(untrusted.is_err(), "a certificate of an unknown CA");
+        let trusting = PostgresOptions {
+            tls_roots: Some(cluster.ca()),
+            ..PostgresOptions::default()
+        };
+        let a = PostgresStore::open(&url("tls-a"), trusting.clone())
+            .await
+            .unwrap();
+        let b = PostgresStore::open(&url("tls-b"), trusting).await.unwrap();
+        let mut feed = watch(&b).await;
+        let appended = deliver(&a, 1).await;
+        expect_appended(&mut feed, appended.uid).await;
+
+        let admin = cluster.connect("admin").await;
+        let rows = admin
+            .query(
+                "SELECT a.application_name, s.ssl FROM pg_stat_activity a \
+                 JOIN pg_stat_ssl s USING (pid) WHERE a.application_name LIKE 'tls-%'",
+                &[],
+            )
+            .await
+            .unwrap();
+        let connections: Vec<(String, bool)> =
+            rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+        assert!(
+            connections.iter().any(|(name, _)| name == "tls-b-listener"),
+            "{connections:?}"
+        );
+        assert!(connections.iter().all(|(_, ssl)| *ssl), "{connections:?}");
+    });
+}

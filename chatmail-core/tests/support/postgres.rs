@@ -64,6 +64,87 @@ fn as_unprivileged(command: &mut Command, user: Option<(u32, u32)>) -> &mut Comm
     command
 }
 
+/// Runs `openssl` with `args` in `dir`, failing the test if it fails.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl (Debian's openssl package)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA (`ca.pem`) and a server certificate for 127.0.0.1 it issued, with the key
+/// readable by the server's user only, as PostgreSQL demands.
+fn make_certificates(dir: &Path, user: Option<(u32, u32)>) -> (PathBuf, PathBuf) {
+    let rsa = ["-newkey", "rsa:2048", "-nodes", "-days", "2"];
+    openssl(
+        dir,
+        &[
+            &["req", "-x509"][..],
+            &rsa,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-subj",
+                "/CN=chatmail test CA",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        dir,
+        &[
+            &["req"][..],
+            &rsa,
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\n")
+        .expect("write extension file");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.pem",
+        ],
+    );
+    let key = dir.join("server.key");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod key");
+    if let Some((uid, gid)) = user {
+        std::os::unix::fs::chown(&key, Some(uid), Some(gid)).expect("chown key");
+    }
+    (dir.join("server.pem"), key)
+}
+
 impl Cluster {
     /// Starts a fresh cluster, or `None` when the binaries are missing and
     /// `CHATMAIL_SKIP_POSTGRES=1` says that is fine.
@@ -73,6 +154,21 @@ impl Cluster {
     /// When the binaries are missing (and skipping was not asked for), or the cluster
     /// does not come up within 30 s.
     pub fn start() -> Option<Cluster> {
+        Self::start_with(false)
+    }
+
+    /// [`Cluster::start`] with TLS offered (`ssl=on`), its certificate for 127.0.0.1
+    /// issued by a throwaway CA ([`Cluster::ca`]) made with the `openssl` command.
+    pub fn start_with_tls() -> Option<Cluster> {
+        Self::start_with(true)
+    }
+
+    /// The CA certificate (PEM) of a cluster started with TLS.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    fn start_with(tls: bool) -> Option<Cluster> {
         let Some(bindir) = bindir() else {
             if std::env::var("CHATMAIL_SKIP_POSTGRES").as_deref() == Ok("1") {
                 eprintln!("PostgreSQL binaries not found; CHATMAIL_SKIP_POSTGRES=1: skipped");
@@ -124,6 +220,13 @@ impl Cluster {
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
+        let mut settings = Vec::new();
+        if tls {
+            let (cert, key) = make_certificates(dir.path(), user);
+            settings.extend(["-c".into(), "ssl=on".into()]);
+            settings.extend(["-c".into(), format!("ssl_cert_file={}", cert.display())]);
+            settings.extend(["-c".into(), format!("ssl_key_file={}", key.display())]);
+        }
         let log = std::fs::File::create(dir.path().join("postgres.log")).expect("log file");
         let child = as_unprivileged(&mut Command::new(bindir.join("postgres")), user)
             .arg("-D")
@@ -134,6 +237,7 @@ impl Cluster {
             // A test cluster: nothing here must survive a crash.
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
             .args(["-c", "full_page_writes=off", "-c", "max_connections=200"])
+            .args(&settings)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -15,6 +15,7 @@ use super::cursors::{Cursor, Progress};
 use super::inner::Inner;
 use super::rows::meta_from_row;
 use super::sql::{column, db, get, query, to_i64, to_u32, to_u64};
+use super::tls::Tls;
 use crate::store::error::StoreError;
 use crate::store::lock::lock;
 use crate::types::{Address, Change, ModSeq, Uid};
@@ -314,6 +315,7 @@ pub(super) async fn catch_up_all(inner: &Inner) -> Result<(), StoreError> {
 pub(super) fn start_listener(
     inner: &Arc<Inner>,
     mut config: tokio_postgres::Config,
+    tls: Tls,
     listen: bool,
     poll: Option<Duration>,
 ) {
@@ -325,9 +327,13 @@ pub(super) fn start_listener(
         config.get_application_name().unwrap_or("chatmail")
     );
     config.application_name(name);
-    let task = inner
-        .runtime
-        .spawn(listen_loop(Arc::downgrade(inner), config, listen, poll));
+    let task = inner.runtime.spawn(listen_loop(
+        Arc::downgrade(inner),
+        config,
+        tls,
+        listen,
+        poll,
+    ));
     *lock(&inner.feed.listener) = Some(task);
 }
 
@@ -396,6 +402,7 @@ async fn catch_up_watched(weak: &Weak<Inner>) -> bool {
 async fn listen_loop(
     weak: Weak<Inner>,
     config: tokio_postgres::Config,
+    tls: Tls,
     listen: bool,
     poll: Option<Duration>,
 ) {
@@ -414,7 +421,7 @@ async fn listen_loop(
     }
     let mut backoff = MIN_BACKOFF;
     loop {
-        match listen_once(&weak, &config, &mut ticker, &mut backoff).await {
+        match listen_once(&weak, &config, &tls, &mut ticker, &mut backoff).await {
             Ok(()) => return,
             Err(e) => tracing::warn!(error = %e, "postgres feed: listener connection lost"),
         }
@@ -435,36 +442,55 @@ async fn listen_loop(
     }
 }
 
+/// Drives the listener's connection, handing its notifications to `sender` (flagging an
+/// overflow when too many wait); ends with the connection, dropping the sender.
+async fn drive<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+    sender: tokio::sync::mpsc::Sender<String>,
+    overflowed: Arc<AtomicBool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+    while let Some(message) = messages.next().await {
+        match message {
+            Ok(AsyncMessage::Notification(n)) => {
+                if sender.try_send(n.payload().to_string()).is_err() {
+                    overflowed.store(true, Ordering::Relaxed);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "postgres feed: listener connection error");
+                break;
+            }
+        }
+    }
+}
+
 /// One listener connection: `LISTEN`, catch up, then handle notifications until the
 /// connection ends (an error) or the store is gone (`Ok`).
 async fn listen_once(
     weak: &Weak<Inner>,
     config: &tokio_postgres::Config,
+    tls: &Tls,
     ticker: &mut Option<tokio::time::Interval>,
     backoff: &mut Duration,
 ) -> Result<(), StoreError> {
-    let (client, mut connection) = config.connect(NoTls).await.map_err(db("listener"))?;
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<String>(PENDING_NOTIFICATIONS);
     let overflow = Arc::new(AtomicBool::new(false));
     let overflowed = overflow.clone();
-    let driver = tokio::spawn(async move {
-        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(message) = messages.next().await {
-            match message {
-                Ok(AsyncMessage::Notification(n)) => {
-                    if sender.try_send(n.payload().to_string()).is_err() {
-                        overflowed.store(true, Ordering::Relaxed);
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "postgres feed: listener connection error");
-                    break;
-                }
-            }
+    let (client, driver) = match tls {
+        Tls::Off => {
+            let (client, connection) = config.connect(NoTls).await.map_err(db("listener"))?;
+            (client, tokio::spawn(drive(connection, sender, overflowed)))
         }
-        // Dropping the sender tells the loop below the connection is gone.
-    });
+        Tls::On(tls) => {
+            let (client, connection) = config.connect(tls.clone()).await.map_err(db("listener"))?;
+            (client, tokio::spawn(drive(connection, sender, overflowed)))
+        }
+    };
     let result = async {
         client
             .batch_execute(&format!("LISTEN {CHANNEL}"))

@@ -61,7 +61,8 @@
 //! share; `schema` the migrations; `mailboxes`, `messages`, `flags` and `expiry` the
 //! operations (quota usage with expiry); `feed` the change feed across nodes, with its
 //! per-account state in `cursors`; `accounts` and `tokens` the account store and device
-//! tokens; `rows` decodes rows, `sql` runs statements.
+//! tokens; `tls` the connector (TLS with `sslmode=require`); `rows` decodes rows, `sql`
+//! runs statements.
 
 mod accounts;
 mod cursors;
@@ -75,6 +76,7 @@ mod postgres_store;
 mod rows;
 mod schema;
 mod sql;
+mod tls;
 mod tokens;
 
 pub use postgres_store::{PostgresOptions, PostgresStore};

@@ -1,6 +1,7 @@
 //! [`PostgresStore`] and its [`PostgresOptions`]: opening, and the [`MailStore`] methods,
 //! each run on the store's runtime.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use tokio_postgres::NoTls;
 use super::cursors::Feed;
 use super::inner::Inner;
 use super::sql::get;
+use super::tls::{self, Tls};
 use super::{expiry, feed, flags, mailboxes, messages, schema};
 use crate::expiry::{ExpiryPolicy, ExpiryReport};
 use crate::store::error::StoreError;
@@ -36,12 +38,17 @@ pub struct PostgresOptions {
     /// Read the changes of accounts with local subscribers this often, whether or not a
     /// notification came (the bounded poll for engines without `NOTIFY`).
     pub poll_interval: Option<Duration>,
+    /// With `sslmode=require` in the URL: a PEM file of the CA certificates the
+    /// database's certificate must chain to (its host name checked too); `None` trusts
+    /// the system's roots. Without `require` the connections are plain.
+    pub tls_roots: Option<PathBuf>,
     /// The bounds every store keeps.
     pub limits: StoreLimits,
 }
 
 impl Default for PostgresOptions {
-    /// 16 connections, 30 s per statement, 10 s to connect, listening, no poll.
+    /// 16 connections, 30 s per statement, 10 s to connect, listening, no poll, the
+    /// system's CA roots.
     fn default() -> Self {
         PostgresOptions {
             pool_size: 16,
@@ -49,6 +56,7 @@ impl Default for PostgresOptions {
             connect_timeout: Duration::from_secs(10),
             listen: true,
             poll_interval: None,
+            tls_roots: None,
             limits: StoreLimits::default(),
         }
     }
@@ -95,7 +103,11 @@ impl PostgresStore {
         let manager_config = ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         };
-        let manager = Manager::from_config(config.clone(), NoTls, manager_config);
+        let tls = tls::connector(&config, options.tls_roots.as_deref())?;
+        let manager = match &tls {
+            Tls::Off => Manager::from_config(config.clone(), NoTls, manager_config),
+            Tls::On(tls) => Manager::from_config(config.clone(), tls.clone(), manager_config),
+        };
         let wait = Some(options.statement_timeout);
         let pool = Pool::builder(manager)
             // Expiry holds one connection for its lock while it works with another.
@@ -117,7 +129,7 @@ impl PostgresStore {
             runtime,
             feed: Feed::new(),
         });
-        feed::start_listener(&inner, config, options.listen, options.poll_interval);
+        feed::start_listener(&inner, config, tls, options.listen, options.poll_interval);
         Ok(PostgresStore { inner })
     }
 

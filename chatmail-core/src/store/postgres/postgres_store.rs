@@ -97,6 +97,14 @@ impl PostgresStore {
             "-c statement_timeout={timeout_ms} -c idle_in_transaction_session_timeout={timeout_ms}"
         ));
         config.connect_timeout(options.connect_timeout);
+        // A connection whose peer vanished (a partition, a killed database host) is
+        // noticed in about a minute, not the system's two hours: the listener only
+        // receives, and would otherwise wait on a dead connection.
+        config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(30))
+            .keepalives_interval(Duration::from_secs(10))
+            .keepalives_retries(3);
         if config.get_application_name().is_none() {
             config.application_name("chatmail");
         }

@@ -9,6 +9,10 @@ use chatmail_core::Address;
 use chatmail_core::{BlockingExecutor, InlineExecutor, ThreadExecutor};
 use futures::executor::block_on;
 
+#[cfg(feature = "postgres")]
+#[path = "support/postgres.rs"]
+mod support;
+
 const NOW: u64 = 1_700_000_000;
 
 fn accounts(store: Arc<dyn AccountStore>, root: &std::path::Path) -> Arc<Accounts> {
@@ -35,38 +39,59 @@ fn stores(root: &std::path::Path) -> Vec<(&'static str, Arc<dyn AccountStore>)> 
     ]
 }
 
+/// Ten threads log in to one new address at once, thread `i` through `nodes[i % n]`:
+/// exactly one account is created (as `store` shows), and every login succeeds.
+fn ten_first_logins(name: &str, nodes: &[Arc<Accounts>], store: &dyn AccountStore) {
+    let barrier = Arc::new(Barrier::new(10));
+    let handles: Vec<_> = (0..10)
+        .map(|i| {
+            let accounts = nodes[i % nodes.len()].clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                block_on(accounts.login("concurren@chat.example.org", "password123", NOW)).unwrap()
+            })
+        })
+        .collect();
+    let outcomes: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let created = outcomes
+        .iter()
+        .filter(|o| matches!(o, LoginOutcome::LoggedIn { created: true, .. }))
+        .count();
+    let logged_in = outcomes
+        .iter()
+        .filter(|o| matches!(o, LoginOutcome::LoggedIn { .. }))
+        .count();
+    assert_eq!((created, logged_in), (1, 10), "{name}: {outcomes:?}");
+    let addr = Address::parse("concurren@chat.example.org").unwrap();
+    let hash = block_on(store.lookup(&addr)).unwrap().unwrap().password;
+    assert_eq!(hash.verify("password123"), Ok(true));
+    assert_eq!(block_on(store.list()).unwrap(), vec![addr]);
+}
+
 #[test]
 fn ten_concurrent_first_logins_create_one_account() {
     let tmp = tempfile::tempdir().unwrap();
     for (name, store) in stores(tmp.path()) {
         let accounts = accounts(store.clone(), tmp.path());
-        let barrier = Arc::new(Barrier::new(10));
-        let handles: Vec<_> = (0..10)
-            .map(|_| {
-                let accounts = accounts.clone();
-                let barrier = barrier.clone();
-                std::thread::spawn(move || {
-                    barrier.wait();
-                    block_on(accounts.login("concurren@chat.example.org", "password123", NOW))
-                        .unwrap()
-                })
-            })
-            .collect();
-        let outcomes: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-        let created = outcomes
-            .iter()
-            .filter(|o| matches!(o, LoginOutcome::LoggedIn { created: true, .. }))
-            .count();
-        let logged_in = outcomes
-            .iter()
-            .filter(|o| matches!(o, LoginOutcome::LoggedIn { .. }))
-            .count();
-        assert_eq!((created, logged_in), (1, 10), "{name}: {outcomes:?}");
-        let addr = Address::parse("concurren@chat.example.org").unwrap();
-        let hash = block_on(store.lookup(&addr)).unwrap().unwrap().password;
-        assert_eq!(hash.verify("password123"), Ok(true));
-        assert_eq!(block_on(store.list()).unwrap(), vec![addr]);
+        ten_first_logins(name, &[accounts], &*store);
     }
+}
+
+/// Ten first logins of one address at once, spread over two postgres store instances
+/// (two relay nodes sharing one database): one account, ten logins.
+#[cfg(feature = "postgres")]
+#[test]
+fn ten_concurrent_first_logins_on_two_postgres_nodes_create_one_account() {
+    let Some(cluster) = support::Cluster::start() else {
+        return;
+    };
+    let rt = support::runtime();
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Arc::new(cluster.open_store(&rt, "a"));
+    let b = Arc::new(cluster.open_store(&rt, "b"));
+    let nodes = [accounts(a.clone(), tmp.path()), accounts(b, tmp.path())];
+    ten_first_logins("postgres", &nodes, &*a);
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! The login algorithm of spec 2.2 on both account stores: creation on first login,
-//! refusals, nocreate, system limits, last-login days, the encryption marker.
+//! The login algorithm of spec 2.2 on every account store (postgres with its feature):
+//! creation on first login, refusals, nocreate, system limits, last-login days, the
+//! encryption marker.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,10 +13,17 @@ use futures::executor::block_on;
 const NOW: u64 = 1_700_000_000;
 const DOMAIN: &str = "chat.example.org";
 
+#[cfg(feature = "postgres")]
+#[path = "support/postgres.rs"]
+mod support;
+
 struct Fixture {
     _tmp: tempfile::TempDir,
     root: PathBuf,
     nocreate: PathBuf,
+    /// A throwaway PostgreSQL cluster, started by the first `stores()`.
+    #[cfg(feature = "postgres")]
+    postgres: std::cell::OnceCell<Option<(support::Cluster, tokio::runtime::Runtime)>>,
 }
 
 impl Fixture {
@@ -27,12 +35,16 @@ impl Fixture {
             _tmp: tmp,
             root,
             nocreate,
+            #[cfg(feature = "postgres")]
+            postgres: std::cell::OnceCell::new(),
         }
     }
 
-    /// Both stores, the maildir one rooted in this fixture.
+    /// Both stores, the maildir one rooted in this fixture; with the feature `postgres`
+    /// also a postgres one on a throwaway cluster.
     fn stores(&self) -> Vec<(&'static str, Arc<dyn AccountStore>)> {
-        vec![
+        #[allow(unused_mut)]
+        let mut stores: Vec<(&'static str, Arc<dyn AccountStore>)> = vec![
             ("memory", Arc::new(MemoryAccountStore::new())),
             (
                 "maildir",
@@ -41,7 +53,15 @@ impl Fixture {
                     Arc::new(InlineExecutor),
                 )),
             ),
-        ]
+        ];
+        #[cfg(feature = "postgres")]
+        if let Some((cluster, rt)) = self
+            .postgres
+            .get_or_init(|| support::Cluster::start().map(|c| (c, support::runtime())))
+        {
+            stores.push(("postgres", Arc::new(cluster.open_store(rt, "accounts"))));
+        }
+        stores
     }
 
     fn accounts(&self, store: Arc<dyn AccountStore>, limits: FixedSystemLimits) -> Accounts {

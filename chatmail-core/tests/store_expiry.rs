@@ -14,6 +14,10 @@ use chatmail_core::store::{ChangeSubscription, MailStore, MaildirStore, MemorySt
 use chatmail_core::{Address, Change, Flag, Flags, ModSeq, Uid, INBOX};
 use futures::executor::block_on;
 
+#[cfg(feature = "postgres")]
+#[path = "support/postgres.rs"]
+mod support;
+
 const DAY: u64 = 86_400;
 
 fn alice() -> Address {
@@ -121,6 +125,31 @@ fn memory_expiry_goes_by_internal_date_through_the_feed() {
     expiry_expunges(&MemoryStore::new(), now());
 }
 
+/// The postgres store on a throwaway cluster (`support/postgres.rs`): expiry and
+/// trimming by internal date, as the memory store, each on a cluster of its own (expiry
+/// looks at every account of the database).
+#[cfg(feature = "postgres")]
+fn on_postgres(test: impl FnOnce(&dyn MailStore)) {
+    let Some(cluster) = support::Cluster::start() else {
+        return;
+    };
+    let rt = support::runtime();
+    let store = cluster.open_store(&rt, "expiry");
+    test(&store);
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn postgres_expiry_goes_by_internal_date_through_the_feed() {
+    on_postgres(|store| expiry_expunges(store, now()));
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn postgres_trimming_is_oldest_first_by_internal_date() {
+    on_postgres(trimming_by_internal_date);
+}
+
 #[test]
 fn maildir_expiry_goes_through_the_index_and_the_feed() {
     let tmp = tempfile::tempdir().unwrap();
@@ -170,7 +199,11 @@ fn trimming_expunges(store: &dyn MailStore, old: [Uid; 3], fresh: Uid, size: u64
 
 #[test]
 fn memory_trimming_is_oldest_first_by_internal_date() {
-    let store = MemoryStore::new();
+    trimming_by_internal_date(&MemoryStore::new());
+}
+
+/// Messages appended out of date order are trimmed by date, not by UID.
+fn trimming_by_internal_date(store: &dyn MailStore) {
     let now = now();
     let body = message("sized");
     let mut uids = Vec::new();
@@ -181,7 +214,7 @@ fn memory_trimming_is_oldest_first_by_internal_date() {
         uids.push(outcome.unwrap().uid);
     }
     trimming_expunges(
-        &store,
+        store,
         [uids[1], uids[0], uids[2]],
         uids[3],
         body.len() as u64,
@@ -303,5 +336,51 @@ fn maildir_expiry_removes_an_inactive_account_and_ends_its_sessions() {
             [Change::MailboxReset { mailbox }] if mailbox == INBOX
         ));
         assert_eq!(store.quota_usage(&who).await.unwrap(), 0);
+    });
+}
+
+/// The postgres store knows last logins (its accounts): an account unused for
+/// `delete_inactive_users_after` days goes with its mail, its sessions told; an active
+/// account and an address without an account row keep theirs.
+#[cfg(feature = "postgres")]
+#[test]
+fn postgres_expiry_removes_an_inactive_account_and_ends_its_sessions() {
+    use chatmail_core::account::{AccountStore, PasswordHash};
+    let Some(cluster) = support::Cluster::start() else {
+        return;
+    };
+    let rt = support::runtime();
+    let store = cluster.open_store(&rt, "expiry");
+    let active = Address::parse("active01@chat.example.org").unwrap();
+    let rowless = Address::parse("rowless1@chat.example.org").unwrap();
+    let now = now();
+    block_on(async {
+        let hash = || PasswordHash::from_stored("{SHA512-CRYPT}$6$x$y");
+        store
+            .create_if_absent(&alice(), hash(), now - 91 * DAY)
+            .await
+            .unwrap();
+        store.create_if_absent(&active, hash(), now).await.unwrap();
+        for who in [alice(), active.clone(), rowless.clone()] {
+            let fresh = message("kept until now");
+            store
+                .append(&who, INBOX, fresh, &Flags::new(), now as i64)
+                .await
+                .unwrap();
+        }
+        let mut feed = store.subscribe(&alice());
+
+        let report = store.expire(&policy(), now).await.unwrap();
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        assert_eq!((report.accounts_removed, report.accounts_total), (1, 3));
+        assert!(matches!(
+            published(&mut feed).as_slice(),
+            [Change::MailboxReset { mailbox }] if mailbox == INBOX
+        ));
+        assert!(store.lookup(&alice()).await.unwrap().is_none());
+        assert_eq!(store.quota_usage(&alice()).await.unwrap(), 0);
+        for who in [&active, &rowless] {
+            assert!(store.quota_usage(who).await.unwrap() > 0);
+        }
     });
 }

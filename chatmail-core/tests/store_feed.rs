@@ -1,6 +1,6 @@
 //! The change feed wakes a subscriber that is waiting (as an IDLE session does) when
-//! another handle appends, changes flags or expunges, on both backends, at once and
-//! without polling.
+//! another handle appends, changes flags or expunges, on every backend (postgres with
+//! its feature), at once and without polling.
 
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -10,6 +10,10 @@ use bytes::Bytes;
 use chatmail_core::store::{MailStore, MaildirStore, MemoryStore};
 use chatmail_core::{Address, Change, Flag, FlagOp, Flags, Uid, INBOX};
 use futures::executor::block_on;
+
+#[cfg(feature = "postgres")]
+#[path = "support/postgres.rs"]
+mod support;
 
 fn wakes_waiting_subscriber(store: Arc<dyn MailStore>) {
     let alice = Address::parse("alice@chat.example.org").unwrap();
@@ -80,6 +84,17 @@ fn wakes_waiting_subscriber(store: Arc<dyn MailStore>) {
 #[test]
 fn memory_feed_wakes_idle_session() {
     wakes_waiting_subscriber(Arc::new(MemoryStore::new()));
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn postgres_feed_wakes_idle_session() {
+    let Some(cluster) = support::Cluster::start() else {
+        return;
+    };
+    let rt = support::runtime();
+    let store = cluster.open_store(&rt, "feed");
+    wakes_waiting_subscriber(Arc::new(store));
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Model test: random sequences of storage operations give the same observable results
-//! on the `memory` and the `maildir` backend, and the maildir backend's UIDs strictly
-//! increase and never repeat within a UIDVALIDITY, also across a reopen of the store.
+//! on the `memory` and the `maildir` backend (and, with the feature `postgres`, the
+//! `postgres` one), and the other backend's UIDs strictly increase and never repeat
+//! within a UIDVALIDITY, also across a reopen of the store.
 
 use std::collections::HashMap;
 
@@ -9,6 +10,11 @@ use chatmail_core::store::{MailStore, MaildirStore, MemoryStore, StoreError};
 use chatmail_core::{Address, Flag, FlagOp, Flags, ModSeq, Uid, UidValidity};
 use futures::executor::block_on;
 use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
+
+#[cfg(feature = "postgres")]
+#[path = "support/postgres.rs"]
+mod support;
 
 /// Names the operations pick from: INBOX in two spellings, folders with an inferior,
 /// and an invalid one.
@@ -259,6 +265,40 @@ fn run(store: &dyn MailStore, who: &Address, op: &Op, tracker: &mut UidTracker) 
     })
 }
 
+/// Runs `ops` on a memory store and on the store `open` gives (reopened at every
+/// `Reopen` and once more at the end): every step gives the same observable result, and
+/// the other store's UIDs strictly increase within a UIDVALIDITY.
+fn agree<S: MailStore>(
+    ops: &[Op],
+    who: &Address,
+    mut open: impl FnMut() -> S,
+) -> Result<(), TestCaseError> {
+    let memory = MemoryStore::new();
+    let mut other = open();
+    let mut memory_uids = UidTracker::default();
+    let mut other_uids = UidTracker::default();
+    for (step, op) in ops.iter().enumerate() {
+        if matches!(op, Op::Reopen) {
+            drop(other);
+            other = open();
+        }
+        let expected = run(&memory, who, op, &mut memory_uids);
+        let got = run(&other, who, op, &mut other_uids);
+        prop_assert_eq!(&expected, &got, "step {} {:?}", step, op);
+    }
+    // A final reopen shows the same state as the live store had.
+    drop(other);
+    let other = open();
+    for n in 0..NAMES.len() {
+        for op in [Op::Status(n), Op::List(n, None)] {
+            let expected = run(&memory, who, &op, &mut memory_uids);
+            let got = run(&other, who, &op, &mut other_uids);
+            prop_assert_eq!(&expected, &got, "after reopen {:?}", op);
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
@@ -266,29 +306,33 @@ proptest! {
     fn memory_and_maildir_agree(ops in prop::collection::vec(op(), 1..40)) {
         let dir = tempfile::tempdir().unwrap();
         let who = Address::parse("model@chat.example.org").unwrap();
-        let memory = MemoryStore::new();
-        let mut maildir = MaildirStore::open(dir.path()).unwrap();
-        let mut memory_uids = UidTracker::default();
-        let mut maildir_uids = UidTracker::default();
-        for (step, op) in ops.iter().enumerate() {
-            if matches!(op, Op::Reopen) {
-                drop(maildir);
-                maildir = MaildirStore::open(dir.path()).unwrap();
-            }
-            let expected = run(&memory, &who, op, &mut memory_uids);
-            let got = run(&maildir, &who, op, &mut maildir_uids);
-            prop_assert_eq!(&expected, &got, "step {} {:?}", step, op);
-        }
-        // A final reopen shows the same state as the live store had.
-        drop(maildir);
-        let maildir = MaildirStore::open(dir.path()).unwrap();
-        for n in 0..NAMES.len() {
-            for op in [Op::Status(n), Op::List(n, None)] {
-                let expected = run(&memory, &who, &op, &mut memory_uids);
-                let got = run(&maildir, &who, &op, &mut maildir_uids);
-                prop_assert_eq!(&expected, &got, "after reopen {:?}", op);
-            }
-        }
+        agree(&ops, &who, || MaildirStore::open(dir.path()).unwrap())?;
+    }
+}
+
+/// The same against the postgres store, on a throwaway cluster (`support/postgres.rs`):
+/// one database, a fresh account per case; `Reopen` opens a new store on it.
+#[cfg(feature = "postgres")]
+#[test]
+fn memory_and_postgres_agree() {
+    use proptest::test_runner::{Config, TestRunner};
+
+    let Some(cluster) = support::Cluster::start() else {
+        return;
+    };
+    let rt = support::runtime();
+    let mut runner = TestRunner::new(Config {
+        cases: 96,
+        ..Config::default()
+    });
+    let cases = std::sync::atomic::AtomicUsize::new(0);
+    let result = runner.run(&prop::collection::vec(op(), 1..40), |ops| {
+        let case = cases.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let who = Address::parse(&format!("model{case}@chat.example.org")).unwrap();
+        agree(&ops, &who, || cluster.open_store(&rt, "model"))
+    });
+    if let Err(failure) = result {
+        panic!("{failure}\npostgres log:\n{}", cluster.log());
     }
 }
 

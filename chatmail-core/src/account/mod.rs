@@ -91,6 +91,8 @@ pub use store::{
     last_login_day, AccountError, AccountRecord, AccountStore, Creation, LastLoginUpdate,
 };
 pub use throttle::{Admission, LoginThrottle, ThrottleSettings};
+#[cfg(feature = "postgres")]
+pub(crate) use tokens::check_token;
 pub use tokens::{
     DeviceTokenStore, MaildirDeviceTokens, MemoryDeviceTokens, TokenError, DEVICE_TOKEN_ENTRY,
     MAX_TOKENS_PER_ACCOUNT, MAX_TOKEN_LEN, TOKEN_FUTURE_SLACK_SECS, TOKEN_LIFETIME_SECS,

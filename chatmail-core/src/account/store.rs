@@ -47,6 +47,10 @@ pub enum AccountError {
     /// The account does not exist (for operations that need one).
     #[error("no account {0}")]
     NoAccount(Address),
+    /// A networked store's operation failed (a database error, no connection in time,
+    /// a malformed stored value).
+    #[error(transparent)]
+    Backend(#[from] crate::store::error::StoreError),
 }
 
 impl AccountError {

@@ -81,7 +81,7 @@ pub trait DeviceTokenStore: Send + Sync {
 }
 
 /// Checks a token against the bounds above.
-fn check_token(token: &str) -> Result<(), TokenError> {
+pub(crate) fn check_token(token: &str) -> Result<(), TokenError> {
     if token.is_empty() {
         return Err(TokenError::InvalidToken("empty"));
     }

@@ -162,6 +162,12 @@ impl ChangeHub {
         }
     }
 
+    /// Whether `account` has at least one subscriber (a networked store reads other
+    /// nodes' changes only for those).
+    pub fn has_subscribers(&self, account: &Address) -> bool {
+        lock(&self.inner.channels).contains_key(account)
+    }
+
     /// Number of accounts that have at least one subscriber (for metrics and tests).
     pub fn accounts_with_subscribers(&self) -> usize {
         lock(&self.inner.channels).len()

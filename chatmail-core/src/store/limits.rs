@@ -1,5 +1,9 @@
 //! [`StoreLimits`]: the bounds a store enforces whatever its callers do.
 
+use super::error::StoreError;
+use super::index::check_keywords;
+use crate::types::Flags;
+
 /// Bounds a store enforces whatever its callers do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreLimits {
@@ -9,6 +13,21 @@ pub struct StoreLimits {
     pub max_keywords: usize,
     /// Size of one message, also after decompressing a stored gzip file.
     pub max_message_bytes: u64,
+}
+
+impl StoreLimits {
+    /// Refuses a new message (APPEND, delivery) with more than `max_keywords` keywords or
+    /// over `max_message_bytes`.
+    pub(crate) fn check_new_message(&self, size: u64, flags: &Flags) -> Result<(), StoreError> {
+        check_keywords(flags, self.max_keywords)?;
+        if size > self.max_message_bytes {
+            return Err(StoreError::MessageTooLarge {
+                size,
+                limit: self.max_message_bytes,
+            });
+        }
+        Ok(())
+    }
 }
 
 impl Default for StoreLimits {

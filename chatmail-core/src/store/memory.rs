@@ -13,7 +13,7 @@ use super::index::{check_keywords, flag_changes, sorted_uids, MailboxIndex};
 use super::limits::StoreLimits;
 use super::lock::lock;
 use super::mail_store::{AppendOutcome, CopyOutcome, MailStore, StoreFlagsOutcome};
-use super::name::{renamed_names, validate_mailbox_name};
+use super::name::{renamed_names, validate_deletable, validate_mailbox_name, validate_rename};
 use crate::expiry::{
     plan_trim, ExpiryPolicy, ExpiryReport, Removal, RemovalKind, TrimCandidate, LARGE_MESSAGE_BYTES,
 };
@@ -129,10 +129,7 @@ impl MailStore for MemoryStore {
     }
 
     async fn delete_mailbox(&self, address: &Address, mailbox: &str) -> Result<(), StoreError> {
-        let name = validate_mailbox_name(mailbox)?;
-        if name == INBOX {
-            return Err(StoreError::InboxImmutable);
-        }
+        let name = validate_deletable(mailbox)?;
         let account = self.account(address);
         let mut account = lock(&account);
         account
@@ -150,11 +147,7 @@ impl MailStore for MemoryStore {
         from: &str,
         to: &str,
     ) -> Result<(), StoreError> {
-        let from = validate_mailbox_name(from)?;
-        let to = validate_mailbox_name(to)?;
-        if from == INBOX {
-            return Err(StoreError::InboxImmutable);
-        }
+        let (from, to) = validate_rename(from, to)?;
         let account = self.account(address);
         let mut account = lock(&account);
         if !account.mailboxes.contains_key(&from) {
@@ -243,14 +236,8 @@ impl MailStore for MemoryStore {
         internal_date: i64,
     ) -> Result<AppendOutcome, StoreError> {
         let name = validate_mailbox_name(mailbox)?;
-        check_keywords(flags, self.limits.max_keywords)?;
         let size = message.len() as u64;
-        if size > self.limits.max_message_bytes {
-            return Err(StoreError::MessageTooLarge {
-                size,
-                limit: self.limits.max_message_bytes,
-            });
-        }
+        self.limits.check_new_message(size, flags)?;
         let account = self.account(address);
         let mut account = lock(&account);
         let mailbox = account.mailbox(&name)?;

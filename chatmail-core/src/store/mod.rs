@@ -8,7 +8,7 @@
 //! The trait says nothing about files, so a networked backend (a database for the index,
 //! an object store for bodies) can implement it too.
 //!
-//! Two backends ship here:
+//! Three backends ship here:
 //!
 //! * [`MemoryStore`]: everything in memory; for tests, fuzzing and embedders that want no
 //!   persistence.
@@ -17,6 +17,8 @@
 //!   messages (written by Dovecot, gzip-compressed or not) are served without conversion.
 //!   IMAP state that maildir cannot hold lives in a sidecar index per mailbox,
 //!   `chatmail-uidlist`.
+//! * `PostgresStore` (feature `postgres`): a PostgreSQL database that several relay
+//!   nodes of one domain share, with the change feed carried across nodes.
 //!
 //! Accounts (whether an address may log in, its password) are not the store's business:
 //! the caller checks them with [`crate::account`] first. The maildir store creates an
@@ -84,6 +86,8 @@ mod mail_store;
 pub(crate) mod maildir;
 mod memory;
 mod name;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 pub use error::StoreError;
 pub use feed::{ChangeHub, ChangeSubscription, Lagged, DEFAULT_FEED_CAPACITY};
@@ -92,3 +96,5 @@ pub use mail_store::{AppendOutcome, CopyOutcome, MailStore, StoreFlagsOutcome};
 pub use maildir::MaildirStore;
 pub use memory::MemoryStore;
 pub use name::{validate_mailbox_name, MAX_MAILBOX_DEPTH, MAX_MAILBOX_NAME_LEN};
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresOptions, PostgresStore};

@@ -50,6 +50,25 @@ pub fn validate_mailbox_name(name: &str) -> Result<String, StoreError> {
     Ok(name.to_string())
 }
 
+/// The canonical name of a mailbox to DELETE: INBOX cannot be deleted.
+pub(crate) fn validate_deletable(name: &str) -> Result<String, StoreError> {
+    let name = validate_mailbox_name(name)?;
+    if name == INBOX {
+        return Err(StoreError::InboxImmutable);
+    }
+    Ok(name)
+}
+
+/// The canonical (from, to) names of a RENAME: INBOX cannot be renamed.
+pub(crate) fn validate_rename(from: &str, to: &str) -> Result<(String, String), StoreError> {
+    let from = validate_mailbox_name(from)?;
+    let to = validate_mailbox_name(to)?;
+    if from == INBOX {
+        return Err(StoreError::InboxImmutable);
+    }
+    Ok((from, to))
+}
+
 /// The (old, new) names a RENAME of `from` to `to` gives `from` and its inferiors
 /// (`from.X` becomes `to.X`), each new name validated.
 pub(crate) fn renamed_names<'a>(

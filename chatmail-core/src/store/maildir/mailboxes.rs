@@ -8,7 +8,9 @@ use super::inner::{read_guard, write_guard, Inner, Scan};
 use super::uidlist;
 use crate::store::error::StoreError;
 use crate::store::index::MailboxIndex;
-use crate::store::name::{renamed_names, validate_mailbox_name};
+use crate::store::name::{
+    renamed_names, validate_deletable, validate_mailbox_name, validate_rename,
+};
 use crate::types::{Address, Change, MailboxInfo, SpecialUse, Uid, INBOX};
 
 /// Maildir++ marks a folder directory with this empty file.
@@ -52,10 +54,7 @@ impl Inner {
     }
 
     pub(super) fn delete_mailbox(&self, address: &Address, name: &str) -> Result<(), StoreError> {
-        let name = validate_mailbox_name(name)?;
-        if name == INBOX {
-            return Err(StoreError::InboxImmutable);
-        }
+        let name = validate_deletable(name)?;
         let account = self.account(address);
         let _layout = write_guard(&account.layout);
         if !account.folder_names()?.contains(&name) {
@@ -82,11 +81,7 @@ impl Inner {
         from: &str,
         to: &str,
     ) -> Result<(), StoreError> {
-        let from = validate_mailbox_name(from)?;
-        let to = validate_mailbox_name(to)?;
-        if from == INBOX {
-            return Err(StoreError::InboxImmutable);
-        }
+        let (from, to) = validate_rename(from, to)?;
         let account = self.account(address);
         let _layout = write_guard(&account.layout);
         let folders = account.folder_names()?;

@@ -22,7 +22,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use chatmail_core::store::{MailStore, MaildirStore};
@@ -30,15 +30,9 @@ use chatmail_core::{Address, Flags, INBOX};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use futures::executor::block_on;
 
-const MESSAGE_SIZE: usize = 4096;
-
-fn message() -> Bytes {
-    let mut m =
-        b"From: a@chat.example.org\r\nTo: b@chat.example.org\r\nSubject: [...]\r\n\r\n".to_vec();
-    m.resize(MESSAGE_SIZE - 2, b'x');
-    m.extend_from_slice(b"\r\n");
-    Bytes::from(m)
-}
+#[path = "support/maildir.rs"]
+mod support;
+use support::{message, parallel};
 
 /// The floor: what any durable maildir delivery costs on this disk.
 fn plain_write_fsync_rename(dir: &Path, n: u64, data: &[u8]) {
@@ -50,30 +44,6 @@ fn plain_write_fsync_rename(dir: &Path, n: u64, data: &[u8]) {
     drop(file);
     std::fs::rename(&tmp, &new).unwrap();
     File::open(dir.join("new")).unwrap().sync_all().unwrap();
-}
-
-/// Runs `iters` jobs on `threads` threads at once; returns the wall time.
-fn parallel(threads: u64, iters: u64, job: impl Fn(u64, u64) + Send + Sync + 'static) -> Duration {
-    let job = Arc::new(job);
-    let per_thread = iters.div_ceil(threads);
-    let start = Instant::now();
-    let handles: Vec<_> = (0..threads)
-        .map(|t| {
-            let job = job.clone();
-            std::thread::spawn(move || {
-                for i in 0..per_thread {
-                    job(t, i);
-                }
-            })
-        })
-        .collect();
-    for h in handles {
-        h.join().unwrap();
-    }
-    // Normalised to `iters` jobs (the last round may have done a few more).
-    start
-        .elapsed()
-        .mul_f64(iters as f64 / (per_thread * threads) as f64)
 }
 
 /// The group-commit floor: `batch` files written, made durable by one `syncfs`, renamed,
@@ -110,10 +80,14 @@ fn bench(c: &mut Criterion) {
         group.bench_function(format!("floor_write_fsync_rename/{threads}_threads"), |b| {
             b.iter_custom(|iters| {
                 let (dir, counter, data) = (dir.clone(), counter.clone(), data.clone());
-                parallel(threads, iters, move |_, _| {
-                    let n = counter.fetch_add(1, Ordering::Relaxed);
-                    plain_write_fsync_rename(&dir, n, &data);
-                })
+                parallel(
+                    threads,
+                    iters,
+                    Arc::new(move |_, _| {
+                        let n = counter.fetch_add(1, Ordering::Relaxed);
+                        plain_write_fsync_rename(&dir, n, &data);
+                    }),
+                )
             })
         });
     }
@@ -184,11 +158,16 @@ fn bench_store(
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let (store, accounts, data) = (store.clone(), accounts.clone(), data.clone());
-                parallel(threads, iters, move |t, _| {
-                    let who = &accounts[if same_inbox { 0 } else { t as usize }];
-                    block_on(store.append(who, INBOX, data.clone(), &Flags::new(), 1_700_000_000))
-                        .unwrap();
-                })
+                parallel(
+                    threads,
+                    iters,
+                    Arc::new(move |t, _| {
+                        let who = &accounts[if same_inbox { 0 } else { t as usize }];
+                        let data = data.clone();
+                        block_on(store.append(who, INBOX, data, &Flags::new(), 1_700_000_000))
+                            .unwrap();
+                    }),
+                )
             })
         });
     }

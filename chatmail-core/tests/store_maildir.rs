@@ -579,3 +579,65 @@ fn own_files_are_served_as_stored_and_never_decompressed() {
         .collect();
     assert_eq!(own.len(), 1);
 }
+
+/// Appends from many threads to several accounts, some of which must fail (no such
+/// mailbox, too large): in group-commit mode they share the committer's batches, and a
+/// failing append must be answered alone, without costing the others theirs. The same
+/// holds with per-file syncs.
+#[test]
+fn failing_appends_in_a_batch_fail_alone() {
+    for group in [true, false] {
+        let root = tempfile::tempdir().unwrap();
+        let limits = StoreLimits {
+            max_message_bytes: 1000,
+            ..StoreLimits::default()
+        };
+        let store = MaildirStore::open(root.path())
+            .unwrap()
+            .with_limits(limits)
+            .with_group_commit(group)
+            .unwrap();
+        let store = Arc::new(store);
+        let bob = Address::parse("bob@chat.example.org").unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let (store, bob) = (store.clone(), bob.clone());
+                std::thread::spawn(move || {
+                    for i in 0..10 {
+                        let body = Bytes::from(format!("Subject: {t}/{i}\r\n\r\nx\r\n"));
+                        let append = |who: &Address, mailbox: &str, body: Bytes| {
+                            block_on(store.append(who, mailbox, body, &Flags::new(), 1))
+                        };
+                        append(&alice(), INBOX, body.clone()).unwrap();
+                        append(&bob, INBOX, body.clone()).unwrap();
+                        assert!(matches!(
+                            append(&alice(), "Nowhere", body),
+                            Err(StoreError::NoSuchMailbox(_))
+                        ));
+                        assert!(matches!(
+                            append(&bob, INBOX, Bytes::from(vec![b'x'; 2000])),
+                            Err(StoreError::MessageTooLarge { .. })
+                        ));
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        drop(store);
+        // What a restart serves: 80 messages each, UIDs 1..=80, nothing else on disk.
+        let reopened = MaildirStore::open(root.path()).unwrap();
+        for who in [alice(), bob.clone()] {
+            let listed = block_on(reopened.list_messages(&who, INBOX, None)).unwrap();
+            let uids: Vec<u32> = listed.iter().map(|m| m.uid.0).collect();
+            assert_eq!(uids, (1..=80).collect::<Vec<_>>(), "group commit {group}");
+            let dir = root.path().join(who.as_str());
+            assert_eq!(files_in(&dir.join("new")).len(), 80, "group commit {group}");
+            assert!(
+                files_in(&dir.join("tmp")).is_empty(),
+                "group commit {group}"
+            );
+        }
+    }
+}

@@ -84,6 +84,11 @@ impl Durability {
         Durability { group: None }
     }
 
+    /// Whether syncs are shared (then appends go through the committer).
+    pub(super) fn is_grouped(&self) -> bool {
+        self.group.is_some()
+    }
+
     /// Whether `file` (just written) is made durable by [`Durability::barrier`]: group
     /// mode and on the synced file system. Otherwise its writer syncs it itself.
     pub(super) fn covers(&self, file: &File) -> io::Result<bool> {

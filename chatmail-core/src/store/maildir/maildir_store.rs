@@ -4,12 +4,13 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use super::committer::{AppendJob, Committer};
 use super::durability::Durability;
 use super::inner::{Inner, IssuedUidValidity};
 use super::{maintenance, uid_validity};
@@ -115,6 +116,17 @@ use crate::types::{ModSeq, Uid};
 pub struct MaildirStore {
     pub(super) inner: Arc<Inner>,
     executor: Arc<dyn BlockingExecutor>,
+    /// In group-commit mode, the thread that makes appends durable in batches; started
+    /// on the first append (so that the builder methods above still own `inner`).
+    committer: OnceLock<Option<Arc<Committer>>>,
+}
+
+impl Drop for MaildirStore {
+    fn drop(&mut self) {
+        if let Some(Some(committer)) = self.committer.get() {
+            committer.close();
+        }
+    }
 }
 
 impl std::fmt::Debug for MaildirStore {
@@ -175,6 +187,7 @@ impl MaildirStore {
                 },
             }),
             executor: Arc::new(InlineExecutor),
+            committer: OnceLock::new(),
         })
     }
 
@@ -305,8 +318,34 @@ impl MailStore for MaildirStore {
         internal_date: i64,
     ) -> Result<AppendOutcome, StoreError> {
         let (account, mailbox, flags) = (account.clone(), mailbox.to_string(), flags.clone());
-        self.run(move |inner| inner.append(&account, &mailbox, &message, flags, internal_date))
-            .await
+        let committer = self.committer.get_or_init(|| {
+            if !self.inner.durability.is_grouped() {
+                return None;
+            }
+            match Committer::start(self.inner.clone()) {
+                Ok(committer) => Some(committer),
+                Err(e) => {
+                    // Appends then run as blocking jobs, sharing syncs all the same.
+                    tracing::warn!(error = %e, "no committer thread");
+                    None
+                }
+            }
+        });
+        let Some(committer) = committer else {
+            return self
+                .run(move |inner| inner.append(&account, &mailbox, &message, flags, internal_date))
+                .await;
+        };
+        let (reply, answer) = futures::channel::oneshot::channel();
+        committer.submit(AppendJob {
+            account,
+            mailbox,
+            message,
+            flags,
+            internal_date,
+            reply,
+        });
+        answer.await.map_err(|_| StoreError::ExecutorGone)?
     }
 
     async fn list_messages(

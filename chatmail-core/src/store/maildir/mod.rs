@@ -15,6 +15,7 @@
 //! on disk.
 
 mod account;
+mod committer;
 mod dovecot;
 mod durability;
 pub(crate) mod expiry;

@@ -261,23 +261,47 @@ impl MailboxState {
         batch: Batch,
         sync: IndexSync,
     ) -> Result<(), StoreError> {
-        if batch.record_count > 0 || matches!(sync, IndexSync::Group) {
-            if !self.indexed {
-                self.broken = true;
-                return Err(StoreError::Corrupt("mailbox index is not on disk".into()));
-            }
-            let records = batch.records.as_bytes();
-            let written = match sync {
-                IndexSync::Each => uidlist::append_records(&self.dir, records, true),
-                IndexSync::Group => uidlist::append_records(&self.dir, records, false)
-                    .and_then(|()| inner.durability.barrier()),
-            };
-            if let Err(e) = written {
-                self.broken = true;
-                return Err(StoreError::io("writing the mailbox index", e));
-            }
-            self.log_records += batch.record_count;
+        let written = match sync {
+            IndexSync::Each => self.write_records(&batch).and_then(|()| {
+                if batch.record_count > 0 {
+                    uidlist::sync_records(&self.dir)
+                        .map_err(|e| StoreError::io("writing the mailbox index", e))
+                } else {
+                    Ok(())
+                }
+            }),
+            IndexSync::Group => self.write_records(&batch).and_then(|()| {
+                inner
+                    .durability
+                    .barrier()
+                    .map_err(|e| StoreError::io("writing the mailbox index", e))
+            }),
+        };
+        if let Err(e) = written {
+            self.broken = true;
+            return Err(e);
         }
+        self.publish_commit(inner, account, batch);
+        Ok(())
+    }
+
+    /// Appends `batch`'s records to the index file, not synced. On a failure the caller
+    /// marks the state broken (memory and disk may differ).
+    pub(super) fn write_records(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        if batch.record_count == 0 {
+            return Ok(());
+        }
+        if !self.indexed {
+            return Err(StoreError::Corrupt("mailbox index is not on disk".into()));
+        }
+        uidlist::append_records(&self.dir, batch.records.as_bytes())
+            .map_err(|e| StoreError::io("writing the mailbox index", e))
+    }
+
+    /// After `batch`'s records are durable: counts them, moves the quota usage,
+    /// publishes the changes, and compacts an index grown too long.
+    pub(super) fn publish_commit(&mut self, inner: &Inner, account: &Address, batch: Batch) {
+        self.log_records += batch.record_count;
         self.usage.update(self.index.size);
         inner.hub.publish(account, batch.changes);
         if self.log_records > 2 * self.index.messages.len() + 256 {
@@ -285,7 +309,6 @@ impl MailboxState {
             // marked broken and reloads from whichever complete file is on disk.
             let _ = self.compact();
         }
-        Ok(())
     }
 
     pub(super) fn add(

@@ -16,7 +16,7 @@
 //! index invalid, and the mailbox is rebuilt from its files with a new UIDVALIDITY.
 
 use std::fmt::Write as _;
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Write as _};
 use std::path::Path;
 
@@ -203,19 +203,20 @@ pub(crate) fn rewrite(dir: &Path, index: &MailboxIndex<FileRef>) -> io::Result<(
     write_replace(dir, INDEX_FILE, snapshot(index).as_bytes())
 }
 
-/// Appends `records` to `dir/INDEX_FILE`, and makes them durable when `sync` (else the
-/// caller's shared barrier does). The file is opened for this write only, so that
-/// loaded mailboxes hold no descriptors.
-pub(crate) fn append_records(dir: &Path, records: &[u8], sync: bool) -> io::Result<()> {
+/// Appends `records` to `dir/INDEX_FILE`, not synced ([`sync_records`] or a shared
+/// barrier does that). The file is opened for this write only, so that loaded mailboxes
+/// hold no descriptors.
+pub(crate) fn append_records(dir: &Path, records: &[u8]) -> io::Result<()> {
     if records.is_empty() {
         return Ok(());
     }
     let mut file = OpenOptions::new().append(true).open(dir.join(INDEX_FILE))?;
-    file.write_all(records)?;
-    if sync {
-        file.sync_data()?;
-    }
-    Ok(())
+    file.write_all(records)
+}
+
+/// Makes the records appended to `dir/INDEX_FILE` durable (fdatasync).
+pub(crate) fn sync_records(dir: &Path) -> io::Result<()> {
+    File::open(dir.join(INDEX_FILE))?.sync_data()
 }
 
 #[cfg(test)]

@@ -106,6 +106,9 @@ class Relay:
             f"max_imap_connections = {count + 100}\n"
             f"max_imap_connections_per_ip = {count + 100}\n"
             "imap_compress = true\n"
+            # --latency sends a message after each wake-up: no send limit in the way.
+            "max_user_send_per_minute = 1000000\n"
+            "max_user_send_burst_size = 1000000\n"
             "max_load_1m = 1000\n"
             "min_available_memory = 1M\n"
             "min_free_disk_space = 1M\n"
@@ -239,6 +242,21 @@ async def measure(args: argparse.Namespace) -> dict:
             samples.append(rss_kib(relay.proc.pid))
         after = max(samples)
 
+        # The wake-up latency while every session idles (issue 14: < 2 ms p99), measured
+        # by load/latency/idle_latency.py on two more connections.
+        latency = None
+        if args.latency:
+            out = relay.tmp / "idle-latency.json"
+            await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, str(ROOT / "load/latency/idle_latency.py"),
+                 "--imap-port", str(relay.imaps), "--smtp-port", str(relay.submissions),
+                 "--domain", DOMAIN, "--count", str(args.latency), "--label",
+                 f"relay with {args.count} idle sessions", "--json-out", str(out)],
+                check=True, timeout=1200)
+            measured = json.loads(out.read_text())
+            latency = {k: measured[k] for k in ("measured", "lost", "wakeup_ms", "from_data_ms")}
+
         # One wake-up: an account in the middle gets a message; its connection, idle
         # since the measurement, must hear of it.
         woken = clients[len(clients) // 2]
@@ -256,6 +274,7 @@ async def measure(args: argparse.Namespace) -> dict:
             "rss_samples_kib": samples,
             "per_connection_kib": round((after - before) / args.count, 1),
             "open_seconds": round(opened_s, 1),
+            "idle_latency": latency,
             "wake_up": {"account": woken.user, "exists": exists[-1].decode().strip(),
                         "ms_from_submit_start": round(wake_ms, 1)},
             "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} CPUs",
@@ -277,6 +296,9 @@ def main() -> int:
                     help="seconds to wait before each RSS reading")
     ap.add_argument("--timeout", type=float, default=120.0, help="per connection step")
     ap.add_argument("--json", help="also write the result here")
+    ap.add_argument("--latency", type=int, default=0,
+                    help="also run load/latency/idle_latency.py with this many messages "
+                         "while every session idles")
     args = ap.parse_args()
     limit = raise_fd_limit()
     if args.count + 100 > limit:

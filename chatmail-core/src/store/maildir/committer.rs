@@ -112,7 +112,12 @@ impl Committer {
                 let take = queue.jobs.len().min(MAX_BATCH);
                 queue.jobs.drain(..take).collect::<Vec<_>>()
             };
-            inner.commit_appends(batch);
+            // A bug in one batch must not stop every later delivery: its jobs are dropped
+            // (their callers get `ExecutorGone`, a temporary failure) and the thread goes on.
+            let run = std::panic::AssertUnwindSafe(|| inner.commit_appends(batch));
+            if std::panic::catch_unwind(run).is_err() {
+                tracing::error!("the committer's batch panicked; its appends failed");
+            }
         }
     }
 }

@@ -52,7 +52,10 @@ pub(super) struct AppendJob {
     pub(super) reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
 }
 
-/// The queue between the store's async face and the committer thread.
+/// The queue between the store's async face and the committer thread. It holds one job
+/// per caller awaiting its answer, so the callers bound it (in the relay: the connection
+/// limits and the message memory budget, whose reservation a session keeps until its
+/// delivery is answered).
 pub(super) struct Committer {
     queue: Mutex<Queue>,
     wake: Condvar,

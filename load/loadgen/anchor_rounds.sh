@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Issue 14, after group commit, one job per local delivery and the committer thread: the relay and Debian's
-# Postfix + Dovecot (load/latency/postfix_dovecot.sh start) in alternating rounds,
+# Issue 14: the relay and Debian's Postfix + Dovecot (load/latency/postfix_dovecot.sh
+# start) in alternating rounds,
 # 8 connections x 2,000 messages of 4 KB over implicit TLS, 4 recipient accounts.
 # The relay gets a fresh data directory per round; old ones are removed only at the end
 # (on this machine's ext4 without a journal, files deleted in the last minutes make every
 # new inode slower to allocate: `recently_deleted` in the profile, BENCHMARKS.md).
 # Also records the relay's CPU seconds and context switches per message (/proc).
 set -u
-cd "$(dirname "$0")/../../../.."
-OUT=${OUT:-load/loadgen/results/2026-12-07-committer}
+# usage: OUT=load/loadgen/results/<run> bash load/loadgen/anchor_rounds.sh
+cd "$(dirname "$0")/../.."
+OUT=${OUT:?set OUT to the results directory}
+mkdir -p "$OUT"
 RUNS=$(mktemp -d /tmp/lg-rounds.XXXXXX)
 RELAY=target/release/examples/relay
 LOADGEN=target/release/examples/loadgen

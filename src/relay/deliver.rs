@@ -308,6 +308,23 @@ impl LocalDelivery {
             self.metrics.quota_exceeded();
             return Err(DeliveryFailure::QuotaExceeded);
         }
+        // Spec 5.3: no push for the sender's own copy (multi-device bcc-self). The tokens
+        // are read before the append, in the same job (an append may complete on
+        // another thread, and a read after it would be one more hand-over); the push
+        // goes out only once the message is durable.
+        let push_to = match &self.notifier {
+            Some(notifier) if !mail_from.eq_ignore_ascii_case(account.as_str()) => {
+                match self.tokens.tokens(&account, unix_now()).await {
+                    Ok(tokens) if !tokens.is_empty() => Some((notifier, tokens)),
+                    Ok(_) => None,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading device tokens failed");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         let now = unix_now() as i64;
         if let Err(e) = self
             .store
@@ -317,19 +334,12 @@ impl LocalDelivery {
             return Err(store_error(e));
         }
         self.metrics.delivered_locally(started.elapsed());
+        if let Some((notifier, tokens)) = push_to {
+            notifier.new_message(&account, tokens);
+        }
         // Spec 4.2: past 75 % of the quota, the oldest messages are trimmed to 70 %.
         if used_after > quota / 4 * 3 {
             trim_to_quota(&self.config, &*self.store, &self.metrics, &account).await;
-        }
-        // Spec 5.3: no push for the sender's own copy (multi-device bcc-self).
-        if !mail_from.eq_ignore_ascii_case(account.as_str()) {
-            if let Some(notifier) = &self.notifier {
-                match self.tokens.tokens(&account, unix_now()).await {
-                    Ok(tokens) if !tokens.is_empty() => notifier.new_message(&account, tokens),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "reading device tokens failed"),
-                }
-            }
         }
         Ok(())
     }

@@ -319,7 +319,7 @@ impl Inner {
             }
             let written = match failure {
                 Some(e) => Err(e),
-                None => state.write_records(&batch),
+                None => state.write_records(&batch).map(drop),
             };
             match written {
                 Ok(()) => pending.push((

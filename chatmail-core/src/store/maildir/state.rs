@@ -3,6 +3,7 @@
 //! the index before it is published on the change feed.
 
 use std::collections::{HashMap, HashSet};
+use std::fs::File;
 use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -262,15 +263,13 @@ impl MailboxState {
         sync: IndexSync,
     ) -> Result<(), StoreError> {
         let written = match sync {
-            IndexSync::Each => self.write_records(&batch).and_then(|()| {
-                if batch.record_count > 0 {
-                    uidlist::sync_records(&self.dir)
-                        .map_err(|e| StoreError::io("writing the mailbox index", e))
-                } else {
-                    Ok(())
-                }
+            IndexSync::Each => self.write_records(&batch).and_then(|file| match file {
+                Some(file) => file
+                    .sync_data()
+                    .map_err(|e| StoreError::io("writing the mailbox index", e)),
+                None => Ok(()),
             }),
-            IndexSync::Group => self.write_records(&batch).and_then(|()| {
+            IndexSync::Group => self.write_records(&batch).and_then(|_| {
                 inner
                     .durability
                     .barrier()
@@ -285,11 +284,12 @@ impl MailboxState {
         Ok(())
     }
 
-    /// Appends `batch`'s records to the index file, not synced. On a failure the caller
-    /// marks the state broken (memory and disk may differ).
-    pub(super) fn write_records(&mut self, batch: &Batch) -> Result<(), StoreError> {
+    /// Appends `batch`'s records to the index file, not synced; the file written, for a
+    /// caller that syncs it itself. On a failure the caller marks the state broken
+    /// (memory and disk may differ).
+    pub(super) fn write_records(&mut self, batch: &Batch) -> Result<Option<File>, StoreError> {
         if batch.record_count == 0 {
-            return Ok(());
+            return Ok(None);
         }
         if !self.indexed {
             return Err(StoreError::Corrupt("mailbox index is not on disk".into()));

@@ -203,20 +203,17 @@ pub(crate) fn rewrite(dir: &Path, index: &MailboxIndex<FileRef>) -> io::Result<(
     write_replace(dir, INDEX_FILE, snapshot(index).as_bytes())
 }
 
-/// Appends `records` to `dir/INDEX_FILE`, not synced ([`sync_records`] or a shared
-/// barrier does that). The file is opened for this write only, so that loaded mailboxes
-/// hold no descriptors.
-pub(crate) fn append_records(dir: &Path, records: &[u8]) -> io::Result<()> {
+/// Appends `records` to `dir/INDEX_FILE`, not synced: the caller syncs the returned
+/// file, or a shared barrier covers it. The file is opened for this write only (the
+/// caller drops it), so that loaded mailboxes hold no descriptors. `None`: nothing to
+/// write.
+pub(crate) fn append_records(dir: &Path, records: &[u8]) -> io::Result<Option<File>> {
     if records.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let mut file = OpenOptions::new().append(true).open(dir.join(INDEX_FILE))?;
-    file.write_all(records)
-}
-
-/// Makes the records appended to `dir/INDEX_FILE` durable (fdatasync).
-pub(crate) fn sync_records(dir: &Path) -> io::Result<()> {
-    File::open(dir.join(INDEX_FILE))?.sync_data()
+    file.write_all(records)?;
+    Ok(Some(file))
 }
 
 #[cfg(test)]

@@ -16,6 +16,11 @@
 //! see it.) `fsreport` prints the storage and account figures of spec 6.3, or writes them
 //! as the reference's Prometheus textfile `fsreport.prom`.
 //!
+//! With `storage = postgres://USER@HOST:PORT/DB` in the configuration (the relay built
+//! with `--features postgres`), accounts, mail, device tokens and the DKIM key live in
+//! that database, which several nodes of one domain may share (README, "Several nodes");
+//! `dns` and `expire` then work on it too, and `fsreport`, which reads a maildir, refuses.
+//!
 //! Without `--config` it runs the embedded default: mail domain `_chat.localhost`
 //! (self-signed TLS, as the reference does for `_` domains), every listener on
 //! 127.0.0.1 on unprivileged ports, data in `./relay-data` (created). It prints the ports
@@ -24,7 +29,7 @@
 //! then one line containing `ready` when every listener accepts connections.
 //! Ctrl-C (or SIGTERM) shuts down gracefully.
 
-use chatmail::core::config::Config;
+use chatmail::core::config::{Config, Storage};
 use chatmail::credentials::Credentials;
 use chatmail::tokio_driver::resolver::resolver_from_config;
 use chatmail::tokio_driver::{blocking_executor, Server};
@@ -142,13 +147,14 @@ fn main() -> ExitCode {
             config.unknown_keys.join(", ")
         );
     }
-    if dns {
-        return print_dns_records(&config, &data_dir);
-    }
-    if expire {
-        return run_expiry_once(config, dry_run);
-    }
     if fsreport {
+        if config.storage != Storage::Maildir {
+            eprintln!(
+                "fsreport reads a maildir; storage is {}",
+                config.storage.redacted()
+            );
+            return ExitCode::from(2);
+        }
         return print_fsreport(&config, &report);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -161,6 +167,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if dns {
+        return runtime.block_on(print_dns_records(&config, &data_dir));
+    }
+    if expire {
+        return runtime.block_on(run_expiry_once(config, dry_run));
+    }
     runtime.block_on(run(config, data_dir))
 }
 
@@ -210,22 +222,26 @@ fn print_fsreport(config: &Config, args: &ReportArgs) -> ExitCode {
 /// `relay expire [--dry-run]`: the daily expiry (spec 6.1, 6.2) once, now; prints every
 /// removal (in a dry run: what would be removed, and nothing is) and a summary. Exits 1
 /// if something could not be read or removed.
-fn run_expiry_once(config: Config, dry_run: bool) -> ExitCode {
-    if !config.mailboxes_dir.is_dir() {
+async fn run_expiry_once(config: Config, dry_run: bool) -> ExitCode {
+    if config.storage == Storage::Maildir && !config.mailboxes_dir.is_dir() {
         eprintln!("{}: no such directory", config.mailboxes_dir.display());
         return ExitCode::from(2);
     }
-    let relay = match Relay::builder(config)
-        .maildir(Arc::new(chatmail::core::InlineExecutor))
-        .build()
-    {
+    let storage = match SharedStorage::open(&config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let relay = match storage.plug_into(Relay::builder(config)).build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::FAILURE;
         }
     };
-    let report = match futures::executor::block_on(relay.run_expiry_with(dry_run)) {
+    let report = match relay.run_expiry_with(dry_run).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("expiry could not run: {e}");
@@ -260,7 +276,7 @@ fn run_expiry_once(config: Config, dry_run: bool) -> ExitCode {
 }
 
 /// `relay dns`: the records to publish, one zone-file line each (spec 4.7).
-fn print_dns_records(config: &Config, data_dir: &std::path::Path) -> ExitCode {
+async fn print_dns_records(config: &Config, data_dir: &std::path::Path) -> ExitCode {
     if config.is_ipv4_relay() {
         println!(
             "; {} is an IP address: no DNS records to publish (spec 1.3).",
@@ -268,11 +284,14 @@ fn print_dns_records(config: &Config, data_dir: &std::path::Path) -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let signer = match chatmail::dkim::DkimSigner::load_or_create(
-        data_dir,
-        &config.dkim_selector,
-        &config.mail_domain,
-    ) {
+    let storage = match SharedStorage::open(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let signer = match storage.dkim_signer(config, data_dir).await {
         Ok(signer) => signer,
         Err(e) => {
             eprintln!("{e}");
@@ -286,10 +305,19 @@ fn print_dns_records(config: &Config, data_dir: &std::path::Path) -> ExitCode {
 }
 
 async fn run(config: Config, data_dir: PathBuf) -> ExitCode {
+    // With `storage = postgres://...` the node still keeps its own files there (pending
+    // push notifications), and its delivery queue in the data directory.
     if let Err(e) = std::fs::create_dir_all(&config.mailboxes_dir) {
         eprintln!("cannot create {}: {e}", config.mailboxes_dir.display());
         return ExitCode::from(2);
     }
+    let storage = match SharedStorage::open(&config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let resolver = match resolver_from_config(&config) {
         Ok(r) => r,
         Err(e) => {
@@ -299,27 +327,17 @@ async fn run(config: Config, data_dir: PathBuf) -> ExitCode {
     };
     // Push notifications (spec 5.4) to `notify_url`; deliveries only `try_send` to it.
     let (notifier, new_mail) = chatmail::push::channel(chatmail::push::DEFAULT_CHANNEL_CAPACITY);
-    let mut builder = Relay::builder(config.clone())
-        .maildir(blocking_executor())
+    let mut builder = storage
+        .plug_into(Relay::builder(config.clone()))
         .resolver(resolver)
         .delivery_queue(data_dir.join("queue"))
         .notifier(Arc::new(notifier));
     // An IPv4 relay neither signs nor can be checked: no key under an address (spec 1.3).
     if !config.is_ipv4_relay() {
-        let selector = config.dkim_selector.clone();
-        let (dir, domain) = (data_dir.clone(), config.mail_domain.clone());
-        let signer = tokio::task::spawn_blocking(move || {
-            chatmail::dkim::DkimSigner::load_or_create(&dir, &selector, &domain)
-        })
-        .await;
-        match signer {
-            Ok(Ok(signer)) => builder = builder.dkim_signer(signer),
-            Ok(Err(e)) => {
-                eprintln!("{e}");
-                return ExitCode::FAILURE;
-            }
+        match storage.dkim_signer(&config, &data_dir).await {
+            Ok(signer) => builder = builder.dkim_signer(signer),
             Err(e) => {
-                eprintln!("DKIM key: {e}");
+                eprintln!("{e}");
                 return ExitCode::FAILURE;
             }
         }
@@ -351,7 +369,10 @@ async fn run(config: Config, data_dir: PathBuf) -> ExitCode {
     println!("  IMAP STARTTLS         {}", p.imap);
     println!("  IMAPS (TLS)           {}", p.imaps);
     println!("  HTTPS                 https://{}/new", p.https);
-    println!("  mailboxes             {}", config.mailboxes_dir.display());
+    match &config.storage {
+        Storage::Maildir => println!("  mailboxes             {}", config.mailboxes_dir.display()),
+        shared => println!("  storage               {}", shared.redacted()),
+    }
     println!("  push notifications    {}", config.notify_url);
     let creds = Credentials::generate(&config);
     let endpoints = server.endpoints();
@@ -405,4 +426,92 @@ fn tracing_subscriber_init() {
         // without a reply (load/faults/disk_full.py found it).
         .log_internal_errors(false)
         .try_init();
+}
+
+/// The storage `config` names, opened: the maildir store is opened by the relay's
+/// builder itself; a PostgreSQL store is opened here, on the runtime, first.
+enum SharedStorage {
+    Maildir,
+    #[cfg(feature = "postgres")]
+    Postgres(Arc<chatmail::core::store::PostgresStore>),
+}
+
+impl SharedStorage {
+    async fn open(config: &Config) -> Result<SharedStorage, String> {
+        match &config.storage {
+            Storage::Maildir => Ok(SharedStorage::Maildir),
+            #[cfg(feature = "postgres")]
+            Storage::Postgres(url) => {
+                use chatmail::core::store::{PostgresOptions, PostgresStore};
+                let options = PostgresOptions {
+                    pool_size: config.postgres_pool_size,
+                    listen: config.postgres_listen,
+                    poll_interval: config.postgres_poll_interval,
+                    ..PostgresOptions::default()
+                };
+                PostgresStore::open(url, options)
+                    .await
+                    .map(|store| SharedStorage::Postgres(Arc::new(store)))
+                    .map_err(|e| format!("storage {}: {e}", config.storage.redacted()))
+            }
+            #[cfg(not(feature = "postgres"))]
+            Storage::Postgres(_) => Err(format!(
+                "storage = {} needs the relay built with the postgres feature: \
+                 cargo run --release --features postgres --example relay",
+                config.storage.redacted()
+            )),
+        }
+    }
+
+    fn plug_into(&self, builder: chatmail::RelayBuilder) -> chatmail::RelayBuilder {
+        match self {
+            SharedStorage::Maildir => builder.maildir(blocking_executor()),
+            #[cfg(feature = "postgres")]
+            SharedStorage::Postgres(store) => builder.postgres(store.clone(), blocking_executor()),
+        }
+    }
+
+    /// The domain's DKIM signer: from `<data-dir>/dkim/` on one machine; from the
+    /// database when nodes share one, so that every node signs with the key the DNS
+    /// publishes (the first node to start makes it).
+    async fn dkim_signer(
+        &self,
+        config: &Config,
+        data_dir: &std::path::Path,
+    ) -> Result<chatmail::dkim::DkimSigner, String> {
+        use chatmail::dkim::DkimSigner;
+        let selector = config.dkim_selector.clone();
+        let domain = config.mail_domain.clone();
+        match self {
+            SharedStorage::Maildir => {
+                let dir = data_dir.to_path_buf();
+                tokio::task::spawn_blocking(move || {
+                    DkimSigner::load_or_create(&dir, &selector, &domain)
+                })
+                .await
+                .map_err(|e| format!("DKIM key: {e}"))?
+                .map_err(|e| e.to_string())
+            }
+            #[cfg(feature = "postgres")]
+            SharedStorage::Postgres(store) => {
+                let name = format!("dkim:{selector}");
+                let pem = match store.domain_secret(&name).await {
+                    Ok(Some(pem)) => pem,
+                    Ok(None) => {
+                        let made = tokio::task::spawn_blocking(DkimSigner::generate_pem)
+                            .await
+                            .map_err(|e| format!("DKIM key: {e}"))?
+                            .map_err(|e| e.to_string())?;
+                        store
+                            .offer_domain_secret(&name, &made)
+                            .await
+                            .map_err(|e| format!("DKIM key in the database: {e}"))?
+                    }
+                    Err(e) => return Err(format!("DKIM key in the database: {e}")),
+                };
+                DkimSigner::from_pem(&pem, &format!("postgres {name}"), &selector, &domain)
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
 }

@@ -492,3 +492,27 @@ fn the_published_records_load_as_a_zone_and_verify_a_signature() {
     let ip = chatmail::core::config::Config::with_domain("192.0.2.1");
     assert!(chatmail::dkim::published_records(&ip, &signer().1, now).is_empty());
 }
+
+#[test]
+fn a_key_from_pem_signs_as_the_same_key_from_its_file() {
+    // The shared store of several nodes holds the key as PEM: a signer made from the
+    // file's PEM publishes the same record and its signatures pass against it.
+    let (dir, from_file) = signer();
+    let pem = std::fs::read_to_string(dir.path().join("dkim/opendkim.private")).expect("pem");
+    let from_pem = DkimSigner::from_pem(&pem, "test", "opendkim", DOMAIN).expect("from pem");
+    assert_eq!(from_pem.dns_txt_value(), from_file.dns_txt_value());
+    let mut message = from_pem.sign(MESSAGE.as_bytes()).expect("sign");
+    message.extend_from_slice(MESSAGE.as_bytes());
+    assert_eq!(verify(standard_zone(), &message, DOMAIN), DkimVerdict::Pass);
+
+    let err = DkimSigner::from_pem("not a key", "postgres:dkim:x", "opendkim", DOMAIN)
+        .expect_err("not a key");
+    assert!(err.to_string().contains("postgres:dkim:x"), "{err}");
+    assert!(DkimSigner::from_pem(&pem, "test", "bad selector", DOMAIN).is_err());
+    let made = DkimSigner::generate_pem().expect("generate");
+    assert!(
+        made.starts_with("-----BEGIN RSA PRIVATE KEY-----"),
+        "{made}"
+    );
+    assert!(DkimSigner::from_pem(&made, "new", "opendkim", DOMAIN).is_ok());
+}

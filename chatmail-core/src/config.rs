@@ -90,6 +90,90 @@ impl ResolverSetting {
     }
 }
 
+/// Where accounts and mail live (`storage = maildir | postgres://USER@HOST:PORT/DB`,
+/// this project).
+#[derive(Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// Files under `mailboxes_dir` in the reference relay's layout: one machine, no
+    /// database (the default).
+    Maildir,
+    /// A PostgreSQL database (a connection URL: `postgres://` or `postgresql://`) that
+    /// every relay node of the domain shares; each node keeps its own data directory.
+    Postgres(String),
+}
+
+impl Storage {
+    /// `maildir`, or a PostgreSQL connection URL.
+    pub fn parse(v: &str) -> Option<Storage> {
+        if v.eq_ignore_ascii_case("maildir") {
+            return Some(Storage::Maildir);
+        }
+        let lower = v.get(..13).unwrap_or(v).to_ascii_lowercase();
+        let scheme_len = if lower.starts_with("postgresql://") {
+            13
+        } else if lower.starts_with("postgres://") {
+            11
+        } else {
+            return None;
+        };
+        let rest = &v[scheme_len..];
+        (!rest.is_empty() && !v.contains(char::is_whitespace))
+            .then(|| Storage::Postgres(v.to_string()))
+    }
+
+    /// The URL with any password replaced by `***`: what logs and errors may show.
+    pub fn redacted(&self) -> String {
+        match self {
+            Storage::Maildir => "maildir".to_string(),
+            Storage::Postgres(url) => redact_url_password(url),
+        }
+    }
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `Config` is printed in logs and test failures: never the database password.
+        f.write_str(&self.redacted())
+    }
+}
+
+/// `scheme://user:secret@host/...` as `scheme://user:***@host/...`; a `password=`
+/// query parameter is hidden too.
+fn redact_url_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let authority_end = url[scheme_end..]
+        .find(['/', '?'])
+        .map_or(url.len(), |i| scheme_end + i);
+    let authority = &url[scheme_end..authority_end];
+    let mut out = url[..scheme_end].to_string();
+    match (authority.rfind('@'), authority.find(':')) {
+        (Some(at), Some(colon)) if colon < at => {
+            out.push_str(&authority[..colon]);
+            out.push_str(":***");
+            out.push_str(&authority[at..]);
+        }
+        _ => out.push_str(authority),
+    }
+    let rest = &url[authority_end..];
+    match rest.find('?') {
+        Some(q) => {
+            out.push_str(&rest[..=q]);
+            let query: Vec<String> = rest[q + 1..]
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => pair.to_string(),
+                })
+                .collect();
+            out.push_str(&query.join("&"));
+        }
+        None => out.push_str(rest),
+    }
+    out
+}
+
 /// The parsed `[params]` section. Field names are the ini keys.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -201,6 +285,25 @@ pub struct Config {
     /// writers whose dirty data a shared sync would flush too
     /// ([`MaildirStore::with_group_commit`](crate::store::MaildirStore::with_group_commit)).
     pub mailbox_group_commit: bool,
+    /// `storage` (`maildir`, this project): where accounts and mail live; see [`Storage`].
+    pub storage: Storage,
+    /// `nodes` (1, this project): how many relay nodes serve the domain from one shared
+    /// `storage`. Each node enforces its share of the per-sender limits
+    /// (`max_user_send_per_minute` and `max_user_send_burst_size` divided by `nodes`,
+    /// rounded up), so a sender spread over every node stays within them, give or take
+    /// the rounding.
+    pub nodes: u32,
+    /// `postgres_pool_size` (16, this project): database connections per node, with
+    /// `storage = postgres://...`.
+    pub postgres_pool_size: usize,
+    /// `postgres_listen` (true, this project): learn of other nodes' changes by
+    /// `LISTEN/NOTIFY`. False for an engine without `NOTIFY` (CockroachDB); then set
+    /// `postgres_poll_interval`.
+    pub postgres_listen: bool,
+    /// `postgres_poll_interval` (unset, this project): also read other nodes' changes
+    /// this often (a duration such as `2s`; whole seconds), whatever the
+    /// notifications say: the bound on a wake-up across nodes without `NOTIFY`.
+    pub postgres_poll_interval: Option<Duration>,
     /// `turn_socket_path`.
     pub turn_socket_path: PathBuf,
     /// `filtermail_smtp_port` (10080).
@@ -324,6 +427,11 @@ impl Config {
             imap_rawlog: false,
             imap_compress: false,
             mailbox_group_commit: true,
+            storage: Storage::Maildir,
+            nodes: 1,
+            postgres_pool_size: 16,
+            postgres_listen: true,
+            postgres_poll_interval: None,
             turn_socket_path: PathBuf::from("/run/chatmail-turn/turn.socket"),
             filtermail_smtp_port: 10080,
             filtermail_smtp_port_incoming: 10081,
@@ -494,6 +602,19 @@ impl Config {
             "imap_rawlog" => self.imap_rawlog = boolean(v),
             "imap_compress" => self.imap_compress = boolean(v),
             "mailbox_group_commit" => self.mailbox_group_commit = boolean(v),
+            "storage" => {
+                self.storage = Storage::parse(v).ok_or_else(|| {
+                    invalid(
+                        key,
+                        &Storage::Postgres(v.to_string()).redacted(),
+                        "maildir or a postgres://USER@HOST:PORT/DB URL",
+                    )
+                })?
+            }
+            "nodes" => self.nodes = positive(key, v)?,
+            "postgres_pool_size" => self.postgres_pool_size = positive(key, v)?,
+            "postgres_listen" => self.postgres_listen = boolean(v),
+            "postgres_poll_interval" => self.postgres_poll_interval = Some(duration(key, v)?),
             "turn_socket_path" => self.turn_socket_path = path(key, v)?,
             "filtermail_smtp_port" => self.filtermail_smtp_port = port(key, v)?,
             "filtermail_smtp_port_incoming" => self.filtermail_smtp_port_incoming = port(key, v)?,
@@ -1053,6 +1174,52 @@ mod tests {
             c.unknown_keys,
             vec!["foo".to_string(), "passthrough_senders".to_string()]
         );
+    }
+
+    #[test]
+    fn storage_is_maildir_or_a_postgres_url_and_never_shows_the_password() {
+        assert_eq!(Config::parse(&ini("")).unwrap().storage, Storage::Maildir);
+        assert_eq!(Config::parse(&ini("")).unwrap().nodes, 1);
+        let c = Config::parse(&ini(
+            "storage = postgres://relay:s3cret@10.0.0.5:5432/chatmail?password=x&sslmode=require\nnodes = 2",
+        ))
+        .unwrap();
+        assert!(matches!(&c.storage, Storage::Postgres(url) if url.contains("s3cret")));
+        assert_eq!(c.nodes, 2);
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("password=x"),
+            "{shown}"
+        );
+        assert_eq!(
+            c.storage.redacted(),
+            "postgres://relay:***@10.0.0.5:5432/chatmail?password=***&sslmode=require"
+        );
+        assert_eq!(
+            Storage::parse("POSTGRESQL://u@h/db"),
+            Some(Storage::Postgres("POSTGRESQL://u@h/db".into()))
+        );
+        assert_eq!(Storage::parse("MailDir"), Some(Storage::Maildir));
+        for bad in [
+            "mysql://u@h/db",
+            "postgres://",
+            "postgres://u@h/d b",
+            "",
+            "é",
+        ] {
+            assert_eq!(Storage::parse(bad), None, "{bad:?}");
+        }
+        let err = Config::parse(&ini("storage = pg://u:pw@h/db")).unwrap_err();
+        assert!(!err.to_string().contains("pw@"), "{err}");
+        assert!(Config::parse(&ini("nodes = 0")).is_err());
+        let c = Config::parse(&ini(
+            "postgres_pool_size = 4\npostgres_listen = false\npostgres_poll_interval = 2s",
+        ))
+        .unwrap();
+        assert_eq!(c.postgres_pool_size, 4);
+        assert!(!c.postgres_listen);
+        assert_eq!(c.postgres_poll_interval, Some(Duration::from_secs(2)));
+        assert!(Config::parse(&ini("postgres_pool_size = 0")).is_err());
     }
 
     #[test]

@@ -509,3 +509,33 @@ fn tls_when_the_url_requires_it() {
         assert!(connections.iter().all(|(_, ssl)| *ssl), "{connections:?}");
     });
 }
+
+#[test]
+fn nodes_offering_a_domain_secret_at_once_all_keep_the_first() {
+    support::with_cluster(async |cluster| {
+        let a = open(cluster, "a", PostgresOptions::default()).await;
+        let b = open(cluster, "b", PostgresOptions::default()).await;
+        assert_eq!(a.domain_secret("dkim:opendkim").await.unwrap(), None);
+        let (from_a, from_b) = tokio::join!(
+            a.offer_domain_secret("dkim:opendkim", "key made by a"),
+            b.offer_domain_secret("dkim:opendkim", "key made by b"),
+        );
+        let (from_a, from_b) = (from_a.unwrap(), from_b.unwrap());
+        assert_eq!(from_a, from_b);
+        assert!(from_a == "key made by a" || from_a == "key made by b");
+        assert_eq!(
+            b.domain_secret("dkim:opendkim").await.unwrap(),
+            Some(from_a.clone())
+        );
+        // A later offer changes nothing.
+        assert_eq!(
+            a.offer_domain_secret("dkim:opendkim", "another")
+                .await
+                .unwrap(),
+            from_a
+        );
+        assert!(a.domain_secret("").await.is_err());
+        let huge = "x".repeat(chatmail_core::store::postgres::MAX_DOMAIN_SECRET_LEN + 1);
+        assert!(a.offer_domain_secret("big", &huge).await.is_err());
+    });
+}

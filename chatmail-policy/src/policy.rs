@@ -25,12 +25,18 @@ pub struct PolicyConfig {
 }
 
 impl From<&chatmail_core::config::Config> for PolicyConfig {
+    /// The policy of one node: with `nodes = N` sharing one storage, each node allows a
+    /// sender 1/N of the rate and of the burst (rounded up), so that a sender whose
+    /// connections go to every node still gets no more than the configured limits.
+    /// A shared counter would cost every submission a database round trip; the shares
+    /// cost nothing, at the price that a sender always on one node gets its share only.
     fn from(config: &chatmail_core::config::Config) -> Self {
+        let nodes = config.nodes.max(1);
         PolicyConfig {
             mail_domain: config.address_domain(),
             max_message_size: config.max_message_size,
-            max_user_send_per_minute: config.max_user_send_per_minute,
-            max_user_send_burst_size: config.max_user_send_burst_size,
+            max_user_send_per_minute: config.max_user_send_per_minute.div_ceil(nodes),
+            max_user_send_burst_size: config.max_user_send_burst_size.div_ceil(nodes),
         }
     }
 }
@@ -501,4 +507,41 @@ fn is_bounce(headers: &TopHeaders<'_>, from: &[u8]) -> bool {
         && from.len() > DAEMON.len()
         && from[..DAEMON.len()].eq_ignore_ascii_case(DAEMON)
         && headers.content_type().is("multipart/report")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_node_enforces_its_share_of_the_sender_limits() {
+        let mut config = chatmail_core::config::Config::with_domain("example.org");
+        assert_eq!(PolicyConfig::from(&config).max_user_send_per_minute, 60);
+        config.nodes = 2;
+        let two = PolicyConfig::from(&config);
+        assert_eq!(
+            (two.max_user_send_per_minute, two.max_user_send_burst_size),
+            (30, 5)
+        );
+        config.nodes = 3;
+        let three = PolicyConfig::from(&config);
+        assert_eq!(
+            (
+                three.max_user_send_per_minute,
+                three.max_user_send_burst_size
+            ),
+            (20, 4)
+        );
+        // Burst 4 on each of three nodes: a sender at every node gets 12, not 30.
+        let policy = Policy::new(three);
+        let now = Instant::now();
+        let passed = (0..10)
+            .filter(|_| {
+                policy
+                    .check_sender("a@example.org", "a@example.org", now)
+                    .is_ok()
+            })
+            .count();
+        assert_eq!(passed, 4);
+    }
 }

@@ -51,14 +51,36 @@ fn load(path: &Path) -> Result<RsaPrivateKey, DkimError> {
         });
     }
     let pem = std::fs::read_to_string(path).map_err(io)?;
-    RsaPrivateKey::from_pkcs1_pem(&pem)
+    parse_pem(&pem, path)
+}
+
+/// An RSA private key from PEM, PKCS#1 or PKCS#8; `origin` names where it came from in
+/// the error.
+pub(super) fn parse_pem(pem: &str, origin: &Path) -> Result<RsaPrivateKey, DkimError> {
+    if pem.len() as u64 > MAX_KEY_FILE {
+        return Err(DkimError::BadKey {
+            path: origin.to_owned(),
+            reason: format!("larger than {MAX_KEY_FILE} bytes"),
+        });
+    }
+    RsaPrivateKey::from_pkcs1_pem(pem)
         .or_else(|pkcs1| {
-            RsaPrivateKey::from_pkcs8_pem(&pem).map_err(|pkcs8| format!("{pkcs1}; {pkcs8}"))
+            RsaPrivateKey::from_pkcs8_pem(pem).map_err(|pkcs8| format!("{pkcs1}; {pkcs8}"))
         })
         .map_err(|reason| DkimError::BadKey {
-            path: path.to_owned(),
+            path: origin.to_owned(),
             reason,
         })
+}
+
+/// A new key and its PKCS#1 PEM.
+pub(super) fn generate() -> Result<(RsaPrivateKey, String), DkimError> {
+    let key = RsaPrivateKey::new(&mut rsa::rand_core::OsRng, KEY_BITS)
+        .map_err(|e| DkimError::Generate(e.to_string()))?;
+    let pem = key
+        .to_pkcs1_pem(LineEnding::LF)
+        .map_err(|e| DkimError::Generate(e.to_string()))?;
+    Ok((key, pem.to_string()))
 }
 
 /// Generates a key and writes it durably: a temporary file of mode 0600 in the same
@@ -71,11 +93,7 @@ fn create(path: &Path) -> Result<RsaPrivateKey, DkimError> {
     };
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let key = RsaPrivateKey::new(&mut rsa::rand_core::OsRng, KEY_BITS)
-        .map_err(|e| DkimError::Generate(e.to_string()))?;
-    let pem = key
-        .to_pkcs1_pem(LineEnding::LF)
-        .map_err(|e| DkimError::Generate(e.to_string()))?;
+    let (key, pem) = generate()?;
 
     let tmp = path.with_extension(format!("private.tmp{}", std::process::id()));
     let mut options = std::fs::OpenOptions::new();

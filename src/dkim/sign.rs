@@ -89,6 +89,38 @@ impl DkimSigner {
         check_name("domain", domain)?;
         let path = key::key_path(data_dir, selector);
         let private = key::load_or_create(&path)?;
+        DkimSigner::from_key(private, path, selector, domain)
+    }
+
+    /// A signer for `domain` with the key in `pem` (PKCS#1 or PKCS#8 PEM): a key kept
+    /// elsewhere than the data directory, such as the database that several relay nodes
+    /// share. `origin` names where the key came from in errors.
+    pub fn from_pem(
+        pem: &str,
+        origin: &str,
+        selector: &str,
+        domain: &str,
+    ) -> Result<DkimSigner, DkimError> {
+        check_name("selector", selector)?;
+        check_name("domain", domain)?;
+        let origin = std::path::PathBuf::from(origin);
+        let private = key::parse_pem(pem, &origin)?;
+        DkimSigner::from_key(private, origin, selector, domain)
+    }
+
+    /// A new RSA 2048 key in PKCS#1 PEM, for [`DkimSigner::from_pem`]: what a relay
+    /// offers its shared store when the domain has no key yet. Takes up to a second or
+    /// so: call it on a blocking thread.
+    pub fn generate_pem() -> Result<String, DkimError> {
+        key::generate().map(|(_, pem)| pem)
+    }
+
+    fn from_key(
+        private: rsa::RsaPrivateKey,
+        path: std::path::PathBuf,
+        selector: &str,
+        domain: &str,
+    ) -> Result<DkimSigner, DkimError> {
         let public_key = key::public_key_spki(&private)?;
         let der = key::private_key_pkcs1(&private)?;
         let key =

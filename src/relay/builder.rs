@@ -6,8 +6,9 @@ use super::service::{OriginCheck, Relay};
 use crate::dkim::{DkimSigner, DkimVerifier};
 use crate::outbound::{DeliveryQueue, QueueSettings};
 use chatmail_core::account::{
-    Accounts, DeviceTokenStore, HashingPool, LinuxSystemLimits, LoginThrottle, MaildirAccountStore,
-    MaildirDeviceTokens, MemoryAccountStore, MemoryDeviceTokens, SystemLimits, ThrottleSettings,
+    AccountStore, Accounts, DeviceTokenStore, HashingPool, LinuxSystemLimits, LoginThrottle,
+    MaildirAccountStore, MaildirDeviceTokens, MemoryAccountStore, MemoryDeviceTokens, SystemLimits,
+    ThrottleSettings,
 };
 use chatmail_core::budget::MemoryBudget;
 use chatmail_core::config::Config;
@@ -21,11 +22,13 @@ use std::sync::Arc;
 enum Backend {
     Memory,
     Maildir(Arc<dyn BlockingExecutor>),
+    /// Stores opened by the caller: PostgreSQL, or an embedder's own.
+    Given(Stores),
 }
 
 /// The three stores of one backend and the executor their blocking work runs on.
 type Stores = (
-    Arc<dyn chatmail_core::account::AccountStore>,
+    Arc<dyn AccountStore>,
     Arc<dyn DeviceTokenStore>,
     Arc<dyn MailStore>,
     Arc<dyn BlockingExecutor>,
@@ -59,6 +62,33 @@ impl RelayBuilder {
     pub fn maildir(mut self, executor: Arc<dyn BlockingExecutor>) -> Self {
         self.backend = Backend::Maildir(executor);
         self
+    }
+
+    /// Use stores the caller opened: every account, token and mailbox operation goes to
+    /// them, and blocking work (password hashes, DKIM checks, SEARCH scans) runs on
+    /// `executor`. This is how a backend that is not the file system plugs in; see
+    /// [`RelayBuilder::postgres`] for the one this crate has.
+    pub fn stores(
+        mut self,
+        accounts: Arc<dyn AccountStore>,
+        tokens: Arc<dyn DeviceTokenStore>,
+        mail: Arc<dyn MailStore>,
+        executor: Arc<dyn BlockingExecutor>,
+    ) -> Self {
+        self.backend = Backend::Given((accounts, tokens, mail, executor));
+        self
+    }
+
+    /// Keep accounts, device tokens and mail in the PostgreSQL database of `store`
+    /// (feature `postgres`), which other relay nodes of the domain may share; open it
+    /// first with [`PostgresStore::open`](chatmail_core::store::PostgresStore::open).
+    #[cfg(feature = "postgres")]
+    pub fn postgres(
+        self,
+        store: Arc<chatmail_core::store::PostgresStore>,
+        executor: Arc<dyn BlockingExecutor>,
+    ) -> Self {
+        self.stores(store.clone(), store.clone(), store, executor)
     }
 
     /// Replace the machine readings that refuse new accounts when short of resources.
@@ -160,6 +190,7 @@ impl RelayBuilder {
                 ),
                 executor.clone(),
             ),
+            Backend::Given(stores) => stores,
         };
         let limits = self.limits.unwrap_or_else(|| Arc::new(LinuxSystemLimits));
         let pool = self

@@ -61,7 +61,7 @@
 //! share; `schema` the migrations; `mailboxes`, `messages`, `flags` and `expiry` the
 //! operations (quota usage with expiry); `feed` the change feed across nodes, with its
 //! per-account state in `cursors`; `accounts` and `tokens` the account store and device
-//! tokens; `tls` the connector (TLS with `sslmode=require`); `rows` decodes rows, `sql`
+//! tokens; `secrets` the domain-wide secrets (the DKIM key); `tls` the connector (TLS with `sslmode=require`); `rows` decodes rows, `sql`
 //! runs statements.
 
 mod accounts;
@@ -75,9 +75,11 @@ mod messages;
 mod postgres_store;
 mod rows;
 mod schema;
+mod secrets;
 mod sql;
 mod tls;
 mod tokens;
 
 pub use postgres_store::{PostgresOptions, PostgresStore};
 pub use schema::SCHEMA_VERSION;
+pub use secrets::MAX_DOMAIN_SECRET_LEN;

@@ -72,6 +72,15 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (address, token)
     );
     "#,
+    // 3: the domain's secrets every node needs (the DKIM key), set once by the first
+    // node that needs one.
+    r#"
+    CREATE TABLE domain_secrets (
+        name text COLLATE "C" PRIMARY KEY,
+        value text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+    );
+    "#,
 ];
 
 /// Brings the database's schema to this build's version. Idempotent; concurrent callers

@@ -1,0 +1,77 @@
+//! The domain's secrets in the database: what every node of the domain must hold the
+//! same copy of, above all the DKIM private key (any node signs what leaves, and the
+//! DNS publishes one key). Only the first node that needs one makes it; the rest read it.
+
+use super::postgres_store::PostgresStore;
+use super::sql::{column, execute, get, query_opt};
+use crate::store::error::StoreError;
+
+/// Longest secret name: names are chosen by the relay (`dkim:<selector>`), not by peers.
+const MAX_NAME_LEN: usize = 256;
+
+/// Largest secret value (a 4096-bit RSA key in PEM is about 3.3 KB).
+pub const MAX_DOMAIN_SECRET_LEN: usize = 64 * 1024;
+
+impl PostgresStore {
+    /// The domain-wide secret `name` (for example `dkim:<selector>`), if a node stored one.
+    pub async fn domain_secret(&self, name: &str) -> Result<Option<String>, StoreError> {
+        check(name, "")?;
+        let name = name.to_string();
+        self.run(|inner| async move {
+            let client = get(&inner.pool).await?;
+            let row = query_opt(
+                &client,
+                "SELECT value FROM domain_secrets WHERE name = $1",
+                &[&name],
+                "read domain secret",
+            )
+            .await?;
+            row.map(|row| column::<String>(&row, 0)).transpose()
+        })
+        .await
+    }
+
+    /// Stores `value` as the secret `name` unless a node stored one first, and returns
+    /// the one that is stored: nodes that start together and each made a key all end up
+    /// using the same one.
+    pub async fn offer_domain_secret(&self, name: &str, value: &str) -> Result<String, StoreError> {
+        check(name, value)?;
+        let (name, value) = (name.to_string(), value.to_string());
+        self.run(|inner| async move {
+            let client = get(&inner.pool).await?;
+            execute(
+                &client,
+                "INSERT INTO domain_secrets (name, value) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO NOTHING",
+                &[&name, &value],
+                "store domain secret",
+            )
+            .await?;
+            let row = query_opt(
+                &client,
+                "SELECT value FROM domain_secrets WHERE name = $1",
+                &[&name],
+                "read domain secret",
+            )
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("domain secret {name} vanished")))?;
+            column::<String>(&row, 0)
+        })
+        .await
+    }
+}
+
+fn check(name: &str, value: &str) -> Result<(), StoreError> {
+    if name.is_empty() || name.len() > MAX_NAME_LEN || value.len() > MAX_DOMAIN_SECRET_LEN {
+        return Err(StoreError::io(
+            "postgres: domain secret",
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "name of 1 to {MAX_NAME_LEN} bytes and value up to {MAX_DOMAIN_SECRET_LEN} bytes"
+                ),
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -36,7 +36,8 @@
 //! * `--port-smtp P`: instead, port 25 style: STARTTLS, no AUTH, senders
 //!   `…@--remote-domain` [loadgen.localhost] (the relay must not check their DKIM:
 //!   `CHATMAIL_SKIP_DKIM=1`).
-//! * `--imaps-port P` [2993].
+//! * `--imaps-port P` [2993]. `--imap-host H` [`--host`]: the IDLE sessions on another
+//!   address, such as another relay node sharing the storage (cross-node wake-up).
 //! * `--connections N` [2] (≤ 10,000), `--messages M` [200] (≤ 1,000,000),
 //!   `--accounts K` [4] (≤ 20,000; 9-character local parts, created at first login).
 //! * `--size BYTES` [4096] (≤ 25 MiB; about 1 KB at the least).
@@ -95,13 +96,15 @@ const ERROR_SAMPLES: usize = 20;
 
 const USAGE: &str = "usage: loadgen [--host 127.0.0.1] [--allow-remote] [--domain _chat.localhost]
                [--port-submission 2465 | --port-smtp PORT [--remote-domain D]]
-               [--imaps-port 2993] [--connections N] [--messages M] [--size BYTES]
+               [--imaps-port 2993] [--imap-host H] [--connections N] [--messages M] [--size BYTES]
                [--accounts K] [--password PW] [--insecure] [--json FILE] [--timeout SECS]
                [--io-timeout SECS] [--delivery-wait SECS] [--threads T]";
 
 /// The command line.
 struct Args {
     host: String,
+    /// Where the IDLE sessions connect (`--imap-host`; `--host` if unset).
+    imap_host: Option<String>,
     domain: String,
     smtp_port: u16,
     mode: SmtpMode,
@@ -125,6 +128,7 @@ struct Args {
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
         host: "127.0.0.1".into(),
+        imap_host: None,
         domain: "_chat.localhost".into(),
         smtp_port: 2465,
         mode: SmtpMode::Submission,
@@ -151,6 +155,7 @@ fn parse_args() -> Result<Args, String> {
         }
         match arg.as_str() {
             "--host" => a.host = value()?,
+            "--imap-host" => a.imap_host = Some(value()?),
             "--allow-remote" => allow_remote = true,
             "--domain" => a.domain = value()?,
             "--port-submission" => {
@@ -194,12 +199,13 @@ fn parse_args() -> Result<Args, String> {
         return Err("--timeout and --io-timeout must be at least 1 s".into());
     }
     let loopback =
-        a.host == "localhost" || a.host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    if !loopback && !allow_remote {
-        return Err(format!(
-            "{} is not a loopback address: loadgen floods what it is pointed at; add --allow-remote if that is meant",
-            a.host
-        ));
+        |host: &str| host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    for host in std::iter::once(&a.host).chain(a.imap_host.as_ref()) {
+        if !loopback(host) && !allow_remote {
+            return Err(format!(
+                "{host} is not a loopback address: loadgen floods what it is pointed at; add --allow-remote if that is meant"
+            ));
+        }
     }
     let bad_name = |s: &str| {
         s.is_empty()
@@ -371,6 +377,8 @@ struct Report {
 async fn run(args: &Args, deadline: Instant) -> Result<Report, String> {
     let cpu_start = cpu_time();
     let tls = tls_connector(args.insecure);
+    let imap_host = args.imap_host.as_deref().unwrap_or(&args.host);
+    let imap_server_name = server_name(&args.domain, imap_host)?;
     let server_name = server_name(&args.domain, &args.host)?;
     let mut accounts = generate_accounts(args.accounts, &args.domain);
     if let Some(password) = &args.password {
@@ -387,9 +395,9 @@ async fn run(args: &Args, deadline: Instant) -> Result<Report, String> {
     // Phase 1: every account logged in and idling.
     let login_start = Instant::now();
     let imap_target = Arc::new(ImapTarget {
-        addr: format!("{}:{}", args.host, args.imaps_port),
+        addr: format!("{imap_host}:{}", args.imaps_port),
         tls: tls.clone(),
-        server_name: server_name.clone(),
+        server_name: imap_server_name,
         io_timeout: args.io_timeout,
     });
     let logins = Arc::new(Semaphore::new(CONCURRENT_LOGINS));
@@ -758,6 +766,7 @@ impl Report {
         json!({
             "config": {
                 "host": args.host,
+                "imap_host": args.imap_host.as_deref().unwrap_or(&args.host),
                 "domain": args.domain,
                 "smtp_port": args.smtp_port,
                 "smtp_mode": match args.mode { SmtpMode::Submission => "submission", SmtpMode::Relay => "smtp" },

@@ -6,6 +6,7 @@
 //! cargo run --release --example relay -- dns --config chatmail.ini [--data-dir DIR]
 //! cargo run --release --example relay -- expire --config chatmail.ini [--dry-run]
 //! cargo run --release --example relay -- fsreport --config chatmail.ini [--textfile DIR]
+//! cargo run --release --features postgres --example relay -- migrate --from maildir:DIR --to postgres://USER@HOST:PORT/DB
 //! ```
 //!
 //! `dns` prints the DNS records to publish for the relay (spec 4.7) as zone-file lines,
@@ -15,6 +16,10 @@
 //! does the same every day at 00:02 UTC, expunging as IMAP does so that IDLE sessions
 //! see it.) `fsreport` prints the storage and account figures of spec 6.3, or writes them
 //! as the reference's Prometheus textfile `fsreport.prom`.
+//! `migrate` (feature `postgres`) copies every account and message from one store to
+//! another, empty one (`maildir:DIR`, DIR the mailboxes directory, or a `postgres://`
+//! URL), keeping UIDVALIDITY, UIDs, flags, passwords and tokens, and prints a summary;
+//! no relay may serve either store meanwhile.
 //!
 //! Without `--config` it runs the embedded default: mail domain `_chat.localhost`
 //! (self-signed TLS, as the reference does for `_` domains), every listener on
@@ -36,7 +41,8 @@ use std::sync::Arc;
 const USAGE: &str =
     "usage: relay [dns | expire [--dry-run] | fsreport [--days N] [--min-login-age DAYS]
                     [--mdir cur|new|tmp] [--maxnum N] [--textfile PATH]]
-             [--config chatmail.ini] [--data-dir DIR]";
+             [--config chatmail.ini] [--data-dir DIR]
+       relay migrate --from maildir:DIR|postgres://... --to maildir:DIR|postgres://...";
 
 /// The embedded default: loopback, unprivileged ports, self-signed TLS.
 fn embedded_default(data_dir: &std::path::Path) -> Config {
@@ -68,6 +74,9 @@ fn main() -> ExitCode {
     let mut fsreport = false;
     let mut report = ReportArgs::default();
     let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("migrate") {
+        return run_migrate(args.skip(1).collect());
+    }
     match args.peek().map(String::as_str) {
         Some("dns") => dns = true,
         Some("expire") => expire = true,
@@ -162,6 +171,71 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(run(config, data_dir))
+}
+
+/// `relay migrate --from A --to B`: [`chatmail::core::store::migrate::migrate`], then
+/// its summary. Exits 2 on bad arguments, 1 if the migration failed.
+#[cfg(feature = "postgres")]
+fn run_migrate(args: Vec<String>) -> ExitCode {
+    use chatmail::core::store::migrate::{migrate, Endpoint};
+    let (mut from, mut to) = (None, None);
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let slot = match arg.as_str() {
+            "--from" => &mut from,
+            "--to" => &mut to,
+            _ => {
+                eprintln!("unknown argument {arg:?}\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        };
+        match args.next().map(|v| v.parse::<Endpoint>()) {
+            Some(Ok(endpoint)) => *slot = Some(endpoint),
+            Some(Err(e)) => {
+                eprintln!("{arg}: {e}");
+                return ExitCode::from(2);
+            }
+            None => {
+                eprintln!("{arg} needs maildir:DIR or postgres://...");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let (Some(from), Some(to)) = (from, to) else {
+        eprintln!("migrate needs --from and --to\n{USAGE}");
+        return ExitCode::from(2);
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    println!("migrating {from} to {to}");
+    match runtime.block_on(migrate(&from, &to, now)) {
+        Ok(summary) => {
+            println!("migrated {summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("migration failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `relay migrate` without the PostgreSQL backend built in.
+#[cfg(not(feature = "postgres"))]
+fn run_migrate(_args: Vec<String>) -> ExitCode {
+    eprintln!("relay migrate needs the PostgreSQL backend: build with --features postgres");
+    ExitCode::from(2)
 }
 
 /// The options of `relay fsreport`, as the reference's `chatmail-fsreport` takes them.

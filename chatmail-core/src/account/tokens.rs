@@ -452,6 +452,7 @@ fn update(
 /// The valid tokens at `now` of the account directory `dir`, with the times they were
 /// last set, in insertion order (empty without a file): for a migration, which must keep
 /// the times the [`DeviceTokenStore`] methods do not show.
+#[cfg(feature = "postgres")]
 pub(crate) fn read_token_times(
     dir: &std::path::Path,
     now: u64,
@@ -472,6 +473,7 @@ pub(crate) fn read_token_times(
 /// Writes the account directory `dir`'s `metadata.json` with exactly `tokens` (token,
 /// time last set), in that order, durably: for a migration into an empty directory.
 /// Tokens that are not acceptable are left out, and no file is written for none.
+#[cfg(feature = "postgres")]
 pub(crate) fn write_token_times(
     dir: &std::path::Path,
     tokens: &[(String, u64)],

@@ -129,12 +129,29 @@ async fn seen_postgres(store: &PostgresStore, addresses: &[Address]) -> Vec<Seen
     all
 }
 
-/// A maildir relay with three addresses: alice (mail in three mailboxes, expunges,
-/// flags and keywords, tokens, accepts cleartext), bob (disabled, enforces E2EE) and
-/// carol (mail only, no account).
+/// A maildir relay with four addresses: alice (mail in three mailboxes, expunges,
+/// flags and keywords, tokens, accepts cleartext), bob (disabled, enforces E2EE), carol
+/// (mail only, no account) and dave (a message as Dovecot left it, never served by this
+/// store: its UIDVALIDITY and UID are Dovecot's, its body served with CRLF line ends).
 async fn populate(root: &Path) -> Vec<Address> {
-    let m = maildir(root);
     let (alice, bob, carol) = (address("alice"), address("bob"), address("carol"));
+    let dave = address("dave");
+    let dave_dir = root.join(dave.as_str());
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(dave_dir.join(sub)).unwrap();
+    }
+    let dovecot_name = "1600000000.M1P2.oldhost,S=20,W=23";
+    std::fs::write(
+        dave_dir.join("cur").join(format!("{dovecot_name}:2,S")),
+        b"Subject: d\n\ndovecot\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dave_dir.join("dovecot-uidlist"),
+        format!("3 V1234567 N9 Gx\n4 :{dovecot_name}\n"),
+    )
+    .unwrap();
+    let m = maildir(root);
     for (who, day) in [(&alice, NOW - 3 * 86_400), (&bob, NOW - 86_400)] {
         let hash = PasswordHash::sha512_crypt(PASSWORD).unwrap();
         m.accounts.create_if_absent(who, hash, day).await.unwrap();
@@ -211,7 +228,7 @@ async fn populate(root: &Path) -> Vec<Address> {
         .append(&carol, INBOX, bodies[3].clone(), &Flags::new(), 8)
         .await
         .unwrap();
-    vec![alice, bob, carol]
+    vec![alice, bob, carol, dave]
 }
 
 #[test]
@@ -253,6 +270,16 @@ fn maildir_to_postgres_and_back_keeps_everything() {
             [1, 3, 4]
         );
         assert!(before[2].password.is_none(), "carol has mail only");
+        let dave_inbox = &before[3].mailboxes[0];
+        assert_eq!(
+            (dave_inbox.uid_validity, dave_inbox.uid_next),
+            (1_234_567, 9)
+        );
+        assert_eq!(dave_inbox.messages[0].0.uid, Uid(4));
+        assert_eq!(
+            &dave_inbox.messages[0].1[..],
+            b"Subject: d\r\n\r\ndovecot\r\n"
+        );
 
         let source = Endpoint::Maildir(source_dir.clone());
         let database = Endpoint::Postgres(cluster.url("migrate"));
@@ -268,9 +295,9 @@ fn maildir_to_postgres_and_back_keeps_everything() {
         assert_eq!(
             summary,
             MigrationSummary {
-                accounts: 3,
-                mailboxes: 5,
-                messages: 6,
+                accounts: 4,
+                mailboxes: 6,
+                messages: 7,
                 bytes,
                 skipped: 0
             }

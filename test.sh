@@ -22,7 +22,7 @@ cargo test --workspace --doc
 # the binaries they fail unless CHATMAIL_SKIP_POSTGRES=1.
 cargo test -p chatmail-core --features postgres --lib --test store_postgres \
   --test store_model --test store_feed --test store_expiry \
-  --test account_login --test account_concurrency --test account_tokens
+  --test account_login --test account_concurrency --test account_tokens --test store_migrate
 
 if [ "${CHATMAIL_SKIP_E2E:-}" = 1 ]; then
   echo "CHATMAIL_SKIP_E2E=1: end-to-end tests skipped"

@@ -6,6 +6,7 @@
 //! cargo run --release --example relay -- dns --config chatmail.ini [--data-dir DIR]
 //! cargo run --release --example relay -- expire --config chatmail.ini [--dry-run]
 //! cargo run --release --example relay -- fsreport --config chatmail.ini [--textfile DIR]
+//! cargo run --release --features postgres --example relay -- migrate --from maildir:DIR --to postgres://USER@HOST:PORT/DB [--data-dir DIR]
 //! ```
 //!
 //! `dns` prints the DNS records to publish for the relay (spec 4.7) as zone-file lines,
@@ -15,6 +16,11 @@
 //! does the same every day at 00:02 UTC, expunging as IMAP does so that IDLE sessions
 //! see it.) `fsreport` prints the storage and account figures of spec 6.3, or writes them
 //! as the reference's Prometheus textfile `fsreport.prom`.
+//! `migrate` (feature `postgres`) copies every account and message from one store to
+//! another, empty one (`maildir:DIR`, DIR the mailboxes directory, or a `postgres://`
+//! URL), keeping UIDVALIDITY, UIDs, flags, passwords and tokens, and prints a summary;
+//! no relay may serve either store meanwhile. With `--data-dir` (the relay's data
+//! directory) its DKIM keys move too, so the published DNS record stays valid.
 //!
 //! With `storage = postgres://USER@HOST:PORT/DB` in the configuration (the relay built
 //! with `--features postgres`), accounts, mail, device tokens and the DKIM key live in
@@ -41,7 +47,9 @@ use std::sync::Arc;
 const USAGE: &str =
     "usage: relay [dns | expire [--dry-run] | fsreport [--days N] [--min-login-age DAYS]
                     [--mdir cur|new|tmp] [--maxnum N] [--textfile PATH]]
-             [--config chatmail.ini] [--data-dir DIR]";
+             [--config chatmail.ini] [--data-dir DIR]
+       relay migrate --from maildir:DIR|postgres://... --to maildir:DIR|postgres://...
+                     [--data-dir DIR]";
 
 /// The embedded default: loopback, unprivileged ports, self-signed TLS.
 fn embedded_default(data_dir: &std::path::Path) -> Config {
@@ -73,6 +81,9 @@ fn main() -> ExitCode {
     let mut fsreport = false;
     let mut report = ReportArgs::default();
     let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("migrate") {
+        return run_migrate(args.skip(1).collect());
+    }
     match args.peek().map(String::as_str) {
         Some("dns") => dns = true,
         Some("expire") => expire = true,
@@ -174,6 +185,169 @@ fn main() -> ExitCode {
         return runtime.block_on(run_expiry_once(config, dry_run));
     }
     runtime.block_on(run(config, data_dir))
+}
+
+/// `relay migrate --from A --to B`: [`chatmail::core::store::migrate::migrate`], then
+/// its summary. Exits 2 on bad arguments, 1 if the migration failed.
+#[cfg(feature = "postgres")]
+fn run_migrate(args: Vec<String>) -> ExitCode {
+    use chatmail::core::store::migrate::{migrate, Endpoint};
+    let (mut from, mut to) = (None, None);
+    let mut data_dir: Option<PathBuf> = None;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let slot = match arg.as_str() {
+            "--from" => &mut from,
+            "--to" => &mut to,
+            "--data-dir" => {
+                data_dir = args.next().map(PathBuf::from);
+                continue;
+            }
+            _ => {
+                eprintln!("unknown argument {arg:?}\n{USAGE}");
+                return ExitCode::from(2);
+            }
+        };
+        match args.next().map(|v| v.parse::<Endpoint>()) {
+            Some(Ok(endpoint)) => *slot = Some(endpoint),
+            Some(Err(e)) => {
+                eprintln!("{arg}: {e}");
+                return ExitCode::from(2);
+            }
+            None => {
+                eprintln!("{arg} needs maildir:DIR or postgres://...");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let (Some(from), Some(to)) = (from, to) else {
+        eprintln!("migrate needs --from and --to\n{USAGE}");
+        return ExitCode::from(2);
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    println!("migrating {from} to {to}");
+    match runtime.block_on(migrate(&from, &to, now)) {
+        Ok(summary) => {
+            println!("migrated {summary}");
+            match &data_dir {
+                Some(dir) => match runtime.block_on(migrate_dkim_keys(&from, &to, dir)) {
+                    Ok(moved) => {
+                        println!("DKIM keys moved: {moved}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("DKIM keys: {e}");
+                        ExitCode::FAILURE
+                    }
+                },
+                None => ExitCode::SUCCESS,
+            }
+        }
+        Err(e) => {
+            eprintln!("migration failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// With `--data-dir DIR`, the DKIM keys go along (the DNS publishes them, so a relay
+/// that made a new one would sign with a key nobody can check): from maildir to
+/// postgres every `DIR/dkim/<selector>.private` becomes the database's `dkim:<selector>`
+/// (a different key already there is an error); back, each `dkim:<selector>` is written
+/// to `DIR/dkim/<selector>.private` unless that file exists. Returns how many moved.
+#[cfg(feature = "postgres")]
+async fn migrate_dkim_keys(
+    from: &chatmail::core::store::migrate::Endpoint,
+    to: &chatmail::core::store::migrate::Endpoint,
+    data_dir: &std::path::Path,
+) -> Result<usize, String> {
+    use chatmail::core::store::migrate::Endpoint;
+    use chatmail::core::store::{PostgresOptions, PostgresStore};
+    use chatmail::dkim::DkimSigner;
+    let open = |url: String| async move {
+        PostgresStore::open(&url, PostgresOptions::default())
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let mut moved = 0;
+    match (from, to) {
+        (Endpoint::Maildir(_), Endpoint::Postgres(url)) => {
+            let store = open(url.clone()).await?;
+            let keys = std::fs::read_dir(data_dir.join("dkim"))
+                .into_iter()
+                .flatten();
+            for entry in keys.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let Some(selector) = name.strip_suffix(".private") else {
+                    continue;
+                };
+                let Some(pem) =
+                    DkimSigner::read_pem(data_dir, selector).map_err(|e| e.to_string())?
+                else {
+                    continue;
+                };
+                let secret = format!("dkim:{selector}");
+                let stored = store
+                    .offer_domain_secret(&secret, &pem)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if stored != pem {
+                    return Err(format!(
+                        "the database already holds another key as {secret}; left as it is"
+                    ));
+                }
+                moved += 1;
+            }
+        }
+        (Endpoint::Postgres(url), Endpoint::Maildir(_)) => {
+            let store = open(url.clone()).await?;
+            for secret in store
+                .domain_secret_names()
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                let Some(selector) = secret.strip_prefix("dkim:") else {
+                    continue;
+                };
+                if DkimSigner::read_pem(data_dir, selector)
+                    .map_err(|e| e.to_string())?
+                    .is_some()
+                {
+                    eprintln!("{selector}: a key exists in {}; kept", data_dir.display());
+                    continue;
+                }
+                if let Some(pem) = store
+                    .domain_secret(&secret)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    DkimSigner::write_pem(data_dir, selector, &pem).map_err(|e| e.to_string())?;
+                    moved += 1;
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(moved)
+}
+
+/// `relay migrate` without the PostgreSQL backend built in.
+#[cfg(not(feature = "postgres"))]
+fn run_migrate(_args: Vec<String>) -> ExitCode {
+    eprintln!("relay migrate needs the PostgreSQL backend: build with --features postgres");
+    ExitCode::from(2)
 }
 
 /// The options of `relay fsreport`, as the reference's `chatmail-fsreport` takes them.

@@ -87,14 +87,20 @@ pub(super) fn generate() -> Result<(RsaPrivateKey, String), DkimError> {
 /// directory, fsynced, renamed into place, the directory fsynced. A crash leaves either
 /// no key or the whole key, never half a file that a restart would refuse.
 fn create(path: &Path) -> Result<RsaPrivateKey, DkimError> {
+    let (key, pem) = generate()?;
+    write_pem(path, &pem)?;
+    Ok(key)
+}
+
+/// Writes `pem` to `path` durably, never readable by others: a temporary file of mode
+/// 0600 in the same directory, fsynced, renamed into place, the directory fsynced.
+pub(super) fn write_pem(path: &Path, pem: &str) -> Result<(), DkimError> {
     let io = |p: &Path| {
         let p = p.to_owned();
         move |source| DkimError::Io { path: p, source }
     };
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let (key, pem) = generate()?;
-
     let tmp = path.with_extension(format!("private.tmp{}", std::process::id()));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
@@ -118,7 +124,7 @@ fn create(path: &Path) -> Result<RsaPrivateKey, DkimError> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io(dir))?;
-    Ok(key)
+    Ok(())
 }
 
 /// The public half as DER SubjectPublicKeyInfo: the `p=` of the DNS record, as

@@ -115,6 +115,39 @@ impl DkimSigner {
         key::generate().map(|(_, pem)| pem)
     }
 
+    /// The PEM of the key of `selector` in `<data_dir>/dkim/`, if there is one (what
+    /// `relay migrate` moves into a shared database).
+    pub fn read_pem(data_dir: &Path, selector: &str) -> Result<Option<String>, DkimError> {
+        check_name("selector", selector)?;
+        let path = key::key_path(data_dir, selector);
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.len() > 64 * 1024 => Err(DkimError::BadKey {
+                path,
+                reason: "larger than 64 KiB".into(),
+            }),
+            Ok(_) => {
+                let pem = std::fs::read_to_string(&path).map_err(|source| DkimError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                key::parse_pem(&pem, &path)?;
+                Ok(Some(pem))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(DkimError::Io { path, source }),
+        }
+    }
+
+    /// Writes `pem` (checked to be a key) as the key of `selector` in `<data_dir>/dkim/`,
+    /// durably and readable by its owner only: `relay migrate` from a shared database
+    /// back to one machine.
+    pub fn write_pem(data_dir: &Path, selector: &str, pem: &str) -> Result<(), DkimError> {
+        check_name("selector", selector)?;
+        let path = key::key_path(data_dir, selector);
+        key::parse_pem(pem, &path)?;
+        key::write_pem(&path, pem)
+    }
+
     fn from_key(
         private: rsa::RsaPrivateKey,
         path: std::path::PathBuf,

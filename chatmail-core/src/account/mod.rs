@@ -84,6 +84,8 @@ mod validate;
 pub use hashing::{HashingPool, PoolBusy};
 pub use limits::{FixedSystemLimits, LimitRefusal, LinuxSystemLimits, SystemLimits};
 pub use maildir::MaildirAccountStore;
+#[cfg(feature = "postgres")]
+pub(crate) use maildir::{DISABLED_FILE, ENFORCE_E2EE_FILE, PASSWORD_FILE};
 pub use memory::MemoryAccountStore;
 pub use password::{PasswordError, PasswordHash, PasswordScheme, MAX_VERIFY_ROUNDS};
 pub use service::{Accounts, LoginOutcome, LoginRefusal, DEFAULT_NOCREATE_PATH};
@@ -92,7 +94,7 @@ pub use store::{
 };
 pub use throttle::{Admission, LoginThrottle, ThrottleSettings};
 #[cfg(feature = "postgres")]
-pub(crate) use tokens::check_token;
+pub(crate) use tokens::{check_token, read_token_times, write_token_times};
 pub use tokens::{
     DeviceTokenStore, MaildirDeviceTokens, MemoryDeviceTokens, TokenError, DEVICE_TOKEN_ENTRY,
     MAX_TOKENS_PER_ACCOUNT, MAX_TOKEN_LEN, TOKEN_FUTURE_SLACK_SECS, TOKEN_LIFETIME_SECS,

@@ -449,6 +449,49 @@ fn update(
     Ok((hit, file.tokens.tokens()))
 }
 
+/// The valid tokens at `now` of the account directory `dir`, with the times they were
+/// last set, in insertion order (empty without a file): for a migration, which must keep
+/// the times the [`DeviceTokenStore`] methods do not show.
+#[cfg(feature = "postgres")]
+pub(crate) fn read_token_times(
+    dir: &std::path::Path,
+    now: u64,
+) -> Result<Vec<(String, u64)>, AccountError> {
+    let path = dir.join(FILE_NAME);
+    let bytes = match fs::metadata(&path) {
+        Ok(m) if m.len() > MAX_FILE_LEN => {
+            tracing::warn!("{}: {} bytes, treated as empty", path.display(), m.len());
+            return Ok(Vec::new());
+        }
+        Ok(_) => fs::read(&path).map_err(|e| AccountError::io("read", &path, e))?,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(AccountError::io("stat", &path, e)),
+    };
+    Ok(MetadataFile::parse(&bytes, now, &path.display()).tokens.0)
+}
+
+/// Writes the account directory `dir`'s `metadata.json` with exactly `tokens` (token,
+/// time last set), in that order, durably: for a migration into an empty directory.
+/// Tokens that are not acceptable are left out, and no file is written for none.
+#[cfg(feature = "postgres")]
+pub(crate) fn write_token_times(
+    dir: &std::path::Path,
+    tokens: &[(String, u64)],
+) -> Result<(), AccountError> {
+    let mut file = MetadataFile::default();
+    for (token, ts) in tokens {
+        if check_token(token).is_ok() && !file.tokens.0.iter().any(|(t, _)| t == token) {
+            file.tokens.0.push((token.clone(), *ts));
+        }
+    }
+    file.tokens.trim();
+    if file.tokens.0.is_empty() {
+        return Ok(());
+    }
+    write_atomic(dir, FILE_NAME, &file.to_json())
+        .map_err(|e| AccountError::io("write", dir.join(FILE_NAME), e))
+}
+
 #[async_trait]
 impl DeviceTokenStore for MaildirDeviceTokens {
     async fn add_token(&self, address: &Address, token: &str, now: u64) -> Result<(), TokenError> {

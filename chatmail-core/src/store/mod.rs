@@ -85,6 +85,8 @@ pub(crate) mod lock;
 mod mail_store;
 pub(crate) mod maildir;
 mod memory;
+#[cfg(feature = "postgres")]
+pub mod migrate;
 mod name;
 #[cfg(feature = "postgres")]
 pub mod postgres;

@@ -14,7 +14,7 @@ use crate::store::name::{
 use crate::types::{Address, Change, MailboxInfo, SpecialUse, Uid, INBOX};
 
 /// Maildir++ marks a folder directory with this empty file.
-const FOLDER_MARKER: &str = "maildirfolder";
+pub(super) const FOLDER_MARKER: &str = "maildirfolder";
 
 impl Inner {
     pub(super) fn create_mailbox(&self, address: &Address, name: &str) -> Result<(), StoreError> {

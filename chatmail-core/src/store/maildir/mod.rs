@@ -10,9 +10,9 @@
 //! (append, read, expunge, copy), `flags` (STORE), `usage` and `quota` (quota usage),
 //! `maintenance` (expiry, trimming and the sweep of `tmp/`, with [`expiry`] deciding on
 //! files); `state` loads a mailbox and makes its changes durable, `rescan` follows files
-//! changed by others, `dovecot` reads and takes over what Dovecot left, `account` and
-//! `uid_validity` keep the store-wide bookkeeping; `files` and `uidlist` are the formats
-//! on disk.
+//! changed by others, `dovecot` reads and takes over what Dovecot left, `import` writes
+//! what a migration brings (feature `postgres`), `account` and `uid_validity` keep the
+//! store-wide bookkeeping; `files` and `uidlist` are the formats on disk.
 
 mod account;
 mod committer;
@@ -21,6 +21,8 @@ mod durability;
 pub(crate) mod expiry;
 mod files;
 mod flags;
+#[cfg(feature = "postgres")]
+mod import;
 mod inner;
 mod mailboxes;
 mod maildir_store;
@@ -33,4 +35,6 @@ mod uid_validity;
 mod uidlist;
 mod usage;
 
+#[cfg(feature = "postgres")]
+pub use import::{MaildirImport, MaildirMailboxImport};
 pub use maildir_store::MaildirStore;

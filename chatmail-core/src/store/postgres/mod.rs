@@ -61,14 +61,16 @@
 //! share; `schema` the migrations; `mailboxes`, `messages`, `flags` and `expiry` the
 //! operations (quota usage with expiry); `feed` the change feed across nodes, with its
 //! per-account state in `cursors`; `accounts` and `tokens` the account store and device
-//! tokens; `secrets` the domain-wide secrets (the DKIM key); `tls` the connector (TLS with `sslmode=require`); `rows` decodes rows, `sql`
-//! runs statements.
+//! tokens; `import` the readers and writers of a migration ([`crate::store::migrate`]);
+//! `secrets` the domain-wide secrets (the DKIM key); `tls` the connector (TLS with
+//! `sslmode=require`); `rows` decodes rows, `sql` runs statements.
 
 mod accounts;
 mod cursors;
 mod expiry;
 mod feed;
 mod flags;
+mod import;
 mod inner;
 mod mailboxes;
 mod messages;
@@ -80,6 +82,7 @@ mod sql;
 mod tls;
 mod tokens;
 
+pub use import::ImportedMailbox;
 pub use postgres_store::{PostgresOptions, PostgresStore};
 pub use schema::SCHEMA_VERSION;
 pub use secrets::MAX_DOMAIN_SECRET_LEN;

@@ -3,7 +3,7 @@
 //! DNS publishes one key). Only the first node that needs one makes it; the rest read it.
 
 use super::postgres_store::PostgresStore;
-use super::sql::{column, execute, get, query_opt};
+use super::sql::{column, execute, get, query, query_opt};
 use crate::store::error::StoreError;
 
 /// Longest secret name: names are chosen by the relay (`dkim:<selector>`), not by peers.
@@ -27,6 +27,23 @@ impl PostgresStore {
             )
             .await?;
             row.map(|row| column::<String>(&row, 0)).transpose()
+        })
+        .await
+    }
+
+    /// The names of the domain-wide secrets stored (at most 1,000: names are chosen by
+    /// the relay, a handful per domain).
+    pub async fn domain_secret_names(&self) -> Result<Vec<String>, StoreError> {
+        self.run(|inner| async move {
+            let client = get(&inner.pool).await?;
+            let rows = query(
+                &client,
+                "SELECT name FROM domain_secrets ORDER BY name LIMIT 1000",
+                &[],
+                "list domain secrets",
+            )
+            .await?;
+            rows.iter().map(|row| column::<String>(row, 0)).collect()
         })
         .await
     }

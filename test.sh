@@ -30,8 +30,9 @@ if [ "${CHATMAIL_SKIP_E2E:-}" = 1 ]; then
 fi
 
 # The relay example in the debug profile: the cargo tests above built the dependencies
-# already, and nothing in these tests measures speed.
-cargo build --example relay --example loadgen
+# already, and nothing in these tests measures speed. With the postgres backend, for
+# the tests of several nodes sharing one database (tests/e2e/test_nodes.py).
+cargo build --features postgres --example relay --example loadgen
 if [ ! -x .venv/bin/pytest ] || ! .venv/bin/python -c 'import deltachat_rpc_client, dkim' 2>/dev/null; then
   python3 -m venv .venv
   # dkimpy: an independent DKIM implementation, to check our signatures and sign the

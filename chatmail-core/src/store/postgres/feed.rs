@@ -11,7 +11,7 @@ use deadpool_postgres::GenericClient;
 use futures::StreamExt;
 use tokio_postgres::{AsyncMessage, IsolationLevel, NoTls};
 
-use super::cursors::{Cursor, Progress};
+use super::cursors::{Cursor, Progress, WatchState};
 use super::inner::Inner;
 use super::rows::meta_from_row;
 use super::sql::{column, db, get, query, to_i64, to_u32, to_u64};
@@ -128,7 +128,24 @@ pub(super) async fn publish(
             .cursors
             .entry(progress.mailbox_id)
             .or_insert_with(|| Cursor::new_mailbox(progress.name));
-        if cursor.modseq == progress.before {
+        if cursor.modseq >= progress.after {
+            // A read-back published it already, in order.
+            return;
+        }
+        if cursor.modseq != progress.before {
+            // An earlier change to this mailbox is not published yet: another node's,
+            // or this node's own, committed first but still on its way here (two
+            // appends race from their commits to this lock). Publishing this one first
+            // would show a session UID n+1 before UID n, and a session cannot take a
+            // message below one it announced (sequence numbers would move), so it would
+            // never see n. Read back everything since the cursor, in modseq order.
+            match catch_up_locked(inner, account, &mut state).await {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "postgres feed: read-back for an out-of-order change failed")
+                }
+            }
+        } else {
             cursor.modseq = progress.after;
             cursor.uid_next = progress.uid_next;
         }
@@ -176,6 +193,15 @@ pub(super) async fn catch_up(inner: &Inner, account: &Address) -> Result<(), Sto
         drop(state);
         return ready(inner, account).await;
     }
+    catch_up_locked(inner, account, &mut state).await
+}
+
+/// [`catch_up`] with the account's publishing lock held (and its cursors read).
+async fn catch_up_locked(
+    inner: &Inner,
+    account: &Address,
+    state: &mut WatchState,
+) -> Result<(), StoreError> {
     let mut client = get(&inner.pool).await?;
     let tx = client
         .build_transaction()

@@ -96,11 +96,18 @@ impl DeviceTokenStore for PostgresStore {
         let tokens = self
             .run(|inner| async move {
                 let client = get(&inner.pool).await?;
-                prune(&client, &address, now).await?;
+                // Every delivery reads the tokens: one statement that prunes and reads
+                // (the read sees the rows as before the delete, so it applies the same
+                // window itself).
+                let oldest = to_i64(now.saturating_sub(TOKEN_LIFETIME_SECS));
+                let newest = to_i64(now.saturating_add(TOKEN_FUTURE_SLACK_SECS));
                 query(
                     &client,
-                    "SELECT token FROM device_tokens WHERE address = $1 ORDER BY added",
-                    &[&address.as_str()],
+                    "WITH pruned AS (DELETE FROM device_tokens WHERE address = $1 \
+                         AND NOT (set_at > $2 AND set_at < $3) RETURNING 1) \
+                     SELECT token FROM device_tokens WHERE address = $1 \
+                         AND set_at > $2 AND set_at < $3 ORDER BY added",
+                    &[&address.as_str(), &oldest, &newest],
                     "tokens",
                 )
                 .await?

@@ -504,8 +504,15 @@ async fn run(config: Config, data_dir: PathBuf) -> ExitCode {
     let mut builder = storage
         .plug_into(Relay::builder(config.clone()))
         .resolver(resolver)
-        .delivery_queue(data_dir.join("queue"))
         .notifier(Arc::new(notifier));
+    builder = match storage.delivery_queue(&config, &data_dir).await {
+        Ok(Some(queue)) => builder.with_delivery_queue(queue),
+        Ok(None) => builder.delivery_queue(data_dir.join("queue")),
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     // An IPv4 relay neither signs nor can be checked: no key under an address (spec 1.3).
     if !config.is_ipv4_relay() {
         match storage.dkim_signer(&config, &data_dir).await {
@@ -645,6 +652,39 @@ impl SharedStorage {
         }
     }
 
+    /// The delivery queue the nodes share, with a PostgreSQL store (`None`: the queue
+    /// in `<data-dir>/queue`). The node's name, which must survive restarts and differ
+    /// between nodes, is kept in `<data-dir>/node-name` (made on first start).
+    async fn delivery_queue(
+        &self,
+        config: &Config,
+        data_dir: &std::path::Path,
+    ) -> Result<Option<Arc<chatmail::outbound::DeliveryQueue>>, String> {
+        match self {
+            SharedStorage::Maildir => {
+                let _ = (config, data_dir);
+                Ok(None)
+            }
+            #[cfg(feature = "postgres")]
+            SharedStorage::Postgres(store) => {
+                use chatmail::outbound::{DeliveryQueue, QueueSettings};
+                let node = node_name(data_dir)?;
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                DeliveryQueue::open_shared(
+                    store.clone(),
+                    &node,
+                    QueueSettings::from_config(config),
+                    now,
+                )
+                .await
+                .map(|queue| Some(Arc::new(queue)))
+                .map_err(|e| format!("the shared delivery queue: {e}"))
+            }
+        }
+    }
+
     /// The domain's DKIM signer: from `<data-dir>/dkim/` on one machine; from the
     /// database when nodes share one, so that every node signs with the key the DNS
     /// publishes (the first node to start makes it).
@@ -688,4 +728,35 @@ impl SharedStorage {
             }
         }
     }
+}
+
+/// This node's name among the nodes sharing a database: `<data-dir>/node-name`, made
+/// once from the host name and a random suffix (two nodes cloned from one image still
+/// differ) and kept, so that a restarted node finds the queued messages it holds.
+#[cfg(feature = "postgres")]
+fn node_name(data_dir: &std::path::Path) -> Result<String, String> {
+    let path = data_dir.join("node-name");
+    match std::fs::read_to_string(&path) {
+        Ok(name) if !name.trim().is_empty() && name.trim().len() <= 128 => {
+            return Ok(name.trim().to_string())
+        }
+        Ok(_) => return Err(format!("{}: not a node name", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    }
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.')
+        .take(64)
+        .collect();
+    let name = format!(
+        "{}-{:08x}",
+        if host.is_empty() { "node" } else { &host },
+        rand::random::<u32>()
+    );
+    chatmail::core::durable::write_atomic(data_dir, "node-name", name.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(name)
 }

@@ -6,5 +6,7 @@ mod queue;
 mod signal;
 mod transport;
 
-pub use queue::{Attempt, DeliveryQueue, QueueError, QueueSettings, Recorded};
+pub use queue::{
+    Attempt, DeliveryQueue, QueueError, QueueSettings, Recorded, NODE_HEARTBEAT, NODE_STALE_AFTER,
+};
 pub use transport::{Handover, RecipientOutcome, Transport};

@@ -45,6 +45,7 @@ pub struct RelayBuilder {
     nocreate_path: Option<std::path::PathBuf>,
     hashing_pool: Option<Arc<HashingPool>>,
     queue_dir: Option<std::path::PathBuf>,
+    queue: Option<Arc<DeliveryQueue>>,
     resolver: Option<Arc<dyn Resolver>>,
     dkim_signer: Option<DkimSigner>,
     skip_dkim_verification: bool,
@@ -67,7 +68,7 @@ impl RelayBuilder {
     /// Use stores the caller opened: every account, token and mailbox operation goes to
     /// them, and blocking work (password hashes, DKIM checks, SEARCH scans) runs on
     /// `executor`. This is how a backend that is not the file system plugs in; see
-    /// [`RelayBuilder::postgres`] for the one this crate has.
+    /// `RelayBuilder::postgres` (feature `postgres`) for the one this crate has.
     pub fn stores(
         mut self,
         accounts: Arc<dyn AccountStore>,
@@ -163,6 +164,15 @@ impl RelayBuilder {
         self
     }
 
+    /// Use `queue`, opened by the caller, as the delivery queue: the queue that the
+    /// nodes of a domain share in their database
+    /// (`DeliveryQueue::open_shared`, feature `postgres`). Takes precedence over
+    /// [`RelayBuilder::delivery_queue`].
+    pub fn with_delivery_queue(mut self, queue: Arc<DeliveryQueue>) -> Self {
+        self.queue = Some(queue);
+        self
+    }
+
     /// Builds the relay; fails if the maildir store cannot create its root directory
     /// or the delivery queue cannot be opened.
     pub fn build(self) -> Result<Relay, StoreError> {
@@ -202,15 +212,16 @@ impl RelayBuilder {
         if let Some(path) = self.nocreate_path {
             accounts = accounts.with_nocreate_path(path);
         }
-        let queue = match &self.queue_dir {
-            Some(dir) => Some(Arc::new(
+        let queue = match (self.queue, &self.queue_dir) {
+            (Some(queue), _) => Some(queue),
+            (None, Some(dir)) => Some(Arc::new(
                 DeliveryQueue::open(dir, QueueSettings::from_config(&config), executor.clone())
                     .map_err(|source| StoreError::Io {
                         context: format!("opening the delivery queue {}", dir.display()),
                         source,
                     })?,
             )),
-            None => None,
+            (None, None) => None,
         };
         let origin_check = match (&self.resolver, self.skip_dkim_verification) {
             (_, true) => OriginCheck::Skip,
@@ -257,6 +268,7 @@ impl Relay {
             nocreate_path: None,
             hashing_pool: None,
             queue_dir: None,
+            queue: None,
             resolver: None,
             dkim_signer: None,
             skip_dkim_verification: false,

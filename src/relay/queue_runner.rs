@@ -49,8 +49,19 @@ impl Relay {
         let mut stop = std::pin::pin!(stop.fuse());
         // Bounded by the queue itself (destinations and attempts per destination).
         let capacity = queue.settings().max_destinations.saturating_mul(4).max(1);
+        let heartbeat = crate::outbound::NODE_HEARTBEAT.as_millis() as u64;
+        let mut next_heartbeat = 0;
         loop {
-            let now = unix_ms();
+            let mut now = unix_ms();
+            if queue.is_shared() && now >= next_heartbeat {
+                // Other nodes learn this one is alive; messages of nodes that stopped
+                // become this node's (they are due at once or at their recorded times).
+                if let Err(e) = queue.adopt_orphans(now).await {
+                    tracing::warn!(error = %e, "shared delivery queue: heartbeat failed");
+                }
+                now = unix_ms();
+                next_heartbeat = now.saturating_add(heartbeat);
+            }
             let room = capacity.saturating_sub(running.len());
             for attempt in queue.take_due(now, room) {
                 let deadline = sleep(transport.attempt_deadline());
@@ -63,10 +74,13 @@ impl Relay {
             }
             // Sleep until the next entry is due; an entry already due but held back by
             // the bounds waits for a record (which raises `changed`).
-            let wait = match queue.next_due() {
+            let mut wait = match queue.next_due() {
                 Some(at) if at > now => Duration::from_millis(at - now).min(MAX_SLEEP),
                 _ => MAX_SLEEP,
             };
+            if queue.is_shared() {
+                wait = wait.min(Duration::from_millis(next_heartbeat.saturating_sub(now)));
+            }
             let mut timer = std::pin::pin!(sleep(wait).fuse());
             let mut changed = std::pin::pin!(queue.changed().fuse());
             futures::select! {

@@ -14,11 +14,20 @@
 //! [`Attempt`]s with [`DeliveryQueue::take_due`], carries them out and reports with
 //! [`DeliveryQueue::record`]. `Relay::run_delivery_queue` is that caller.
 //!
+//! The messages live in a directory of this node (`spool`), or, when the nodes of a
+//! domain share a PostgreSQL database, in its rows (`DeliveryQueue::open_shared`):
+//! each message is held by one node, and the messages of a node that stopped are taken
+//! over by another ([`DeliveryQueue::adopt_orphans`]); see `storage`.
+//!
 //! Delivery is at least once: a crash after the receiving server said `250` and before
 //! the envelope was rewritten sends that recipient again after the restart (as Postfix
 //! does); the window is one fsync long.
 
+mod error;
 mod spool;
+mod storage;
+
+pub use error::QueueError;
 
 use crate::outbound::signal::Signal;
 use crate::outbound::transport::RecipientOutcome;
@@ -31,9 +40,22 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+use storage::{Held, QueueStorage};
 
 /// Attempts in flight to one destination domain at once.
 const PER_DESTINATION: usize = 4;
+
+/// How often a node of a shared queue says it is alive and looks for messages of nodes
+/// that stopped ([`DeliveryQueue::adopt_orphans`]).
+pub const NODE_HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// A node not seen alive for this long is taken for dead, and its queued messages are
+/// adopted by the others: six missed heartbeats, so that a node stalled for a moment is
+/// not (it would attempt its messages once more; delivery is at least once).
+pub const NODE_STALE_AFTER: Duration = Duration::from_secs(60);
+
+/// Most messages one [`DeliveryQueue::adopt_orphans`] takes over.
+const MAX_ADOPT: usize = 1000;
 
 /// Most due entries one [`DeliveryQueue::take_due`] looks at, so that a queue full of
 /// mail for a few busy destinations does not make every call scan it all.
@@ -76,37 +98,6 @@ impl QueueSettings {
         self.retry_min
             .saturating_mul(1u32 << doublings.min(31))
             .min(self.retry_max)
-    }
-}
-
-/// Why [`DeliveryQueue::enqueue`] did not take a message.
-#[derive(Debug, thiserror::Error)]
-pub enum QueueError {
-    /// The queue holds `outbound_queue_max_messages` or `outbound_queue_max_size`.
-    #[error("the delivery queue is full")]
-    Full,
-    /// Writing the message failed.
-    #[error("delivery queue storage failed: {0}")]
-    Storage(#[from] std::io::Error),
-    /// The blocking executor is gone (shutting down).
-    #[error(transparent)]
-    ExecutorGone(#[from] chatmail_core::ExecutorGone),
-}
-
-impl QueueError {
-    /// The SMTP reply for the sender: `452 4.3.1` when the queue or its disk is full
-    /// (RFC 3463 4.3.1, "mail system full"), `451 4.3.0` otherwise.
-    pub fn reply(&self) -> Reply {
-        match self {
-            QueueError::Full => Reply::new(
-                452,
-                "4.3.1 Insufficient system storage: delivery queue full, try again later",
-            ),
-            QueueError::Storage(e) if e.kind() == std::io::ErrorKind::StorageFull => {
-                Reply::new(452, "4.3.1 Insufficient system storage, try again later")
-            }
-            _ => Reply::new(451, "4.3.0 Local error in processing"),
-        }
     }
 }
 
@@ -157,9 +148,8 @@ struct State {
 
 /// The durable delivery queue; see the module docs.
 pub struct DeliveryQueue {
-    spool: Arc<Spool>,
+    storage: QueueStorage,
     settings: QueueSettings,
-    executor: Arc<dyn BlockingExecutor>,
     state: Mutex<State>,
     changed: Signal,
 }
@@ -173,8 +163,89 @@ impl DeliveryQueue {
         executor: Arc<dyn BlockingExecutor>,
     ) -> Result<DeliveryQueue, std::io::Error> {
         let spool = Spool::open(dir)?;
-        let mut state = State::default();
-        for (id, envelope) in spool.load()? {
+        let loaded = spool.load()?;
+        let queue = DeliveryQueue {
+            storage: QueueStorage::Files {
+                spool: Arc::new(spool),
+                executor,
+            },
+            settings,
+            state: Mutex::new(State::default()),
+            changed: Signal::default(),
+        };
+        let count = queue.hold(loaded);
+        if count > 0 {
+            tracing::info!(messages = count, "delivery queue loaded");
+        }
+        Ok(queue)
+    }
+
+    /// Opens this node's part of the queue that the nodes of a domain share in
+    /// `store`'s database: what node `node` holds is loaded, and the node says it is
+    /// alive. `node` must stay the same across restarts (the relay example keeps it in
+    /// `<data-dir>/node-name`) and differ between nodes. Call
+    /// [`DeliveryQueue::adopt_orphans`] every [`NODE_HEARTBEAT`] (the relay's queue
+    /// runner does).
+    #[cfg(feature = "postgres")]
+    pub async fn open_shared(
+        store: Arc<chatmail_core::store::PostgresStore>,
+        node: &str,
+        settings: QueueSettings,
+        now_ms: u64,
+    ) -> Result<DeliveryQueue, QueueError> {
+        let queue = DeliveryQueue {
+            storage: QueueStorage::Shared {
+                store,
+                node: node.to_string(),
+            },
+            settings,
+            state: Mutex::new(State::default()),
+            changed: Signal::default(),
+        };
+        let loaded = queue.storage.load_shared().await?;
+        let count = queue.hold(loaded);
+        if count > 0 {
+            tracing::info!(messages = count, node, "delivery queue loaded");
+        }
+        queue.adopt_orphans(now_ms).await?;
+        Ok(queue)
+    }
+
+    /// Whether the queue is shared with other nodes (and needs
+    /// [`DeliveryQueue::adopt_orphans`] called).
+    pub fn is_shared(&self) -> bool {
+        !matches!(self.storage, QueueStorage::Files { .. })
+    }
+
+    /// For a shared queue: says this node is alive at `now_ms` and takes over the
+    /// messages of nodes not seen for [`NODE_STALE_AFTER`] (at most 1,000 a call), which
+    /// become due here at their recorded times. Returns how many it took. Nothing for a
+    /// queue in a directory.
+    pub async fn adopt_orphans(&self, now_ms: u64) -> Result<usize, QueueError> {
+        let stale = NODE_STALE_AFTER.as_millis() as u64;
+        let adopted = self
+            .storage
+            .adopt(now_ms, now_ms.saturating_sub(stale), MAX_ADOPT)
+            .await?;
+        let count = self.hold(adopted);
+        if count > 0 {
+            tracing::info!(
+                messages = count,
+                "delivery queue: took over the messages of a node that stopped"
+            );
+            self.changed.raise();
+        }
+        Ok(count)
+    }
+
+    /// Puts loaded or adopted messages into the schedule; returns how many.
+    fn hold(&self, messages: Vec<(String, Envelope)>) -> usize {
+        let mut state = self.state();
+        let mut count = 0;
+        for (id, envelope) in messages {
+            if state.messages.contains_key(&id) {
+                continue;
+            }
             state.count += 1;
             state.bytes += envelope.size;
             for (domain, due) in due_destinations(&envelope) {
@@ -187,17 +258,9 @@ impl DeliveryQueue {
                     writes: Default::default(),
                 },
             );
+            count += 1;
         }
-        if state.count > 0 {
-            tracing::info!(messages = state.count, "delivery queue loaded");
-        }
-        Ok(DeliveryQueue {
-            spool: Arc::new(spool),
-            settings,
-            executor,
-            state: Mutex::new(state),
-            changed: Signal::default(),
-        })
+        count
     }
 
     /// The settings.
@@ -265,16 +328,10 @@ impl DeliveryQueue {
                 })
                 .collect(),
         };
-        let written = {
-            let (spool, id, envelope) = (self.spool.clone(), id.clone(), envelope.clone());
-            chatmail_core::run_blocking(&*self.executor, move || {
-                spool.create(&id, &message, &envelope)
-            })
-            .await
-        };
+        let written = self.storage.create(&id, message, &envelope).await;
         let mut state = self.state();
         match written {
-            Ok(Ok(())) => {
+            Ok(()) => {
                 for (domain, due) in due_destinations(&envelope) {
                     state.due.insert((due, id.clone(), domain));
                 }
@@ -289,15 +346,10 @@ impl DeliveryQueue {
                 self.changed.raise();
                 Ok(id)
             }
-            Ok(Err(e)) => {
-                state.count -= 1;
-                state.bytes -= size;
-                Err(e.into())
-            }
             Err(e) => {
                 state.count -= 1;
                 state.bytes -= size;
-                Err(e.into())
+                Err(e)
             }
         }
     }
@@ -369,10 +421,7 @@ impl DeliveryQueue {
 
     /// The message bytes of a queued message.
     pub async fn message(&self, id: &str) -> Result<Bytes, QueueError> {
-        let (spool, id) = (self.spool.clone(), id.to_string());
-        let bytes =
-            chatmail_core::run_blocking(&*self.executor, move || spool.message(&id)).await??;
-        Ok(Bytes::from(bytes))
+        self.storage.message(id).await
     }
 
     /// Records what became of `attempt`'s recipients (`outcomes` in its order; a
@@ -422,17 +471,27 @@ impl DeliveryQueue {
             }
             (recorded, envelope)
         };
-        let (spool, id, finished) = (self.spool.clone(), attempt.id.clone(), recorded.finished);
-        let written = chatmail_core::run_blocking(&*self.executor, move || {
-            if finished {
-                spool.remove(&id)
-            } else {
-                spool.update(&id, &envelope)
-            }
-        })
-        .await;
+        let written = self
+            .storage
+            .record(&attempt.id, &envelope, recorded.finished)
+            .await;
         self.changed.raise();
-        written??;
+        if written? == Held::ByAnother {
+            // This node was taken for dead meanwhile and another adopted the message: it
+            // attempts and reports it from now on (this attempt's recipients may get
+            // it twice: delivery is at least once).
+            tracing::warn!(
+                id = attempt.id,
+                "queued message taken over by another node; dropped here"
+            );
+            let mut state = self.state();
+            if state.messages.remove(&attempt.id).is_some() && !recorded.finished {
+                state.count -= 1;
+                state.bytes -= envelope.size;
+            }
+            state.due.retain(|(_, id, _)| *id != attempt.id);
+            return Ok(Recorded::default());
+        }
         Ok(recorded)
     }
 

@@ -27,7 +27,7 @@ use crate::account::{
 };
 use crate::store::error::StoreError;
 use crate::store::index::MailboxIndex;
-use crate::store::migrate::{AccountData, MailboxData};
+use crate::store::migrate::data::{AccountData, MailboxData};
 use crate::store::name::validate_mailbox_name;
 use crate::types::{Address, MessageMeta, ModSeq, INBOX};
 
@@ -72,10 +72,10 @@ fn io_error(what: impl std::fmt::Display) -> impl FnOnce(io::Error) -> StoreErro
 impl MaildirImport {
     /// A writer into `mailboxes_dir` (created if missing), which must hold no account
     /// directory yet: anything named like an address makes it
-    /// [`MigrateError::DestinationNotEmpty`](crate::store::migrate::MigrateError::DestinationNotEmpty).
+    /// [`MigrateError::DestinationNotEmpty`](crate::store::migrate::data::MigrateError::DestinationNotEmpty).
     pub fn open(
         mailboxes_dir: impl Into<PathBuf>,
-    ) -> Result<Self, crate::store::migrate::MigrateError> {
+    ) -> Result<Self, crate::store::migrate::data::MigrateError> {
         let root = mailboxes_dir.into();
         fsutil::create_dir_all_durable(&root, None)
             .map_err(io_error(format!("creating {}", root.display())))?;
@@ -84,9 +84,12 @@ impl MaildirImport {
         for entry in entries {
             let entry = entry.map_err(io_error(format!("listing {}", root.display())))?;
             if entry.file_name().to_string_lossy().contains('@') {
-                return Err(crate::store::migrate::MigrateError::DestinationNotEmpty(
-                    format!("maildir:{}", root.display()),
-                ));
+                return Err(
+                    crate::store::migrate::data::MigrateError::DestinationNotEmpty(format!(
+                        "maildir:{}",
+                        root.display()
+                    )),
+                );
             }
         }
         let reserved = read_reserved(&root)?;

@@ -11,7 +11,7 @@ use super::postgres_store::PostgresStore;
 use super::rows::encode;
 use super::sql::{column, db, execute, get, query, query_opt, to_i64, to_u64};
 use crate::store::error::StoreError;
-use crate::store::migrate::{AccountData, MailboxData};
+use crate::store::migrate::data::{AccountData, MailboxData};
 use crate::store::name::validate_mailbox_name;
 use crate::types::{Address, MessageMeta};
 

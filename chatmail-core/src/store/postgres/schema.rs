@@ -81,6 +81,22 @@ const MIGRATIONS: &[&str] = &[
         created_at timestamptz NOT NULL DEFAULT now()
     );
     "#,
+    // 4: the delivery queue the nodes share: each message is held by one node (`owner`)
+    // at a time; a node that stops telling `nodes` it is alive leaves its messages to
+    // be taken over by the others.
+    r#"
+    CREATE TABLE nodes (
+        name text COLLATE "C" PRIMARY KEY,
+        seen_ms bigint NOT NULL
+    );
+    CREATE TABLE outbound_queue (
+        id text COLLATE "C" PRIMARY KEY,
+        owner text COLLATE "C" NOT NULL,
+        envelope text NOT NULL,
+        message bytea NOT NULL
+    );
+    CREATE INDEX outbound_queue_by_owner ON outbound_queue (owner, id);
+    "#,
 ];
 
 /// Brings the database's schema to this build's version. Idempotent; concurrent callers

@@ -23,8 +23,8 @@ cargo test --workspace --doc
 cargo test -p chatmail-core --features postgres --lib --test store_postgres \
   --test store_model --test store_feed --test store_expiry \
   --test account_login --test account_concurrency --test account_tokens --test store_migrate
-# The delivery queue the nodes share in the database (the root package's feature).
-cargo test --features postgres --test delivery_queue_shared
+# The delivery and push queues the nodes share in the database (the root package's feature).
+cargo test --features postgres --test shared_queues
 
 if [ "${CHATMAIL_SKIP_E2E:-}" = 1 ]; then
   echo "CHATMAIL_SKIP_E2E=1: end-to-end tests skipped"

@@ -535,13 +535,21 @@ async fn run(config: Config, data_dir: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let server = match Server::bind(relay, &data_dir).await {
+    let mut server = match Server::bind(relay, &data_dir).await {
         Ok(s) => s.with_push(new_mail, chatmail::push::PushSettings::default()),
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::FAILURE;
         }
     };
+    match storage.push_pending(&data_dir) {
+        Ok(Some(pending)) => server = server.with_push_pending(pending),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let p = server.ports();
     println!("chatmail relay for {}", config.mail_domain);
     println!("  SMTP (MX)             {}", p.smtp);
@@ -681,6 +689,27 @@ impl SharedStorage {
                 .await
                 .map(|queue| Some(Arc::new(queue)))
                 .map_err(|e| format!("the shared delivery queue: {e}"))
+            }
+        }
+    }
+
+    /// Where pending push notifications wait, with a PostgreSQL store: its database,
+    /// held by this node (`None`: files under `mailboxes_dir`).
+    fn push_pending(
+        &self,
+        data_dir: &std::path::Path,
+    ) -> Result<Option<chatmail::push::storage::PendingStorage>, String> {
+        match self {
+            SharedStorage::Maildir => {
+                let _ = data_dir;
+                Ok(None)
+            }
+            #[cfg(feature = "postgres")]
+            SharedStorage::Postgres(store) => {
+                Ok(Some(chatmail::push::storage::PendingStorage::Shared {
+                    store: store.clone(),
+                    node: node_name(data_dir)?,
+                }))
             }
         }
     }

@@ -6,7 +6,8 @@
 //!
 //! * [`PushQueue`]: the sans-IO queue: items, retry levels, deadline, bounds.
 //! * [`pending`]: the items on disk in the reference's layout, so that a restart (or a
-//!   switch from the reference relay) loses none.
+//!   switch from the reference relay) loses none; [`storage`]: there, or in the
+//!   database that the nodes of a domain share.
 //! * [`PushNotifier`] / [`channel`]: the relay's
 //!   [`NewMailNotifier`](crate::relay::NewMailNotifier), a bounded channel that never
 //!   delays a delivery.
@@ -34,6 +35,7 @@
 mod engine;
 mod handle;
 pub mod pending;
+pub mod storage;
 #[cfg(test)]
 mod tests;
 

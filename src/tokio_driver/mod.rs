@@ -145,6 +145,8 @@ pub struct Server {
     ports: Ports,
     /// The push notifications to send ([`Server::with_push`]).
     push: Option<(NewMailReceiver, PushSettings)>,
+    /// Where the pending notifications live (`None`: files under `mailboxes_dir`).
+    push_pending: Option<crate::push::storage::PendingStorage>,
     /// A cap on all connections together below the descriptor budget
     /// ([`Server::with_max_connections`]).
     max_connections: Option<u32>,
@@ -259,6 +261,7 @@ impl Server {
             metrics_listener,
             ports,
             push: None,
+            push_pending: None,
             max_connections: None,
         })
     }
@@ -276,6 +279,15 @@ impl Server {
     /// (`<mailboxes_dir>/pending_notifications`) are sent first.
     pub fn with_push(mut self, new_mail: NewMailReceiver, settings: PushSettings) -> Server {
         self.push = Some((new_mail, settings));
+        self
+    }
+
+    /// Keeps the pending push notifications in `storage` instead of files under
+    /// `mailboxes_dir`: the database that the nodes of a domain share
+    /// ([`PendingStorage::Shared`](crate::push::storage::PendingStorage), feature
+    /// `postgres`), whose notifications of a node that stopped are taken over by another.
+    pub fn with_push_pending(mut self, storage: crate::push::storage::PendingStorage) -> Server {
+        self.push_pending = Some(storage);
         self
     }
 
@@ -491,11 +503,13 @@ impl Server {
             }
             _ => None,
         };
+        let push_pending = self.push_pending;
         let pusher = self.push.map(|(new_mail, settings)| {
             tokio::spawn(push::run(
                 self.relay.clone(),
                 new_mail,
                 settings,
+                push_pending,
                 blocking_executor(),
                 ShutdownSignal(stop_rx.clone()),
             ))

@@ -7,16 +7,16 @@
 use super::delivery::tls::{server_name, ClientTls, Protocol};
 use super::shutdown::ShutdownSignal;
 use crate::push::pending::{self, FileOp};
+use crate::push::storage::PendingStorage;
 use crate::push::{HttpOutcome, ItemId, NewMailReceiver, PushOutput, PushQueue, PushSettings};
 use crate::relay::{unix_now, Relay};
 use bytes::Bytes;
-use chatmail_core::{run_blocking, BlockingExecutor};
+use chatmail_core::BlockingExecutor;
 use futures::StreamExt;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{CONTENT_LENGTH, HOST};
 use hyper::{Request, Uri};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
@@ -166,6 +166,7 @@ pub(crate) async fn run(
     relay: Arc<Relay>,
     new_mail: NewMailReceiver,
     settings: PushSettings,
+    storage: Option<PendingStorage>,
     executor: Arc<dyn BlockingExecutor>,
     mut stop: ShutdownSignal,
 ) {
@@ -176,18 +177,16 @@ pub(crate) async fn run(
             return;
         }
     };
-    let dir = pending::pending_dir(&relay.config().mailboxes_dir);
-    let restored = {
-        let dir = dir.clone();
-        run_blocking(&*executor, move || pending::load(&dir)).await
-    };
-    let restored = match restored {
-        Ok(Ok(items)) => items,
-        Ok(Err(error)) => {
-            tracing::error!(%error, dir = %dir.display(), "cannot read pending push notifications");
+    let storage = Arc::new(storage.unwrap_or_else(|| PendingStorage::Files {
+        dir: pending::pending_dir(&relay.config().mailboxes_dir),
+        executor,
+    }));
+    let restored = match storage.load().await {
+        Ok(items) => items,
+        Err(error) => {
+            tracing::error!(%error, "cannot read pending push notifications");
             Vec::new()
         }
-        Err(_) => return,
     };
     let max_in_flight = settings.max_in_flight.max(1);
     let post_timeout = settings.post_timeout;
@@ -203,7 +202,10 @@ pub(crate) async fn run(
     }
 
     let (files_tx, files_rx) = mpsc::unbounded_channel();
-    let files = tokio::spawn(write_files(dir, files_rx, executor));
+    let files = tokio::spawn(write_files(storage.clone(), files_rx));
+    // With a shared database: take over the notifications of nodes that stopped.
+    let mut adopt_timer = tokio::time::interval(crate::outbound::NODE_HEARTBEAT);
+    adopt_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The queue keeps at most `max_in_flight` POSTs out: the jobs channel never fills.
     let (jobs_tx, jobs_rx) = mpsc::channel::<(ItemId, String)>(max_in_flight);
     let jobs_rx = Arc::new(Mutex::new(jobs_rx));
@@ -262,6 +264,21 @@ pub(crate) async fn run(
                 None => mail_open = false,
             },
             Some((id, outcome)) = results_rx.recv() => queue.on_response(id, outcome, Instant::now()),
+            _ = adopt_timer.tick(), if storage.is_shared() => {
+                let now_ms = unix_now().saturating_mul(1000);
+                let stale = crate::outbound::NODE_STALE_AFTER.as_millis() as u64;
+                match storage.adopt(now_ms, now_ms.saturating_sub(stale)).await {
+                    Ok(items) => {
+                        if !items.is_empty() {
+                            tracing::info!(items = items.len(), "took over the push notifications of a node that stopped");
+                        }
+                        for item in items {
+                            queue.restore(item, Instant::now());
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "pending push notifications: heartbeat failed"),
+                }
+            }
             _ = sleep_until(wake), if wake.is_some() => queue.handle_timeout(Instant::now()),
             _ = stop.wait() => break,
         }
@@ -330,19 +347,12 @@ async fn post_worker(
 
 /// Applies file operations in the order they come, batched, on the blocking pool; ends
 /// when the channel closes and everything is written.
-async fn write_files(
-    dir: PathBuf,
-    mut ops: mpsc::UnboundedReceiver<FileOp>,
-    executor: Arc<dyn BlockingExecutor>,
-) {
+async fn write_files(storage: Arc<PendingStorage>, mut ops: mpsc::UnboundedReceiver<FileOp>) {
     let mut batch = Vec::new();
     while ops.recv_many(&mut batch, MAX_FILE_BATCH).await > 0 {
-        let dir = dir.clone();
         let ops = std::mem::take(&mut batch);
-        match run_blocking(&*executor, move || pending::apply(&dir, ops)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::error!(%error, "writing pending push notifications failed"),
-            Err(_) => return,
+        if let Err(error) = storage.apply(ops).await {
+            tracing::error!(%error, "writing pending push notifications failed");
         }
     }
 }

@@ -62,7 +62,8 @@
 //! operations (quota usage with expiry); `feed` the change feed across nodes, with its
 //! per-account state in `cursors`; `accounts` and `tokens` the account store and device
 //! tokens; `import` the readers and writers of a migration ([`crate::store::migrate`]);
-//! `queue` the shared delivery queue's rows; `secrets` the domain-wide secrets (the
+//! `queue` the shared delivery queue's rows, `push_pending` the waiting push
+//! notifications'; `secrets` the domain-wide secrets (the
 //! DKIM key); `tls` the connector (TLS with
 //! `sslmode=require`); `rows` decodes rows, `sql` runs statements.
 
@@ -76,6 +77,7 @@ mod inner;
 mod mailboxes;
 mod messages;
 mod postgres_store;
+mod push_pending;
 mod queue;
 mod rows;
 mod schema;
@@ -86,6 +88,7 @@ mod tokens;
 
 pub use import::ImportedMailbox;
 pub use postgres_store::{PostgresOptions, PostgresStore};
+pub use push_pending::PendingPushRow;
 pub use queue::QueuedRow;
 pub use schema::SCHEMA_VERSION;
 pub use secrets::MAX_DOMAIN_SECRET_LEN;

@@ -97,6 +97,18 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX outbound_queue_by_owner ON outbound_queue (owner, id);
     "#,
+    // 5: the push notifications waiting for a retry, held per node as the delivery
+    // queue's messages are (the reference keeps them as files, spec 5.4).
+    r#"
+    CREATE TABLE push_pending (
+        id text COLLATE "C" PRIMARY KEY,
+        owner text COLLATE "C" NOT NULL,
+        address text COLLATE "C" NOT NULL,
+        start_ts bigint NOT NULL,
+        token text NOT NULL
+    );
+    CREATE INDEX push_pending_by_owner ON push_pending (owner, id);
+    "#,
 ];
 
 /// Brings the database's schema to this build's version. Idempotent; concurrent callers

@@ -1,7 +1,8 @@
-//! The delivery queue that the nodes of a domain share in PostgreSQL (feature
-//! `postgres`): what a node queued survives it, a node that stopped has its messages
-//! taken over by another, two nodes taking over at once never take the same message,
-//! and a node taken for dead that comes back learns the message is no longer its own.
+//! The queues that the nodes of a domain share in PostgreSQL (feature `postgres`): the
+//! delivery queue and the pending push notifications. What a node queued survives it,
+//! a node that stopped has its items taken over by another, two nodes taking over at
+//! once never take the same item, and a node taken for dead that comes back learns a
+//! message is no longer its own.
 //! Against a throwaway cluster (chatmail-core/tests/support/postgres.rs).
 #![cfg(feature = "postgres")]
 
@@ -144,5 +145,63 @@ fn a_stopped_nodes_messages_are_taken_over_once() {
             .await
             .unwrap();
         assert_eq!(d.len(), 0);
+    });
+}
+
+#[test]
+fn a_stopped_nodes_pending_push_notifications_are_taken_over_once() {
+    use chatmail::push::pending::FileOp;
+    use chatmail::push::storage::PendingStorage;
+    use chatmail::push::{ItemId, PendingItem};
+    support::with_cluster(async |cluster| {
+        let now_ms = 1_700_000_000_000u64;
+        let stale = NODE_STALE_AFTER.as_millis() as u64;
+        let node = |store: Arc<PostgresStore>, name: &str| PendingStorage::Shared {
+            store,
+            node: name.to_string(),
+        };
+        let item = |n: u128| PendingItem {
+            id: ItemId::parse(&format!("{n:032x}")).unwrap(),
+            account: chatmail::core::Address::parse("bob@example.org").unwrap(),
+            start_ts: now_ms / 1000,
+            token: format!("token-{n}"),
+        };
+        let a = node(store(cluster, "a").await, "node-a");
+        a.adopt(now_ms, now_ms - stale).await.unwrap();
+        // Written and answered within one batch: never stored.
+        a.apply(vec![
+            FileOp::Write(item(1)),
+            FileOp::Write(item(2)),
+            FileOp::Write(item(3)),
+            FileOp::Write(item(4)),
+            FileOp::Remove(item(4).id),
+        ])
+        .await
+        .unwrap();
+        assert_eq!(a.load().await.unwrap().len(), 3);
+
+        let b = node(store(cluster, "b").await, "node-b");
+        let c = node(store(cluster, "c").await, "node-c");
+        let later = now_ms + stale + 1000;
+        let (from_b, from_c) =
+            tokio::join!(b.adopt(later, later - stale), c.adopt(later, later - stale));
+        let mut ids: Vec<ItemId> = from_b
+            .unwrap()
+            .into_iter()
+            .chain(from_c.unwrap())
+            .map(|item| item.id)
+            .collect();
+        ids.sort();
+        assert_eq!(ids, vec![item(1).id, item(2).id, item(3).id]);
+        assert!(a.load().await.unwrap().is_empty());
+        // A's late removal of an item it no longer holds changes nothing there; the
+        // adopter's removal does.
+        a.apply(vec![FileOp::Remove(item(1).id)]).await.unwrap();
+        let left = b.load().await.unwrap().len() + c.load().await.unwrap().len();
+        assert_eq!(left, 3);
+        b.apply(vec![FileOp::Remove(item(1).id)]).await.unwrap();
+        c.apply(vec![FileOp::Remove(item(1).id)]).await.unwrap();
+        let left = b.load().await.unwrap().len() + c.load().await.unwrap().len();
+        assert_eq!(left, 2);
     });
 }

@@ -23,8 +23,9 @@ cargo test --workspace --doc
 cargo test -p chatmail-core --features postgres --lib --test store_postgres \
   --test store_model --test store_feed --test store_expiry \
   --test account_login --test account_concurrency --test account_tokens --test store_migrate
-# The delivery and push queues the nodes share in the database (the root package's feature).
-cargo test --features postgres --test shared_queues
+# The delivery and push queues and the ACME certificate the nodes share in the database
+# (the root package's feature).
+cargo test --features postgres --test shared_queues --test acme
 
 if [ "${CHATMAIL_SKIP_E2E:-}" = 1 ]; then
   echo "CHATMAIL_SKIP_E2E=1: end-to-end tests skipped"

@@ -550,6 +550,20 @@ async fn run(config: Config, data_dir: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    // ACME certificates, when the relay gets them itself: shared by the nodes too.
+    match storage.acme(&data_dir) {
+        Ok(Some(shared)) => {
+            server = server.with_acme_options(chatmail::tokio_driver::acme::AcmeOptions {
+                shared: Some(shared),
+                ..Default::default()
+            })
+        }
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let p = server.ports();
     println!("chatmail relay for {}", config.mail_domain);
     println!("  SMTP (MX)             {}", p.smtp);
@@ -711,6 +725,26 @@ impl SharedStorage {
                     node: node_name(data_dir)?,
                 }))
             }
+        }
+    }
+
+    /// With a PostgreSQL store, the ACME account, certificate and challenges live in
+    /// its database, so that any node answers the CA and every node serves the
+    /// certificate (`None`: `<data-dir>/acme/`).
+    fn acme(
+        &self,
+        data_dir: &std::path::Path,
+    ) -> Result<Option<chatmail::tokio_driver::acme::SharedAcme>, String> {
+        match self {
+            SharedStorage::Maildir => {
+                let _ = data_dir;
+                Ok(None)
+            }
+            #[cfg(feature = "postgres")]
+            SharedStorage::Postgres(store) => Ok(Some(chatmail::tokio_driver::acme::SharedAcme {
+                secrets: store.clone(),
+                node: node_name(data_dir)?,
+            })),
         }
     }
 

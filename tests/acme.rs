@@ -3,12 +3,19 @@
 //! TLS-ALPN-01 on its HTTPS port, serves it on 465, 993 and 443, renews it while an
 //! earlier connection stays up, and reuses it after a restart.
 //!
+//! With the postgres feature, two nodes of one domain sharing a database: one orders,
+//! the CA validates through the other, and both serve the certificate.
+//!
 //! Pebble resolves the relay's domain through a small DNS responder in this test that
 //! answers every A query with 127.0.0.1. Skipped, with a message, when `pebble` is not
 //! installed.
 #![cfg(feature = "tokio")]
 
 mod support;
+
+#[cfg(feature = "postgres")]
+#[path = "../chatmail-core/tests/support/postgres.rs"]
+mod pg;
 
 use chatmail::core::config::Config;
 use chatmail::tokio_driver::acme::AcmeOptions;
@@ -320,6 +327,114 @@ async fn relay_gets_renews_and_reuses_a_pebble_certificate() {
         .await
         .expect("bind again");
     assert!(!server.self_signed(), "the stored certificate is reused");
+    dns_task.abort();
+    drop(pebble);
+}
+
+/// Two nodes of one domain share their ACME state in PostgreSQL. Node A holds the lease
+/// and orders; Pebble validates on node B's HTTPS port, so the order only succeeds if B
+/// answers the challenge A published in the database. Then both serve the issued
+/// certificate, and no challenge is left behind.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_one_certificate_and_either_answers_the_challenge() {
+    use chatmail::core::store::{PostgresOptions, PostgresStore};
+    use chatmail::tokio_driver::acme::SharedAcme;
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let Some(binary) = pebble_binary() else {
+        println!("skipped: pebble is not installed (apt-get install pebble)");
+        return;
+    };
+    let Some(cluster) = pg::Cluster::start() else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let api_ca = api_certificate(work.path());
+    let dns_socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let dns = dns_socket.local_addr().unwrap();
+    let dns_task = tokio::spawn(dns_responder(dns_socket));
+    let https_b = free_port();
+    let pebble = start_pebble(&binary, work.path(), https_b, dns).await;
+
+    let store = |name: &'static str| {
+        let url = cluster.url(name);
+        async move {
+            Arc::new(
+                PostgresStore::open(&url, PostgresOptions::default())
+                    .await
+                    .expect("open the store"),
+            )
+        }
+    };
+    let (store_a, store_b) = (store("a").await, store("b").await);
+    // A orders: it holds the lease before either node starts.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(store_a
+        .take_domain_lease("acme:lease", "node-a", now_ms, now_ms + 600_000)
+        .await
+        .unwrap());
+
+    let mut nodes = Vec::new();
+    for (name, secrets, https_port) in [
+        ("node-a", store_a.clone(), free_port()),
+        ("node-b", store_b.clone(), https_b),
+    ] {
+        let data = tempfile::tempdir().unwrap();
+        let mut config = relay_config(&pebble);
+        config.https_port = https_port;
+        config.imaps_port = free_port();
+        let options = AcmeOptions {
+            extra_roots: vec![api_ca.clone()],
+            shared: Some(SharedAcme {
+                secrets,
+                node: name.to_string(),
+            }),
+            ..AcmeOptions::default()
+        };
+        let server = Server::bind(support::memory_relay(config), data.path())
+            .await
+            .expect("bind")
+            .with_acme_options(options);
+        let (ports, certs) = (server.ports(), server.certificates());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let run = tokio::spawn(server.run(async {
+            let _ = stop_rx.await;
+        }));
+        nodes.push((data, ports, certs, stop_tx, run));
+    }
+    for (_, _, certs, _, _) in &nodes {
+        until(work.path(), || !certs.self_signed()).await;
+    }
+    let root_pem = management_get(&pebble, &api_ca, "/roots/0").await;
+    let root = rustls_pemfile::certs(&mut root_pem.as_slice())
+        .next()
+        .expect("Pebble's root")
+        .unwrap();
+    let mut leaves = Vec::new();
+    for (_, ports, _, _, _) in &nodes {
+        leaves.push(verified(&root, ports.https).await.1);
+        verified(&root, ports.imaps).await;
+    }
+    assert_eq!(leaves[0], leaves[1], "one certificate for the domain");
+    assert!(store_b
+        .domain_secrets_with_prefix("acme:challenge:")
+        .await
+        .unwrap()
+        .is_empty());
+    // Neither node wrote the certificate or the account to its data directory.
+    for (data, _, _, _, _) in &nodes {
+        assert!(!data.path().join("acme/cert.pem").exists());
+    }
+    for (_, _, _, stop, run) in nodes {
+        let _ = stop.send(());
+        tokio::time::timeout(Duration::from_secs(40), run)
+            .await
+            .expect("run() returns")
+            .unwrap();
+    }
     dns_task.abort();
     drop(pebble);
 }

@@ -578,3 +578,70 @@ fn concurrent_appends_reach_a_local_subscriber_in_uid_order() {
         }
     });
 }
+
+#[test]
+fn domain_secrets_are_set_listed_removed_and_leased_to_one_node() {
+    support::with_cluster(async |cluster| {
+        let a = open(cluster, "a", PostgresOptions::default()).await;
+        let b = open(cluster, "b", PostgresOptions::default()).await;
+        a.set_domain_secret("acme:challenge:x.org", "d1")
+            .await
+            .unwrap();
+        a.set_domain_secret("acme:challenge:x.org", "d2")
+            .await
+            .unwrap();
+        b.set_domain_secret("acme:challenge:mta-sts.x.org", "d3")
+            .await
+            .unwrap();
+        b.set_domain_secret("acme:certificate", "c").await.unwrap();
+        assert_eq!(
+            a.domain_secrets_with_prefix("acme:challenge:")
+                .await
+                .unwrap(),
+            vec![
+                ("acme:challenge:mta-sts.x.org".to_string(), "d3".to_string()),
+                ("acme:challenge:x.org".to_string(), "d2".to_string()),
+            ]
+        );
+        // A prefix is a prefix, not a LIKE pattern.
+        assert!(a
+            .domain_secrets_with_prefix("acme_")
+            .await
+            .unwrap()
+            .is_empty());
+        a.remove_domain_secret("acme:challenge:x.org")
+            .await
+            .unwrap();
+        assert_eq!(a.domain_secret("acme:challenge:x.org").await.unwrap(), None);
+
+        // The lease: one holder until it runs out; the holder may extend it.
+        assert!(a
+            .take_domain_lease("acme:lease", "node-a", 1000, 5000)
+            .await
+            .unwrap());
+        assert!(!b
+            .take_domain_lease("acme:lease", "node-b", 2000, 6000)
+            .await
+            .unwrap());
+        assert!(a
+            .take_domain_lease("acme:lease", "node-a", 3000, 7000)
+            .await
+            .unwrap());
+        assert!(!b
+            .take_domain_lease("acme:lease", "node-b", 6999, 9000)
+            .await
+            .unwrap());
+        assert!(b
+            .take_domain_lease("acme:lease", "node-b", 7001, 9000)
+            .await
+            .unwrap());
+        assert!(!a
+            .take_domain_lease("acme:lease", "node-a", 8000, 9500)
+            .await
+            .unwrap());
+        assert!(a
+            .take_domain_lease("acme:lease", "bad holder", 1, 2)
+            .await
+            .is_err());
+    });
+}

@@ -1,10 +1,12 @@
 //! Where the pending notifications live: files in `<mailboxes_dir>/pending_notifications`
-//! (the reference's layout, [`pending`](super::pending)), or, when the nodes of a domain
+//! (the reference's layout, the [`pending`] module), or, when the nodes of a domain
 //! share a PostgreSQL database, its `push_pending` rows, each held by one node; the
 //! notifications of a node that stopped are taken over by another
 //! ([`PendingStorage::adopt`]).
 
-use super::engine::{ItemId, PendingItem};
+#[cfg(feature = "postgres")]
+use super::engine::ItemId;
+use super::engine::PendingItem;
 use super::pending::{self, FileOp};
 use chatmail_core::BlockingExecutor;
 use std::io;

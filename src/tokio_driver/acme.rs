@@ -13,6 +13,14 @@
 //! certificate is renewed when less than a third of its lifetime remains; a failed
 //! order is retried with exponential backoff; every request to the CA is bounded by a
 //! timeout. Until a certificate is issued the relay serves its self-signed one.
+//!
+//! Several nodes of one domain ([`AcmeOptions::shared`]: the nodes' shared database)
+//! keep the account, the certificate and its key there instead, as the DKIM key is
+//! kept: one node at a time orders (a lease in the database), it publishes its
+//! challenges there, and every node reads them (every [`SHARED_POLL`]) and answers the
+//! CA's validator, which may connect to any of them. The leader waits
+//! [`CHALLENGE_SPREAD`] after publishing before telling the CA to validate; every node
+//! serves the certificate the leader stored within one poll.
 
 use super::tls::{self, CertResolver, CertSource, TlsConfigs, TlsError};
 use bytes::Bytes;
@@ -53,6 +61,110 @@ pub struct AcmeOptions {
     pub retry_min: Duration,
     /// The longest wait between two failed orders (6 h).
     pub retry_max: Duration,
+    /// Several nodes of one domain: the state lives in their shared database (`None`:
+    /// in `<data-dir>/acme/`).
+    pub shared: Option<SharedAcme>,
+}
+
+/// How often a node of a shared domain reads the challenges and the certificate.
+pub const SHARED_POLL: Duration = Duration::from_secs(2);
+
+/// How long the ordering node waits after publishing a challenge before the CA may
+/// validate: more than one [`SHARED_POLL`], so that every node answers it.
+pub const CHALLENGE_SPREAD: Duration = Duration::from_secs(5);
+
+/// The names under which the shared state is kept.
+const ACCOUNT: &str = "acme:account";
+const CERTIFICATE: &str = "acme:certificate";
+const CHALLENGE_PREFIX: &str = "acme:challenge:";
+const LEASE: &str = "acme:lease";
+
+/// The domain-wide secrets of the nodes of one domain, where they keep the ACME state
+/// ([`AcmeOptions::shared`]); the PostgreSQL store is one (feature `postgres`).
+#[async_trait::async_trait]
+pub trait DomainSecrets: Send + Sync {
+    /// The secret `name`, if set.
+    async fn secret(&self, name: &str) -> Result<Option<String>, String>;
+    /// Sets (or replaces) the secret `name`.
+    async fn set_secret(&self, name: &str, value: &str) -> Result<(), String>;
+    /// Removes the secret `name`.
+    async fn remove_secret(&self, name: &str) -> Result<(), String>;
+    /// The secrets whose names start with `prefix`.
+    async fn secrets_with_prefix(&self, prefix: &str) -> Result<Vec<(String, String)>, String>;
+    /// Takes or keeps the lease `name` for `holder` until `until_ms` unless another
+    /// holder has it past `now_ms` (unix ms); true when `holder` has it.
+    async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: u64,
+        until_ms: u64,
+    ) -> Result<bool, String>;
+}
+
+#[cfg(feature = "postgres")]
+#[async_trait::async_trait]
+impl DomainSecrets for chatmail_core::store::PostgresStore {
+    async fn secret(&self, name: &str) -> Result<Option<String>, String> {
+        self.domain_secret(name).await.map_err(|e| e.to_string())
+    }
+    async fn set_secret(&self, name: &str, value: &str) -> Result<(), String> {
+        self.set_domain_secret(name, value)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    async fn remove_secret(&self, name: &str) -> Result<(), String> {
+        self.remove_domain_secret(name)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    async fn secrets_with_prefix(&self, prefix: &str) -> Result<Vec<(String, String)>, String> {
+        self.domain_secrets_with_prefix(prefix)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: u64,
+        until_ms: u64,
+    ) -> Result<bool, String> {
+        self.take_domain_lease(name, holder, now_ms, until_ms)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The ACME state of a domain served by several nodes: where it is kept, and this
+/// node's name (the lease's holder).
+#[derive(Clone)]
+pub struct SharedAcme {
+    /// The nodes' shared secrets.
+    pub secrets: Arc<dyn DomainSecrets>,
+    /// This node's name, unique among the nodes.
+    pub node: String,
+}
+
+impl std::fmt::Debug for SharedAcme {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedAcme")
+            .field("node", &self.node)
+            .finish()
+    }
+}
+
+/// The certificate and key as the shared state keeps them.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SharedCertificate {
+    cert: String,
+    key: String,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Default for AcmeOptions {
@@ -64,6 +176,7 @@ impl Default for AcmeOptions {
             order_timeout: Duration::from_secs(300),
             retry_min: Duration::from_secs(60),
             retry_max: Duration::from_secs(6 * 3600),
+            shared: None,
         }
     }
 }
@@ -109,7 +222,10 @@ pub(crate) fn maintenance(
                 );
             }
             let manager = Manager::new(config, dir.clone(), options.clone(), tls.certs.clone());
-            Some(Box::pin(manager.run()))
+            match options.shared.clone() {
+                Some(shared) => Some(Box::pin(manager.run_shared(shared))),
+                None => Some(Box::pin(manager.run())),
+            }
         }
         _ => None,
     }
@@ -118,7 +234,13 @@ pub(crate) fn maintenance(
 /// The validity of the certificate in `cert.pem`, if it covers `names`.
 fn issued_validity(dir: &Path, names: &[String]) -> Option<(SystemTime, SystemTime)> {
     let pem = std::fs::read(dir.join("cert.pem")).ok()?;
-    let der = rustls_pemfile::certs(&mut pem.as_slice()).next()?.ok()?;
+    pem_validity(&pem, names)
+}
+
+/// The validity of the first certificate of the PEM chain `pem`, if it covers `names`
+/// and has not expired.
+fn pem_validity(pem: &[u8], names: &[String]) -> Option<(SystemTime, SystemTime)> {
+    let der = rustls_pemfile::certs(&mut &pem[..]).next()?.ok()?;
     let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
     let covered: Vec<String> = cert
         .subject_alternative_name()
@@ -221,26 +343,158 @@ impl Manager {
             }
             tokio::time::sleep(wait).await;
             last_order = Some(tokio::time::Instant::now());
-            let order = tokio::time::timeout(self.options.order_timeout, self.order());
-            match order.await {
-                Ok(Ok(())) => {
-                    failures = 0;
-                    tracing::info!(names = ?self.names, "ACME certificate issued and served");
+            if let Some(backoff) = self.order_once(&mut failures).await {
+                tokio::time::sleep(backoff).await;
+            }
+        }
+    }
+
+    /// One order within [`AcmeOptions::order_timeout`], logged; on failure the wait
+    /// before the next (doubling from `retry_min` up to `retry_max` with `failures`).
+    async fn order_once(&self, failures: &mut u32) -> Option<Duration> {
+        let order = tokio::time::timeout(self.options.order_timeout, self.order());
+        let error = match order.await {
+            Ok(Ok(())) => {
+                *failures = 0;
+                tracing::info!(names = ?self.names, "ACME certificate issued and served");
+                return None;
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "the order timed out".to_string(),
+        };
+        let backoff = self
+            .options
+            .retry_min
+            .saturating_mul(2u32.saturating_pow((*failures).min(20)))
+            .min(self.options.retry_max);
+        *failures = failures.saturating_add(1);
+        tracing::warn!(%error, retry_in_s = backoff.as_secs(), "ACME order failed; serving the certificate there is");
+        Some(backoff)
+    }
+
+    /// [`Manager::run`] for a domain served by several nodes: every [`SHARED_POLL`] it
+    /// serves the certificate in the shared state and answers the challenges published
+    /// there; when the certificate is due, the node that takes the lease orders.
+    async fn run_shared(self, shared: SharedAcme) {
+        let mut served: Option<String> = None;
+        let mut validity: Option<(SystemTime, SystemTime)> = None;
+        let mut answering: std::collections::HashMap<String, String> = Default::default();
+        let mut failures: u32 = 0;
+        let mut not_before = tokio::time::Instant::now();
+        loop {
+            match shared.secrets.secret(CERTIFICATE).await {
+                Ok(Some(json)) if served.as_deref() != Some(json.as_str()) => {
+                    match self.load_shared(&json) {
+                        Ok((key, valid)) => {
+                            self.certs.set(key, false);
+                            validity = Some(valid);
+                            tracing::info!(
+                                "serving the domain's certificate from the shared state"
+                            );
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "ACME: the shared certificate does not load")
+                        }
+                    }
+                    served = Some(json);
                 }
-                outcome => {
-                    let error = match outcome {
-                        Ok(Err(e)) => e.to_string(),
-                        _ => "the order timed out".to_string(),
-                    };
-                    let backoff = self
-                        .options
-                        .retry_min
-                        .saturating_mul(2u32.saturating_pow(failures.min(20)))
-                        .min(self.options.retry_max);
-                    failures = failures.saturating_add(1);
-                    tracing::warn!(%error, retry_in_s = backoff.as_secs(), "ACME order failed; serving the certificate there is");
-                    tokio::time::sleep(backoff).await;
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "ACME: reading the shared certificate failed"),
+            }
+            match shared.secrets.secrets_with_prefix(CHALLENGE_PREFIX).await {
+                Ok(published) => self.answer_published(published, &mut answering),
+                Err(e) => tracing::warn!(error = %e, "ACME: reading the shared challenges failed"),
+            }
+            let due = validity.map_or(SystemTime::now(), |(from, until)| {
+                renew_at(from, until, self.options.renew_remaining)
+            });
+            if SystemTime::now() >= due && tokio::time::Instant::now() >= not_before {
+                let now = unix_ms();
+                let hold = self.options.order_timeout + Duration::from_secs(60);
+                let until = now.saturating_add(hold.as_millis() as u64);
+                match shared
+                    .secrets
+                    .take_lease(LEASE, &shared.node, now, until)
+                    .await
+                {
+                    Ok(true) => {
+                        let wait = self
+                            .order_once(&mut failures)
+                            .await
+                            .unwrap_or(self.options.retry_min);
+                        not_before = tokio::time::Instant::now() + wait;
+                        // Done with the lease: the next order may be any node's.
+                        let now = unix_ms();
+                        let _ = shared
+                            .secrets
+                            .take_lease(LEASE, &shared.node, now, now)
+                            .await;
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "ACME: the shared lease failed"),
                 }
+            }
+            tokio::time::sleep(SHARED_POLL).await;
+        }
+    }
+
+    /// The certificate in the shared state, and its validity for the names.
+    fn load_shared(
+        &self,
+        json: &str,
+    ) -> Result<(Arc<CertifiedKey>, (SystemTime, SystemTime)), AcmeError> {
+        let stored: SharedCertificate =
+            serde_json::from_str(json).map_err(|e| AcmeError::Order(e.to_string()))?;
+        let key = tls::pair_from_pem(
+            stored.cert.as_bytes(),
+            stored.key.as_bytes(),
+            Path::new(CERTIFICATE),
+        )?;
+        // Expired or for other names: served until the order replaces it.
+        let valid = pem_validity(stored.cert.as_bytes(), &self.names)
+            .unwrap_or((SystemTime::now(), SystemTime::now()));
+        Ok((key, valid))
+    }
+
+    /// Answers the challenges another node published (this domain's names only) and
+    /// stops answering those withdrawn.
+    fn answer_published(
+        &self,
+        published: Vec<(String, String)>,
+        answering: &mut std::collections::HashMap<String, String>,
+    ) {
+        use base64::Engine as _;
+        let wanted: std::collections::HashMap<String, String> = published
+            .into_iter()
+            .filter_map(|(key, digest)| {
+                let name = key.strip_prefix(CHALLENGE_PREFIX)?;
+                self.names
+                    .iter()
+                    .any(|n| n == name)
+                    .then(|| (name.to_string(), digest))
+            })
+            .collect();
+        answering.retain(|name, _| {
+            let keep = wanted.contains_key(name);
+            if !keep {
+                self.certs.set_challenge(name, None);
+            }
+            keep
+        });
+        for (name, digest) in wanted {
+            if answering.get(&name) == Some(&digest) {
+                continue;
+            }
+            let certificate = base64::engine::general_purpose::STANDARD
+                .decode(digest.as_bytes())
+                .map_err(|e| AcmeError::Order(e.to_string()))
+                .and_then(|bytes| challenge_certificate(&name, &bytes));
+            match certificate {
+                Ok(certificate) => {
+                    self.certs.set_challenge(&name, Some(certificate));
+                    answering.insert(name, digest);
+                }
+                Err(e) => tracing::warn!(error = %e, "ACME: a shared challenge is unusable"),
             }
         }
     }
@@ -248,7 +502,16 @@ impl Manager {
     /// The account: the stored one for this directory, or a new one (then stored).
     async fn account(&self, http: impl Fn() -> Box<dyn HttpClient>) -> Result<Account, AcmeError> {
         let path = self.dir.join("account.json");
-        if let Ok(bytes) = std::fs::read(&path) {
+        let stored = match &self.options.shared {
+            Some(shared) => shared
+                .secrets
+                .secret(ACCOUNT)
+                .await
+                .map_err(AcmeError::Order)?
+                .map(String::into_bytes),
+            None => std::fs::read(&path).ok(),
+        };
+        if let Some(bytes) = stored {
             if let Ok(stored) = serde_json::from_slice::<StoredAccount>(&bytes) {
                 if stored.directory == self.directory {
                     return Ok(Account::builder_with_http(http())
@@ -273,8 +536,15 @@ impl Manager {
             directory: self.directory.clone(),
             credentials,
         };
-        let json = serde_json::to_vec(&stored).map_err(|e| AcmeError::Order(e.to_string()))?;
-        write_atomic(&path, &json)?;
+        let json = serde_json::to_string(&stored).map_err(|e| AcmeError::Order(e.to_string()))?;
+        match &self.options.shared {
+            Some(shared) => shared
+                .secrets
+                .set_secret(ACCOUNT, &json)
+                .await
+                .map_err(AcmeError::Order)?,
+            None => write_atomic(&path, json.as_bytes())?,
+        }
         Ok(account)
     }
 
@@ -294,6 +564,12 @@ impl Manager {
         let result = self.validate(&mut order, &mut challenged).await;
         for name in &challenged {
             self.certs.set_challenge(name, None);
+            if let Some(shared) = &self.options.shared {
+                let key = format!("{CHALLENGE_PREFIX}{name}");
+                if let Err(e) = shared.secrets.remove_secret(&key).await {
+                    tracing::warn!(error = %e, "ACME: removing a shared challenge failed");
+                }
+            }
         }
         result?;
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
@@ -302,6 +578,28 @@ impl Manager {
         let csr = params.serialize_request(&key)?;
         order.finalize_csr(csr.der()).await?;
         let chain = order.poll_certificate(&self.retry_policy()).await?;
+        if let Some(shared) = &self.options.shared {
+            // Load before storing, as with files: a chain that rustls refuses never
+            // replaces a good one for the other nodes either.
+            let key_pem = key.serialize_pem();
+            let served =
+                tls::pair_from_pem(chain.as_bytes(), key_pem.as_bytes(), Path::new(CERTIFICATE))
+                    .map_err(|e| {
+                        AcmeError::Order(format!("the issued certificate does not load: {e}"))
+                    })?;
+            let json = serde_json::to_string(&SharedCertificate {
+                cert: chain,
+                key: key_pem,
+            })
+            .map_err(|e| AcmeError::Order(e.to_string()))?;
+            shared
+                .secrets
+                .set_secret(CERTIFICATE, &json)
+                .await
+                .map_err(AcmeError::Order)?;
+            self.certs.set(served, false);
+            return Ok(());
+        }
         // Load before storing: a chain that rustls refuses never replaces a good one.
         let (cert_path, key_path) = (self.dir.join("cert.pem"), self.dir.join("key.pem"));
         write_atomic(
@@ -349,7 +647,20 @@ impl Manager {
             let digest = challenge.key_authorization().digest();
             self.certs
                 .set_challenge(&name, Some(challenge_certificate(&name, digest.as_ref())?));
-            challenged.push(name);
+            if let Some(shared) = &self.options.shared {
+                use base64::Engine as _;
+                let encoded = base64::engine::general_purpose::STANDARD.encode(digest.as_ref());
+                let published = shared
+                    .secrets
+                    .set_secret(&format!("{CHALLENGE_PREFIX}{name}"), &encoded)
+                    .await;
+                challenged.push(name);
+                published.map_err(AcmeError::Order)?;
+                // The validator may connect to any node: let every one read it first.
+                tokio::time::sleep(CHALLENGE_SPREAD).await;
+            } else {
+                challenged.push(name);
+            }
             challenge.set_ready().await?;
         }
         match order.poll_ready(&self.retry_policy()).await? {

@@ -258,6 +258,25 @@ pub fn load_pair(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsError>
     Ok(Arc::new(CertifiedKey::from_der(certs, key, &provider())?))
 }
 
+/// A PEM certificate chain and its private key from memory (a certificate kept in the
+/// database that the nodes of a domain share); `origin` names it in errors.
+pub(crate) fn pair_from_pem(
+    cert: &[u8],
+    key: &[u8],
+    origin: &Path,
+) -> Result<Arc<CertifiedKey>, TlsError> {
+    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &cert[..])
+        .collect::<Result<_, _>>()
+        .map_err(io_err(origin))?;
+    if certs.is_empty() {
+        return Err(TlsError::NoPem(origin.to_path_buf()));
+    }
+    let key = rustls_pemfile::private_key(&mut &key[..])
+        .map_err(io_err(origin))?
+        .ok_or_else(|| TlsError::NoPem(origin.to_path_buf()))?;
+    Ok(Arc::new(CertifiedKey::from_der(certs, key, &provider())?))
+}
+
 /// The modification times of the operator's certificate files, to tell a change.
 #[derive(Debug)]
 pub struct FileWatch {

@@ -3,7 +3,7 @@
 //! DNS publishes one key). Only the first node that needs one makes it; the rest read it.
 
 use super::postgres_store::PostgresStore;
-use super::sql::{column, execute, get, query, query_opt};
+use super::sql::{column, execute, get, query, query_opt, to_i64};
 use crate::store::error::StoreError;
 
 /// Longest secret name: names are chosen by the relay (`dkim:<selector>`), not by peers.
@@ -73,6 +73,106 @@ impl PostgresStore {
             .await?
             .ok_or_else(|| StoreError::Corrupt(format!("domain secret {name} vanished")))?;
             column::<String>(&row, 0)
+        })
+        .await
+    }
+}
+
+impl PostgresStore {
+    /// Sets the secret `name` to `value`, replacing what it was (a renewed certificate).
+    pub async fn set_domain_secret(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        check(name, value)?;
+        let (name, value) = (name.to_string(), value.to_string());
+        self.run(|inner| async move {
+            let client = get(&inner.pool).await?;
+            execute(
+                &client,
+                "INSERT INTO domain_secrets (name, value) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value, created_at = now()",
+                &[&name, &value],
+                "set domain secret",
+            )
+            .await
+            .map(|_| ())
+        })
+        .await
+    }
+
+    /// Removes the secret `name` (nothing if there is none).
+    pub async fn remove_domain_secret(&self, name: &str) -> Result<(), StoreError> {
+        check(name, "")?;
+        let name = name.to_string();
+        self.run(|inner| async move {
+            let client = get(&inner.pool).await?;
+            execute(
+                &client,
+                "DELETE FROM domain_secrets WHERE name = $1",
+                &[&name],
+                "remove domain secret",
+            )
+            .await
+            .map(|_| ())
+        })
+        .await
+    }
+
+    /// The secrets whose names start with `prefix`, at most 1,000, by name.
+    pub async fn domain_secrets_with_prefix(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        check(prefix, "")?;
+        let prefix = prefix.to_string();
+        self.run(|inner| async move {
+            let client = get(&inner.pool).await?;
+            let rows = query(
+                &client,
+                "SELECT name, value FROM domain_secrets \
+                 WHERE left(name, length($1)) = $1 ORDER BY name LIMIT 1000",
+                &[&prefix],
+                "domain secrets by prefix",
+            )
+            .await?;
+            rows.iter()
+                .map(|row| Ok((column::<String>(row, 0)?, column::<String>(row, 1)?)))
+                .collect()
+        })
+        .await
+    }
+
+    /// Takes or keeps the lease `name` for `holder` until `until_ms` (unix ms), if no
+    /// other holder has it past `now_ms`: the domain-wide work one node at a time does
+    /// (an ACME order). True when `holder` has it.
+    pub async fn take_domain_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: u64,
+        until_ms: u64,
+    ) -> Result<bool, StoreError> {
+        check(name, holder)?;
+        if holder.contains(' ') {
+            return Err(StoreError::io(
+                "postgres: lease",
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "a holder without spaces"),
+            ));
+        }
+        let (name, value) = (name.to_string(), format!("{holder} {until_ms}"));
+        let (holder, now) = (format!("{holder} "), to_i64(now_ms));
+        self.run(|inner| async move {
+            let client = get(&inner.pool).await?;
+            let rows = query(
+                &client,
+                "INSERT INTO domain_secrets (name, value) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value \
+                 WHERE left(domain_secrets.value, length($3)) = $3 \
+                    OR COALESCE(NULLIF(split_part(domain_secrets.value, ' ', 2), ''), '0')::bigint < $4 \
+                 RETURNING 1",
+                &[&name, &value, &holder, &now],
+                "take lease",
+            )
+            .await?;
+            Ok(!rows.is_empty())
         })
         .await
     }

@@ -202,12 +202,14 @@ impl DeliveryQueue {
             state: Mutex::new(State::default()),
             changed: Signal::default(),
         };
+        // Alive first: a node that was down long enough to be taken for dead must not
+        // load what another node is adopting at this moment.
+        queue.adopt_orphans(now_ms).await?;
         let loaded = queue.storage.load_shared().await?;
         let count = queue.hold(loaded);
         if count > 0 {
             tracing::info!(messages = count, node, "delivery queue loaded");
         }
-        queue.adopt_orphans(now_ms).await?;
         Ok(queue)
     }
 

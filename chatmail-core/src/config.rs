@@ -1200,6 +1200,19 @@ mod tests {
             Some(Storage::Postgres("POSTGRESQL://u@h/db".into()))
         );
         assert_eq!(Storage::parse("MailDir"), Some(Storage::Maildir));
+        // Cut at ASCII delimiters only: other characters around them are kept whole.
+        assert_eq!(
+            Storage::parse("postgresql://ü:é@h/db?password=é&x")
+                .unwrap()
+                .redacted(),
+            "postgresql://ü:***@h/db?password=***&x"
+        );
+        assert_eq!(
+            Storage::parse("postgres://:@/?=&password")
+                .unwrap()
+                .redacted(),
+            "postgres://:***@/?=&password"
+        );
         for bad in [
             "mysql://u@h/db",
             "postgres://",

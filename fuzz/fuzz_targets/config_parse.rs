@@ -7,6 +7,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(c) = chatmail_core::config::Config::parse(&text) {
         let _ = c.tls_cert_mode();
         let _ = c.address_domain();
+        // The storage URL is cut up to hide its password in Debug and in logs.
+        let _ = c.storage.redacted();
+        let _ = format!("{c:?}");
     }
     if let Ok(s) = std::str::from_utf8(data) {
         let _ = chatmail_core::Address::parse(s);

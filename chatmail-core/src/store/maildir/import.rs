@@ -28,7 +28,6 @@ use crate::account::{
 use crate::store::error::StoreError;
 use crate::store::index::MailboxIndex;
 use crate::store::migrate::data::{AccountData, MailboxData};
-use crate::store::name::validate_mailbox_name;
 use crate::types::{Address, MessageMeta, ModSeq, INBOX};
 
 /// A migration's writer into an empty `mailboxes_dir`: accounts with
@@ -167,18 +166,8 @@ impl MaildirImport {
         address: &Address,
         mailbox: &MailboxData,
     ) -> Result<MaildirMailboxImport, StoreError> {
-        let name = validate_mailbox_name(&mailbox.name)?;
-        if name != mailbox.name {
-            return Err(StoreError::InvalidMailboxName {
-                name: mailbox.name.clone(),
-                reason: "not in its canonical form",
-            });
-        }
-        if mailbox.uid_validity.0 == 0 {
-            return Err(StoreError::Corrupt(format!(
-                "mailbox {name:?} of {address} has UIDVALIDITY 0"
-            )));
-        }
+        mailbox.check(address)?;
+        let name = mailbox.name.clone();
         if mailbox.uid_validity.0 > self.reserved {
             write_replace(
                 &self.root,

@@ -42,6 +42,26 @@ pub struct MailboxData {
     pub highest_modseq: ModSeq,
 }
 
+impl MailboxData {
+    /// Refuses what no store could hold as given (a name not in its canonical form, a
+    /// zero UIDVALIDITY): both import functions check this first.
+    pub(crate) fn check(&self, address: &Address) -> Result<(), StoreError> {
+        let name = crate::store::name::validate_mailbox_name(&self.name)?;
+        if name != self.name {
+            return Err(StoreError::InvalidMailboxName {
+                name: self.name.clone(),
+                reason: "not in its canonical form",
+            });
+        }
+        if self.uid_validity.0 == 0 {
+            return Err(StoreError::Corrupt(format!(
+                "mailbox {name:?} of {address} has UIDVALIDITY 0"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// What a migration moved.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MigrationSummary {

@@ -12,7 +12,6 @@ use super::rows::encode;
 use super::sql::{column, db, execute, get, query, query_opt, to_i64, to_u64};
 use crate::store::error::StoreError;
 use crate::store::migrate::data::{AccountData, MailboxData};
-use crate::store::name::validate_mailbox_name;
 use crate::types::{Address, MessageMeta};
 
 /// A mailbox created by [`PostgresStore::import_mailbox`], which its messages go to.
@@ -146,18 +145,8 @@ impl PostgresStore {
         address: &Address,
         mailbox: &MailboxData,
     ) -> Result<ImportedMailbox, StoreError> {
-        let name = validate_mailbox_name(&mailbox.name)?;
-        if name != mailbox.name {
-            return Err(StoreError::InvalidMailboxName {
-                name: mailbox.name.clone(),
-                reason: "not in its canonical form",
-            });
-        }
-        if mailbox.uid_validity.0 == 0 {
-            return Err(StoreError::Corrupt(format!(
-                "mailbox {name:?} of {address} has UIDVALIDITY 0"
-            )));
-        }
+        mailbox.check(address)?;
+        let name = mailbox.name.clone();
         let (address, mailbox) = (address.clone(), mailbox.clone());
         self.run(|inner| async move {
             let mut client = get(&inner.pool).await?;

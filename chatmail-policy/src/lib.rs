@@ -69,6 +69,7 @@ mod address;
 mod armor;
 mod direction;
 mod headers;
+mod message_id;
 mod mime;
 mod policy;
 mod rate_limit;
@@ -76,6 +77,7 @@ mod reply;
 mod rewrite;
 
 pub use direction::Direction;
+pub use message_id::message_id;
 pub use policy::{Accepted, Envelope, MessageClass, Policy, PolicyConfig, Verdict};
 pub use reply::Reply;
 pub use rewrite::{local_delivery_edit, write_for_local_delivery, HeaderEdit};

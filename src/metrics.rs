@@ -32,6 +32,10 @@
 //!   directions.
 //! * `quota_expire_runs`, `quota_expire_removed_files`: a quota trim that removed
 //!   messages, and how many (`quota-expire: removed <n> message(s)`).
+//!
+//! One counter is this relay's own: `duplicate_deliveries_dropped`, a local
+//! recipient's second copy of a recent delivery that was not stored again
+//! (`src/relay/duplicates.rs`).
 
 use chatmail_core::Address;
 use chatmail_policy::{Direction, MessageClass};
@@ -40,7 +44,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// The reference's mtail counters, in exposition order: (name, help).
+/// The counters, in exposition order: (name, help); the reference's mtail counters,
+/// then this relay's own.
 const COUNTERS: [(&str, &str); COUNTER_COUNT] = [
     (
         "delivered_mail",
@@ -101,9 +106,13 @@ const COUNTERS: [(&str, &str); COUNTER_COUNT] = [
         "quota_expire_removed_files",
         "Messages removed by quota trims.",
     ),
+    (
+        "duplicate_deliveries_dropped",
+        "Second copies of a recent local delivery, answered as delivered and not stored.",
+    ),
 ];
 
-const COUNTER_COUNT: usize = 17;
+const COUNTER_COUNT: usize = 18;
 
 /// A counter of the reference's mtail program (spec 6.4), under its mtail name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +152,9 @@ pub enum Counter {
     QuotaExpireRuns,
     /// `quota_expire_removed_files`.
     QuotaExpireRemovedFiles,
+    /// `duplicate_deliveries_dropped` (this relay's own: the reference stores every
+    /// copy).
+    DuplicateDeliveriesDropped,
 }
 
 impl Counter {
@@ -278,6 +290,12 @@ impl Metrics {
     /// A local recipient was refused: mailbox full.
     pub(crate) fn quota_exceeded(&self) {
         self.add(Counter::QuotaExceeded, 1);
+    }
+
+    /// A local recipient's second copy of a recent delivery was dropped
+    /// (`src/relay/duplicates.rs`).
+    pub(crate) fn duplicate_dropped(&self) {
+        self.add(Counter::DuplicateDeliveriesDropped, 1);
     }
 
     /// A message was DKIM-signed for other domains.

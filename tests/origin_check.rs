@@ -49,9 +49,14 @@ fn relay(dir: &Path, zone: Option<&str>) -> Relay {
     relay
 }
 
-/// The encrypted fixture from `from` to bob, CRLF.
+/// The encrypted fixture from `from` to bob, CRLF, with a `Message-ID` of its own.
 fn message(from: &str) -> Vec<u8> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // The fixture's one Message-ID, made this message's own (the tests' support module
+    // does the same, but needs the tokio driver, which these tests run without).
     include_str!("../testdata/fixtures/encrypted.eml")
+        .replace("UVyJWZmkCKM.hGzNc6glBE_", &format!("origin{n}"))
         .replace("{from_addr}", from)
         .replace("{to_addr}", &format!("bob000001@{DOMAIN}"))
         .replace("{subject}", "[...]")
@@ -129,7 +134,8 @@ fn only_mail_signed_by_its_from_domain_gets_in() {
 
     let good = signed(&alpha, &plain);
     assert!(mx(&relay, &from, &good).starts_with("250 "));
-    assert_eq!(mxdeliv(&relay, &from, &good), (200, "250 OK".into()));
+    let another = signed(&alpha, &message(&from));
+    assert_eq!(mxdeliv(&relay, &from, &another), (200, "250 OK".into()));
     assert_eq!(inbox_len(&relay), 2);
 
     let no_signature = "554 5.7.1 No DKIM signature found";
@@ -208,4 +214,31 @@ fn mxdeliv_takes_only_local_accounts_and_bounds_the_size() {
         (413, "552 Message exceeds maximum size".into())
     );
     assert_eq!(inbox_len(&relay), 0);
+}
+
+/// A sender that lost the `250` sends the same message again, over either transport
+/// (the delivery queue after a crash): the second copy is answered as delivered and the
+/// mailbox holds the message once. A new message with the same `Message-ID` but other
+/// bytes is stored.
+#[test]
+fn a_second_copy_is_answered_as_delivered_and_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let alpha = DkimSigner::load_or_create(&dir.path().join("alpha"), "opendkim", PEER).unwrap();
+    let relay = relay(dir.path(), Some(&key_record(&alpha)));
+    let from = format!("alice0001@{PEER}");
+    let plain = message(&from);
+    let first = signed(&alpha, &plain);
+    assert!(mx(&relay, &from, &first).starts_with("250 "));
+    // Signed again: another DKIM-Signature field, which the stored copy does not keep.
+    let resent = signed(&alpha, &plain);
+    assert!(mx(&relay, &from, &resent).starts_with("250 "));
+    assert_eq!(mxdeliv(&relay, &from, &first), (200, "250 OK".into()));
+    assert_eq!(inbox_len(&relay), 1);
+
+    let text = String::from_utf8(plain).unwrap();
+    let same_id_other_bytes = text.replacen("Subject: [...]", "Subject: [...] ", 1);
+    assert_ne!(same_id_other_bytes, text);
+    let other = signed(&alpha, same_id_other_bytes.as_bytes());
+    assert!(mx(&relay, &from, &other).starts_with("250 "));
+    assert_eq!(inbox_len(&relay), 2);
 }

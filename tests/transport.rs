@@ -321,8 +321,8 @@ async fn after_an_smtp_delivery_https_is_skipped_and_the_connection_reused() {
     let (smtp_port, smtp_connections) = counting_proxy(relay.ports.smtp).await;
     let transport = NetworkTransport::new(settings(https.port, smtp_port), zone());
     let alice = format!("alice0001@{}", support::DOMAIN);
-    let msg = message(SENDER, &alice);
     for round in 1..=2 {
+        let msg = message(SENDER, &alice);
         let outcomes = deliver(&transport, support::DOMAIN, SENDER, &[&alice], &msg).await;
         assert_eq!(outcomes, vec![delivered("OK (SMTP)")], "round {round}");
         assert_eq!(alice_inbox(&relay).await.len(), round);

@@ -97,7 +97,9 @@ def main() -> int:
                 sender, s_pw = relay.creds("sd")
                 smtp = smtplib.SMTP_SSL("127.0.0.1", relay.submissions_port, context=ctx)
                 smtp.login(sender, s_pw)
-                message = fixture("encrypted.eml", sender, receiver).encode()
+            # A Message-ID of its own each (fixture() gives one): a second copy of a
+            # recent delivery is not stored, nor pushed, again.
+            message = fixture("encrypted.eml", sender, receiver).encode()
             while True:
                 smtp.mail(sender)
                 rcpt = smtp.rcpt(receiver)

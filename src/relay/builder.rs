@@ -248,6 +248,7 @@ impl RelayBuilder {
             store,
             outbound: self.outbound,
             notifier: self.notifier,
+            recent_deliveries: Arc::new(super::duplicates::RecentDeliveries::new()),
             server_metadata: self.server_metadata,
             executor,
         })

@@ -1,5 +1,6 @@
 //! Delivery of an accepted message: local recipients' INBOXes, the outbound queue.
 
+use super::duplicates::{Claim, RecentDeliveries};
 use super::expiry::trim_to_quota;
 use super::plugins::NewMailNotifier;
 use super::service::{unix_now, Relay};
@@ -259,6 +260,7 @@ impl Relay {
             store: self.store.clone(),
             tokens: self.tokens.clone(),
             notifier: self.notifier.clone(),
+            recent: self.recent_deliveries.clone(),
             metrics: self.metrics.clone(),
         }
     }
@@ -271,6 +273,7 @@ pub(super) struct LocalDelivery {
     store: Arc<dyn MailStore>,
     tokens: Arc<dyn DeviceTokenStore>,
     notifier: Option<Arc<dyn NewMailNotifier>>,
+    recent: Arc<RecentDeliveries>,
     metrics: Arc<Metrics>,
 }
 
@@ -298,9 +301,35 @@ impl LocalDelivery {
             tracing::info!("mail to a disabled address dropped");
             return Ok(());
         }
+        // A second copy of what this recipient got lately (a sender that lost our `250`
+        // and sent again) is answered as delivered: it is in the mailbox already.
+        let claim = match self.recent.claim(account.as_str(), &message) {
+            Claim::Duplicate => {
+                self.metrics.duplicate_dropped();
+                tracing::info!("second copy of a recent delivery dropped");
+                return Ok(());
+            }
+            Claim::First(key) => Some(key),
+            Claim::Unchecked => None,
+        };
+        let outcome = self.store_new(mail_from, &account, message, started).await;
+        if let (Err(_), Some(key)) = (&outcome, claim) {
+            self.recent.release(key);
+        }
+        outcome
+    }
+
+    /// The quota check, the append and its push notification, and the quota trim.
+    async fn store_new(
+        &self,
+        mail_from: &str,
+        account: &Address,
+        message: Bytes,
+        started: std::time::Instant,
+    ) -> Result<(), DeliveryFailure> {
         let quota = self.config.max_mailbox_bytes();
         // One reading serves both the quota check and the trim decision below.
-        let used_after = match self.store.quota_usage(&account).await {
+        let used_after = match self.store.quota_usage(account).await {
             Ok(used) => used.saturating_add(message.len() as u64),
             Err(e) => return Err(store_error(e)),
         };
@@ -314,7 +343,7 @@ impl LocalDelivery {
         // goes out only once the message is durable.
         let push_to = match &self.notifier {
             Some(notifier) if !mail_from.eq_ignore_ascii_case(account.as_str()) => {
-                match self.tokens.tokens(&account, unix_now()).await {
+                match self.tokens.tokens(account, unix_now()).await {
                     Ok(tokens) if !tokens.is_empty() => Some((notifier, tokens)),
                     Ok(_) => None,
                     Err(e) => {
@@ -328,18 +357,18 @@ impl LocalDelivery {
         let now = unix_now() as i64;
         if let Err(e) = self
             .store
-            .append(&account, INBOX, message, &Flags::new(), now)
+            .append(account, INBOX, message, &Flags::new(), now)
             .await
         {
             return Err(store_error(e));
         }
         self.metrics.delivered_locally(started.elapsed());
         if let Some((notifier, tokens)) = push_to {
-            notifier.new_message(&account, tokens);
+            notifier.new_message(account, tokens);
         }
         // Spec 4.2: past 75 % of the quota, the oldest messages are trimmed to 70 %.
         if used_after > quota / 4 * 3 {
-            trim_to_quota(&self.config, &*self.store, &self.metrics, &account).await;
+            trim_to_quota(&self.config, &*self.store, &self.metrics, account).await;
         }
         Ok(())
     }

@@ -20,12 +20,13 @@
 //! The files, each depending only on those above it: `plugins` (what a provider plugs
 //! in) and `handler` ([`RequestHandler`]); `service` (the [`Relay`] and its accessors);
 //! `builder`, `login`, `metadata`, `expiry` and `origin` (the DKIM check of mail from
-//! other servers); `deliver` (local INBOXes, DKIM signing, the delivery queue);
+//! other servers); `duplicates` (second copies of a delivery); `deliver` (local INBOXes, DKIM signing, the delivery queue);
 //! `queue_runner` (carries out the queue's attempts); then `mxdeliv` (`POST /mxdeliv`),
 //! `smtp_answers` and `imap_answers`, the answers, which nothing depends on.
 
 mod builder;
 mod deliver;
+mod duplicates;
 mod expiry;
 mod handler;
 mod imap_answers;

@@ -33,6 +33,9 @@ pub struct Relay {
     /// The durable queue of recipients not delivered at once, if the relay has one.
     pub(super) queue: Option<Arc<crate::outbound::DeliveryQueue>>,
     pub(super) notifier: Option<Arc<dyn NewMailNotifier>>,
+    /// Local deliveries of the last hour, so that a sender's second copy is not
+    /// stored twice.
+    pub(super) recent_deliveries: Arc<super::duplicates::RecentDeliveries>,
     pub(super) server_metadata: Option<Arc<dyn ServerMetadata>>,
     /// Where CPU-bound work of the engines' requests runs (SEARCH scans), off the
     /// runtime's workers.

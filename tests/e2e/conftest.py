@@ -14,6 +14,7 @@ import string
 import subprocess
 import tempfile
 import time
+import uuid
 import urllib.request
 from pathlib import Path
 
@@ -182,5 +183,9 @@ FIXTURES = ROOT / "testdata" / "fixtures"
 def fixture(name, from_addr, to_addr, subject="[...]"):
     # Some fixtures have LF line endings; on the wire SMTP needs CRLF.
     text = (FIXTURES / name).read_bytes().decode().replace("\r\n", "\n").replace("\n", "\r\n")
+    # A Message-ID of its own per call, as a client gives each message: the relay stores
+    # a recent message's second copy to one recipient only once (src/relay/duplicates.rs).
+    text = re.sub(r"(?im)^(Message-ID:\s*<)[^>]*>", lambda m: f"{m.group(1)}{uuid.uuid4().hex}@e2e.test>",
+                  text, count=1)
     return text.replace("{from_addr}", from_addr).replace("{to_addr}", to_addr).replace(
         "{subject}", subject)

@@ -276,14 +276,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Peer<S> {
 }
 
 /// The `encrypted.eml` fixture from `from` to `to`, CRLF, as a message: the policy
-/// accepts it (a real PGP/MIME message).
+/// accepts it (a real PGP/MIME message). Each call gives it a `Message-ID` of its own,
+/// as a client does: the relay stores a recent message's second copy to a recipient
+/// only once (`src/relay/duplicates.rs`).
 pub fn encrypted_message(from: &str, to: &str) -> String {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/testdata/fixtures/encrypted.eml"
     );
     let text = std::fs::read_to_string(path).expect("fixture");
-    let text = text
+    let text = with_own_message_id(&text)
         .replace("{from_addr}", from)
         .replace("{to_addr}", to)
         .replace("{subject}", "[...]")
@@ -294,6 +296,16 @@ pub fn encrypted_message(from: &str, to: &str) -> String {
         out.push_str("\r\n");
     }
     out
+}
+
+/// `message` with the fixtures' `Message-ID` replaced by one no other call gives.
+pub fn with_own_message_id(message: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let id = format!("<Mr.test{}.{n}@c2.testrun.org>", std::process::id());
+    let replaced = message.replace("<Mr.UVyJWZmkCKM.hGzNc6glBE_@c2.testrun.org>", &id);
+    assert_ne!(replaced, message, "the fixture's Message-ID is gone");
+    replaced
 }
 
 /// [`encrypted_message`] as DATA: dot-stuffed, with the terminating `.` line.

@@ -17,14 +17,16 @@ again on the same data directory. Then the senders stop, alpha drains its queue,
 recipients' INBOXes on beta are read:
 
 - every message acknowledged by alpha (250 after DATA) is there: none lost;
-- copies above one are counted: the queue delivers at least once (a kill after beta's
-  250 and before alpha rewrites the envelope sends that recipient again after the
-  restart; ARCHITECTURE.md, `src/outbound/queue/mod.rs`);
+- none is there twice: the queue delivers at least once (a kill after beta's 250 and
+  before alpha rewrites the envelope sends that recipient again after the restart;
+  ARCHITECTURE.md, `src/outbound/queue/mod.rs`), and beta stores such a second copy
+  only once (`src/relay/duplicates.rs`; the copies it dropped are counted from its log);
 - alpha's queue is empty at the end.
 
 usage: sudo .venv/bin/python load/faults/crash_loop_queue.py --relay target/release/examples/relay
        [--kills 50] [--senders 4] [--json FILE]
-Exits non-zero when an acknowledged message is lost or the queue does not drain.
+Exits non-zero when an acknowledged message is lost or arrives twice, or the queue does
+not drain.
 """
 import argparse
 import imaplib
@@ -175,6 +177,9 @@ def main():
         cut_arrived = sum(1 for _, mid in unknown if mid in seen)
         if lost:
             violations.append(f"{len(lost)} acknowledged messages lost, e.g. {lost[:3]}")
+        if repeated:
+            violations.append(f"{len(repeated)} messages arrived more than once, "
+                              f"e.g. {sorted(repeated)[:3]}")
         if queue_left:
             violations.append(f"{len(queue_left)} messages still queued on alpha after 300 s")
         summary = {
@@ -183,6 +188,9 @@ def main():
             "cut_off_but_arrived": cut_arrived, "arrived": sum(seen.values()),
             "lost": len(lost), "arrived_more_than_once": len(repeated),
             "extra_copies": sum(c - 1 for c in repeated.values()),
+            "second_copies_dropped_by_beta":
+                beta.log_path.read_text(errors="replace").count(
+                    "second copy of a recent delivery dropped"),
             "queue_left": len(queue_left), "violations": violations,
             "data_dir": str(tmp),
         }

@@ -35,31 +35,26 @@ impl Deflated {
         }
     }
 
-    /// Decompressed bytes from the peer into `buf`: what is still held first, else the
-    /// socket's next bytes. `Ok(0)` at the end of the connection; a corrupt stream is an
-    /// error. Cancel-safe: all state is in `self`, the one await is the socket read.
-    pub(crate) async fn read(
-        &mut self,
-        conn: &mut Connection,
-        buf: &mut [u8],
-    ) -> io::Result<usize> {
-        loop {
-            let n = self
-                .codec
-                .decompress(buf)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            if n > 0 {
-                return Ok(n);
-            }
-            let n = conn.read(&mut self.raw).await?;
-            if n == 0 {
-                return Ok(0);
-            }
-            self.codec.push_received(&self.raw[..n]);
-            if n == self.raw.len() && self.raw.len() < READ_CHUNK {
-                self.raw.resize(READ_CHUNK, 0);
-            }
+    /// Decompressed bytes already held, into `buf`; 0 when none (then
+    /// [`Deflated::receive`]). A corrupt stream is an error.
+    pub(crate) fn decompress(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.codec
+            .decompress(buf)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+
+    /// Reads the socket's next compressed bytes into the codec; `false` at the end of
+    /// the connection. Cancel-safe: the one await is the socket read, into `self`.
+    pub(crate) async fn receive(&mut self, conn: &mut Connection) -> io::Result<bool> {
+        let n = conn.read(&mut self.raw).await?;
+        if n == 0 {
+            return Ok(false);
         }
+        self.codec.push_received(&self.raw[..n]);
+        if n == self.raw.len() && self.raw.len() < READ_CHUNK {
+            self.raw.resize(READ_CHUNK, 0);
+        }
+        Ok(true)
     }
 
     /// Compresses `bytes` for the peer; writes whenever enough compressed output is

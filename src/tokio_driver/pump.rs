@@ -14,7 +14,7 @@ use chatmail_core::Change;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncReadExt;
+use tokio::io::AsyncRead;
 use tokio_rustls::TlsAcceptor;
 
 /// Whether an engine's session waits in IMAP IDLE (the metrics' gauge); the pump asks
@@ -39,8 +39,10 @@ impl Idling for chatmail_imap::Session {
 /// Most bytes read from the socket at a time.
 const READ_CHUNK: usize = 16 * 1024;
 
-/// The first size of the read buffer, and its size again whenever the client idles.
-const INITIAL_READ: usize = 1024;
+thread_local! {
+    /// Where a connection's read lands, one per runtime thread (see [`read`]).
+    static READ_SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; READ_CHUNK]);
+}
 
 /// Guard for an engine without a deadline of its own (waiting for nothing at all).
 const MAX_WAIT: Duration = Duration::from_secs(600);
@@ -69,9 +71,6 @@ pub(crate) async fn serve<E>(
     let mut shutting_down = false;
     // Counts this session in the IDLE gauge while it idles (dropped on any return).
     let mut idle: Option<crate::metrics::GaugeGuard> = None;
-    // Small to start with: most connections (an idling IMAP client) never read more
-    // than a few lines; it grows on the first full read.
-    let mut buf = vec![0u8; INITIAL_READ];
     // After IMAP COMPRESS: everything read and written goes through it.
     let mut deflated: Option<Box<Deflated>> = None;
     loop {
@@ -100,7 +99,9 @@ pub(crate) async fn serve<E>(
                 }
                 Output::StartTls => {
                     let Some(acceptor) = &acceptor else { return };
-                    if conn.upgrade(acceptor, timeouts).await.is_err() {
+                    // Boxed: the handshake's state (over a kilobyte) would otherwise stay
+                    // reserved in every connection's task for its whole life.
+                    if Box::pin(conn.upgrade(acceptor, timeouts)).await.is_err() {
                         return;
                     }
                     engine.tls_started(Instant::now());
@@ -133,14 +134,7 @@ pub(crate) async fn serve<E>(
             }
         }
         match (engine.idling(), idle.is_some()) {
-            (true, false) => {
-                idle = Some(relay.metrics().idle_started());
-                // An idler reads a line now and then: a read buffer grown by an APPEND
-                // goes back to its first size for as long as the client idles.
-                if buf.len() > INITIAL_READ {
-                    buf = vec![0u8; INITIAL_READ];
-                }
-            }
+            (true, false) => idle = Some(relay.metrics().idle_started()),
             (false, true) => idle = None,
             _ => {}
         }
@@ -149,17 +143,15 @@ pub(crate) async fn serve<E>(
             .unwrap_or_else(|| Instant::now() + MAX_WAIT);
         let wants_input = engine.wants_input();
         tokio::select! {
-            read = read(&mut conn, deflated.as_deref_mut(), &mut buf), if wants_input => match read {
-                Ok(0) | Err(_) => return,
-                Ok(n) => {
+            read = read(&mut conn, deflated.as_deref_mut()), if wants_input => match read {
+                Ok(bytes) if bytes.is_empty() => return,
+                Err(_) => return,
+                Ok(bytes) => {
                     // What other sessions changed before these bytes were sent is seen
                     // by the command they carry (a NOOP after another client's APPEND
                     // reports it: RFC 3501 6.1.2, imaptest's `append`).
                     drain_changes(&mut engine, &mut feed);
-                    engine.feed(&buf[..n], Instant::now());
-                    if n == buf.len() && buf.len() < READ_CHUNK {
-                        buf.resize(READ_CHUNK, 0);
-                    }
+                    engine.feed(&bytes, Instant::now());
                 }
             },
             change = next_change(&mut feed) => engine.handle_change(change, Instant::now()),
@@ -182,15 +174,31 @@ fn drain_changes<E: Engine>(engine: &mut E, feed: &mut Option<ChangeSubscription
     }
 }
 
-/// The peer's next bytes, decompressed after COMPRESS. Cancel-safe as both reads are.
-async fn read(
-    conn: &mut Connection,
-    deflated: Option<&mut Deflated>,
-    buf: &mut [u8],
-) -> std::io::Result<usize> {
-    match deflated {
-        Some(d) => d.read(conn, buf).await,
-        None => conn.read(buf).await,
+/// The peer's next bytes (at most [`READ_CHUNK`]), decompressed after COMPRESS; empty at
+/// the end of the connection. Cancel-safe as both reads are.
+///
+/// They land in this thread's scratch buffer and are copied out as they came: the
+/// connection holds no read buffer across the wait (an idling IMAP client waits for
+/// hours; issue 14 counts every byte it holds). A poll that pends wrote nothing
+/// (AsyncRead's contract), so each poll may lend another thread's scratch.
+async fn read(conn: &mut Connection, deflated: Option<&mut Deflated>) -> std::io::Result<Vec<u8>> {
+    let Some(d) = deflated else {
+        return std::future::poll_fn(|cx| {
+            READ_SCRATCH.with_borrow_mut(|scratch| {
+                let mut read = tokio::io::ReadBuf::new(scratch);
+                std::pin::Pin::new(&mut *conn)
+                    .poll_read(cx, &mut read)
+                    .map_ok(|()| read.filled().to_vec())
+            })
+        })
+        .await;
+    };
+    loop {
+        let held = READ_SCRATCH
+            .with_borrow_mut(|scratch| d.decompress(scratch).map(|n| scratch[..n].to_vec()))?;
+        if !held.is_empty() || !d.receive(conn).await? {
+            return Ok(held);
+        }
     }
 }
 

@@ -40,6 +40,7 @@ pub mod resolver;
 mod shutdown;
 mod stream;
 pub mod tls;
+mod tls_session;
 
 use crate::credentials::Endpoints;
 use crate::outbound::Transport;
@@ -424,7 +425,11 @@ impl Server {
                             let _guard = guard;
                             let timeouts = &relay.config().timeouts;
                             let implicit = implicit.then_some(&acceptor);
-                            let Some(conn) = Connection::open(tcp, implicit, timeouts).await else {
+                            // Boxed, as in the pump's STARTTLS: the handshake's state
+                            // is not kept in the task after it.
+                            let Some(conn) =
+                                Box::pin(Connection::open(tcp, implicit, timeouts)).await
+                            else {
                                 return;
                             };
                             let transport = match conn {
@@ -457,7 +462,11 @@ impl Server {
                             let _guard = guard;
                             let timeouts = &relay.config().timeouts;
                             let implicit = implicit.then_some(&acceptor);
-                            let Some(conn) = Connection::open(tcp, implicit, timeouts).await else {
+                            // Boxed, as in the pump's STARTTLS: the handshake's state
+                            // is not kept in the task after it.
+                            let Some(conn) =
+                                Box::pin(Connection::open(tcp, implicit, timeouts)).await
+                            else {
                                 return;
                             };
                             let session = Session::new(imap_config, Instant::now());
@@ -637,16 +646,15 @@ async fn accept_loop<F, Fut>(
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let fut = handle(tcp, peer);
         let open = admission
             .gauge
             .as_ref()
             .map(|(m, l)| m.connection_opened(*l));
-        tokio::spawn(async move {
-            let _slot = slot;
-            let _open = open;
-            fut.await
-        });
+        // The guards ride along in the closure of `map`, not in an async block: an
+        // async block that awaits `fut` keeps room for it twice (as captured and as
+        // awaited), which doubled every connection's task (load/idle, BENCHMARKS.md).
+        let fut = handle(tcp, peer);
+        tokio::spawn(futures::FutureExt::map(fut, move |()| drop((slot, open))));
     }
 }
 

@@ -2,6 +2,7 @@
 //! starts in TLS (ports 465, 993); and the driver's own deadlines on it: the TLS
 //! handshake and every write (a peer that does not read is dropped).
 
+use super::tls_session::TlsSession;
 use chatmail_core::config::Timeouts;
 use std::io;
 use std::pin::Pin;
@@ -9,15 +10,14 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 /// A client connection, cleartext or TLS.
 pub(crate) enum Connection {
     /// Plain TCP.
     Plain(TcpStream),
-    /// TLS over TCP (boxed: a rustls connection is large and most time is spent here).
-    Tls(Box<TlsStream<TcpStream>>),
+    /// TLS over TCP (boxed: a TLS session is large and most time is spent here).
+    Tls(Box<TlsSession>),
     /// Transitional state during an upgrade; never read or written.
     Upgrading,
 }
@@ -33,7 +33,8 @@ impl Connection {
         let Some(acceptor) = implicit_tls else {
             return Some(Connection::Plain(tcp));
         };
-        match tokio::time::timeout(timeouts.tls_handshake, acceptor.accept(tcp)).await {
+        let handshake = TlsSession::accept(tcp, acceptor.config().clone());
+        match tokio::time::timeout(timeouts.tls_handshake, handshake).await {
             Ok(Ok(tls)) => Some(Connection::Tls(Box::new(tls))),
             _ => None,
         }
@@ -49,7 +50,8 @@ impl Connection {
     ) -> io::Result<()> {
         match std::mem::replace(self, Connection::Upgrading) {
             Connection::Plain(tcp) => {
-                let tls = tokio::time::timeout(timeouts.tls_handshake, acceptor.accept(tcp))
+                let handshake = TlsSession::accept(tcp, acceptor.config().clone());
+                let tls = tokio::time::timeout(timeouts.tls_handshake, handshake)
                     .await
                     .map_err(|_| timed_out("TLS handshake"))??;
                 *self = Connection::Tls(Box::new(tls));

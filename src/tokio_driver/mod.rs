@@ -40,7 +40,7 @@ pub mod resolver;
 mod shutdown;
 mod stream;
 pub mod tls;
-mod tls_session;
+pub mod tls_session;
 
 use crate::credentials::Endpoints;
 use crate::outbound::Transport;

@@ -41,8 +41,11 @@ const MAX_RECORD_PLAINTEXT: usize = 16 * 1024;
 /// Encoded bytes waiting to be written past which a write first waits for the socket.
 const MAX_OUTGOING: usize = 64 * 1024;
 
-/// A TLS server session over TCP, on rustls' unbuffered API.
-pub(crate) struct TlsSession {
+/// A TLS server session over TCP, on rustls' unbuffered API: [`TlsSession::accept`] runs
+/// the handshake, then it reads and writes plaintext as [`AsyncRead`] and [`AsyncWrite`]
+/// (`poll_shutdown` sends `close_notify`). The driver's IMAP and SMTP connections use it;
+/// public for the fuzz target `tls_session`.
+pub struct TlsSession {
     tcp: TcpStream,
     tls: UnbufferedServerConnection,
     /// Received TLS bytes not yet processed; no allocation while there are none.
@@ -72,9 +75,10 @@ enum Step {
 }
 
 impl TlsSession {
-    /// Runs the server side of a TLS handshake on `tcp` with `config`; the caller bounds
-    /// it in time.
-    pub(crate) async fn accept(tcp: TcpStream, config: Arc<ServerConfig>) -> io::Result<Self> {
+    /// Runs the server side of a TLS handshake on `tcp` with `config`. The caller bounds
+    /// it in time (a silent peer waits forever); a peer's bad bytes are an
+    /// `InvalidData` error, after the alert rustls has for it went out.
+    pub async fn accept(tcp: TcpStream, config: Arc<ServerConfig>) -> io::Result<Self> {
         let tls = UnbufferedServerConnection::new(config).map_err(invalid)?;
         let mut session = TlsSession {
             tcp,
@@ -165,22 +169,15 @@ impl TlsSession {
     fn fail(&mut self, e: rustls::Error) -> io::Error {
         if self.failed.is_none() {
             self.failed = Some(e.clone());
-            // rustls offers the alert it queued before looking at input again; given no
-            // input, it cannot meet the bad bytes a second time (which would queue a
-            // second fatal alert).
-            self.incoming = Vec::new();
-            for _ in 0..4 {
-                let UnbufferedStatus { state, .. } = self.tls.process_tls_records(&mut []);
-                let encoded = match state {
-                    Ok(ConnectionState::EncodeTlsData(mut encode)) => {
-                        encode_into(&mut self.outgoing, |out| encode.encode(out)).is_ok()
-                    }
-                    _ => false,
-                };
-                if !encoded {
-                    break;
-                }
+            // rustls offers the alert it queued (`EncodeTlsData`) before it looks at
+            // input again: one more call, on the same input (its deframer keeps its
+            // place in it), takes the alert. Not a second one: with nothing queued it
+            // would read the bad bytes again and raise a second fatal alert.
+            let UnbufferedStatus { state, .. } = self.tls.process_tls_records(&mut self.incoming);
+            if let Ok(ConnectionState::EncodeTlsData(mut encode)) = state {
+                let _ = encode_into(&mut self.outgoing, |out| encode.encode(out));
             }
+            self.incoming = Vec::new();
             while self.sent < self.outgoing.len() {
                 match self.tcp.try_write(&self.outgoing[self.sent..]) {
                     Ok(n) if n > 0 => self.sent += n,
@@ -601,6 +598,26 @@ mod tests {
         assert!(tokio::time::timeout(Duration::from_millis(100), handshake)
             .await
             .is_err());
+    }
+
+    /// Found by the `tls_session` fuzz target: after an error inside a handshake message
+    /// that spans records, taking rustls' alert must not hand it an input other than the
+    /// one its deframer is part-way through (rustls panicked on an empty one).
+    #[tokio::test]
+    async fn an_error_inside_a_message_spanning_records_fails_cleanly() {
+        let (server, _) = configs();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut peer = TcpStream::connect(addr).await.unwrap();
+        let (tcp, _) = listener.accept().await.unwrap();
+        // A handshake record of 512 bytes whose ClientHello claims 203,772, then a record
+        // of an unknown content type.
+        let mut wire = vec![0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x03, 0x1b, 0xfc];
+        wire.extend(std::iter::repeat_n(0x41, 508));
+        wire.extend(std::iter::repeat_n(0x00, 520));
+        peer.write_all(&wire).await.unwrap();
+        let err = TlsSession::accept(tcp, server).await.err().unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
     }
 
     #[tokio::test]

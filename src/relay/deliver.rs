@@ -1,6 +1,6 @@
 //! Delivery of an accepted message: local recipients' INBOXes, the outbound queue.
 
-use super::duplicates::{Claim, RecentDeliveries};
+use super::duplicates::{Claim, RecentDeliveries, SharedDigest};
 use super::expiry::trim_to_quota;
 use super::plugins::NewMailNotifier;
 use super::service::{unix_now, Relay};
@@ -67,6 +67,7 @@ impl Relay {
         // The first recipient index of each local mailbox: a repeated recipient (LMTP
         // keeps repeated RCPTs, and `Bob@` is `bob@`) shares its outcome, not a copy.
         let mut mailboxes: std::collections::HashMap<String, usize> = Default::default();
+        let digest = SharedDigest::default();
         for (i, rcpt) in recipients.iter().enumerate() {
             if !self.is_local(rcpt) {
                 remote.push(i);
@@ -80,7 +81,7 @@ impl Relay {
             mailboxes.insert(mailbox, i);
             let known = confirmed.get(i).copied().unwrap_or(false);
             outcomes[i] = Some(
-                self.deliver_local(mail_from, rcpt, known, local_copy.clone())
+                self.deliver_local(mail_from, rcpt, known, local_copy.clone(), &digest)
                     .await,
             );
         }
@@ -215,7 +216,8 @@ impl Relay {
     }
 
     /// Appends `message` to the INBOX of local `rcpt`; `known`: the account was found at
-    /// RCPT, no second lookup.
+    /// RCPT, no second lookup; `digest`: shared by the deliveries of this `message`
+    /// (`src/relay/duplicates.rs`).
     ///
     /// The whole delivery (lookup, DISABLED marker, quota, append, device tokens) runs as
     /// one job on the blocking executor, its store calls inline there
@@ -228,11 +230,15 @@ impl Relay {
         rcpt: &str,
         known: bool,
         message: Bytes,
+        digest: &SharedDigest,
     ) -> Result<(), DeliveryFailure> {
         let local = self.local_delivery();
-        let (mail_from, rcpt) = (mail_from.to_string(), rcpt.to_string());
-        let delivery: Pin<Box<dyn Future<Output = _> + Send>> =
-            Box::pin(async move { local.deliver(&mail_from, &rcpt, known, message).await });
+        let (mail_from, rcpt, digest) = (mail_from.to_string(), rcpt.to_string(), digest.clone());
+        let delivery: Pin<Box<dyn Future<Output = _> + Send>> = Box::pin(async move {
+            local
+                .deliver(&mail_from, &rcpt, known, message, &digest)
+                .await
+        });
         // In the job every store call runs inline, so the delivery normally completes
         // on its first poll. A store that truly waits (a network database) leaves it
         // pending: the rest is awaited here, where waiting costs no thread. (Polled, not
@@ -284,6 +290,7 @@ impl LocalDelivery {
         rcpt: &str,
         known: bool,
         message: Bytes,
+        digest: &SharedDigest,
     ) -> Result<(), DeliveryFailure> {
         let started = std::time::Instant::now();
         let account = match Address::parse(rcpt) {
@@ -303,7 +310,7 @@ impl LocalDelivery {
         }
         // A second copy of what this recipient got lately (a sender that lost our `250`
         // and sent again) is answered as delivered: it is in the mailbox already.
-        let claim = match self.recent.claim(account.as_str(), &message) {
+        let claim = match self.recent.claim(account.as_str(), digest, &message) {
             Claim::Duplicate => {
                 self.metrics.duplicate_dropped();
                 tracing::info!("second copy of a recent delivery dropped");

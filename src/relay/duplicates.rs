@@ -27,7 +27,7 @@
 use std::collections::hash_map::{Entry, RandomState};
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How long a delivery is remembered: the delivery queue's first retries, and a
@@ -39,6 +39,13 @@ pub(super) const CAPACITY: usize = 200_000;
 
 /// A delivery's identity: a 128-bit digest of recipient and stored bytes.
 type Key = [u64; 2];
+
+/// The 128-bit digest of one stored copy, or `None` when it has no `Message-ID`:
+/// computed by the first recipient's delivery and shared by the others, so a message
+/// to many recipients is hashed once, not once per recipient (a 30 MB message to 50
+/// local recipients would otherwise be 1.5 GB of hashing).
+#[derive(Clone, Default)]
+pub(super) struct SharedDigest(Arc<OnceLock<Option<[u64; 2]>>>);
 
 /// The deliveries made within [`WINDOW`], and those under way.
 pub(super) struct RecentDeliveries {
@@ -98,12 +105,13 @@ impl RecentDeliveries {
     }
 
     /// Claims the delivery of `stored` (the bytes as the mailbox will hold them) to
-    /// `recipient`, unless it was delivered or claimed within the window.
-    pub(super) fn claim(&self, recipient: &str, stored: &[u8]) -> Claim {
-        if chatmail_policy::message_id(stored).is_none() {
+    /// `recipient`, unless it was delivered or claimed within the window. `digest` is
+    /// `stored`'s, computed here by the first of its recipients.
+    pub(super) fn claim(&self, recipient: &str, digest: &SharedDigest, stored: &[u8]) -> Claim {
+        let Some(digest) = *digest.0.get_or_init(|| self.digest(stored)) else {
             return Claim::Unchecked;
-        }
-        let key = self.key(recipient, stored);
+        };
+        let key = self.key(recipient, digest);
         let now = self.started.elapsed().as_millis() as u64;
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         table.expire(now, self.window.as_millis() as u64, self.capacity);
@@ -135,7 +143,17 @@ impl RecentDeliveries {
         self.table.lock().map(|t| t.claimed.len()).unwrap_or(0)
     }
 
-    fn key(&self, recipient: &str, stored: &[u8]) -> Key {
+    /// The digest of a stored copy; `None` without one top-level `Message-ID`.
+    fn digest(&self, stored: &[u8]) -> Option<[u64; 2]> {
+        chatmail_policy::message_id(stored)?;
+        Some(self.digests.each_ref().map(|state| {
+            let mut h = state.build_hasher();
+            h.write(stored);
+            h.finish()
+        }))
+    }
+
+    fn key(&self, recipient: &str, digest: [u64; 2]) -> Key {
         self.digests.each_ref().map(|state| {
             let mut h = state.build_hasher();
             // Length-prefixed, so no two (recipient, message) pairs write the same bytes.
@@ -143,7 +161,8 @@ impl RecentDeliveries {
             for b in recipient.bytes() {
                 h.write_u8(b.to_ascii_lowercase());
             }
-            h.write(stored);
+            h.write_u64(digest[0]);
+            h.write_u64(digest[1]);
             h.finish()
         })
     }
@@ -174,22 +193,46 @@ mod tests {
 
     const MESSAGE: &[u8] = b"Message-ID: <1@example.org>\r\nSubject: x\r\n\r\nbody\r\n";
 
+    /// A claim as one delivery of `stored` makes it (its own digest).
+    fn claim(recent: &RecentDeliveries, recipient: &str, stored: &[u8]) -> Claim {
+        recent.claim(recipient, &SharedDigest::default(), stored)
+    }
+
+    #[test]
+    fn recipients_of_one_message_share_its_digest() {
+        let recent = RecentDeliveries::new();
+        let digest = SharedDigest::default();
+        assert!(matches!(
+            recent.claim("bob@example.org", &digest, MESSAGE),
+            Claim::First(_)
+        ));
+        assert!(digest.0.get().is_some_and(|d| d.is_some()));
+        assert!(matches!(
+            recent.claim("carol@example.org", &digest, MESSAGE),
+            Claim::First(_)
+        ));
+        assert_eq!(
+            claim(&recent, "carol@example.org", MESSAGE),
+            Claim::Duplicate
+        );
+    }
+
     #[test]
     fn a_second_copy_to_one_recipient_is_a_duplicate() {
         let recent = RecentDeliveries::new();
         assert!(matches!(
-            recent.claim("bob@example.org", MESSAGE),
+            claim(&recent, "bob@example.org", MESSAGE),
             Claim::First(_)
         ));
-        assert_eq!(recent.claim("BOB@example.org", MESSAGE), Claim::Duplicate);
+        assert_eq!(claim(&recent, "BOB@example.org", MESSAGE), Claim::Duplicate);
         // Another recipient, or other bytes, are other deliveries.
         assert!(matches!(
-            recent.claim("carol@example.org", MESSAGE),
+            claim(&recent, "carol@example.org", MESSAGE),
             Claim::First(_)
         ));
         let other = b"Message-ID: <1@example.org>\r\nSubject: y\r\n\r\nbody\r\n";
         assert!(matches!(
-            recent.claim("bob@example.org", other),
+            claim(&recent, "bob@example.org", other),
             Claim::First(_)
         ));
     }
@@ -198,35 +241,35 @@ mod tests {
     fn a_message_without_one_message_id_is_not_checked() {
         let recent = RecentDeliveries::new();
         let bare = b"Subject: x\r\n\r\nbody\r\n";
-        assert_eq!(recent.claim("bob@example.org", bare), Claim::Unchecked);
-        assert_eq!(recent.claim("bob@example.org", bare), Claim::Unchecked);
+        assert_eq!(claim(&recent, "bob@example.org", bare), Claim::Unchecked);
+        assert_eq!(claim(&recent, "bob@example.org", bare), Claim::Unchecked);
         assert_eq!(recent.len(), 0);
     }
 
     #[test]
     fn a_released_claim_lets_the_retry_through() {
         let recent = RecentDeliveries::new();
-        let Claim::First(key) = recent.claim("bob@example.org", MESSAGE) else {
+        let Claim::First(key) = claim(&recent, "bob@example.org", MESSAGE) else {
             panic!("first claim refused");
         };
         recent.release(key);
         assert!(matches!(
-            recent.claim("bob@example.org", MESSAGE),
+            claim(&recent, "bob@example.org", MESSAGE),
             Claim::First(_)
         ));
-        assert_eq!(recent.claim("bob@example.org", MESSAGE), Claim::Duplicate);
+        assert_eq!(claim(&recent, "bob@example.org", MESSAGE), Claim::Duplicate);
     }
 
     #[test]
     fn claims_end_with_the_window() {
         let recent = RecentDeliveries::with_bounds(Duration::from_millis(30), 100);
         assert!(matches!(
-            recent.claim("bob@example.org", MESSAGE),
+            claim(&recent, "bob@example.org", MESSAGE),
             Claim::First(_)
         ));
         std::thread::sleep(Duration::from_millis(80));
         assert!(matches!(
-            recent.claim("bob@example.org", MESSAGE),
+            claim(&recent, "bob@example.org", MESSAGE),
             Claim::First(_)
         ));
         assert_eq!(recent.len(), 1);
@@ -238,16 +281,16 @@ mod tests {
         for n in 0..5 {
             let m = format!("Message-ID: <{n}@example.org>\r\n\r\nbody\r\n");
             assert!(matches!(
-                recent.claim("bob@example.org", m.as_bytes()),
+                claim(&recent, "bob@example.org", m.as_bytes()),
                 Claim::First(_)
             ));
         }
         assert_eq!(recent.len(), 3);
         let newest = b"Message-ID: <4@example.org>\r\n\r\nbody\r\n";
         let oldest = b"Message-ID: <0@example.org>\r\n\r\nbody\r\n";
-        assert_eq!(recent.claim("bob@example.org", newest), Claim::Duplicate);
+        assert_eq!(claim(&recent, "bob@example.org", newest), Claim::Duplicate);
         assert!(matches!(
-            recent.claim("bob@example.org", oldest),
+            claim(&recent, "bob@example.org", oldest),
             Claim::First(_)
         ));
     }
@@ -255,21 +298,21 @@ mod tests {
     #[test]
     fn a_claim_released_and_made_again_outlives_its_first_place_in_line() {
         let recent = RecentDeliveries::with_bounds(WINDOW, 3);
-        let Claim::First(key) = recent.claim("bob@example.org", MESSAGE) else {
+        let Claim::First(key) = claim(&recent, "bob@example.org", MESSAGE) else {
             panic!("first claim refused");
         };
         recent.release(key);
         assert!(matches!(
-            recent.claim("bob@example.org", MESSAGE),
+            claim(&recent, "bob@example.org", MESSAGE),
             Claim::First(_)
         ));
         let other = b"Message-ID: <2@example.org>\r\n\r\nbody\r\n";
         assert!(matches!(
-            recent.claim("bob@example.org", other),
+            claim(&recent, "bob@example.org", other),
             Claim::First(_)
         ));
         // The line is full now: the released entry leaves it. The second claim of the
         // same key, likely made within the same millisecond, stays.
-        assert_eq!(recent.claim("bob@example.org", MESSAGE), Claim::Duplicate);
+        assert_eq!(claim(&recent, "bob@example.org", MESSAGE), Claim::Duplicate);
     }
 }

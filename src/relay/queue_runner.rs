@@ -177,9 +177,10 @@ impl Relay {
     ) -> Vec<RecipientOutcome> {
         let (local_copy, _) = super::deliver::local_delivery_copy(message, false);
         let mut outcomes = Vec::with_capacity(attempt.recipients.len());
+        let digest = super::duplicates::SharedDigest::default();
         for rcpt in &attempt.recipients {
             let outcome = match self
-                .deliver_local(&attempt.mail_from, rcpt, false, local_copy.clone())
+                .deliver_local(&attempt.mail_from, rcpt, false, local_copy.clone(), &digest)
                 .await
             {
                 Ok(()) => RecipientOutcome::Delivered(Reply::new(250, "2.0.0 Delivered")),

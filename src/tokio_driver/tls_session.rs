@@ -96,14 +96,18 @@ impl TlsSession {
         Ok(session)
     }
 
+    /// Done once rustls is through the handshake and everything it has for the peer
+    /// went out: in TLS 1.2 the server's last flight (CCS, Finished) is queued only as
+    /// the handshake completes, and a client that waits for it must get it now.
     fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         loop {
             ready!(self.poll_send(cx))?;
-            if !self.tls.is_handshaking() {
-                return Poll::Ready(Ok(()));
-            }
             match self.step()? {
                 Step::Progress => {}
+                Step::NeedInput if !self.tls.is_handshaking() => {
+                    ready!(self.poll_send(cx))?;
+                    return Poll::Ready(Ok(()));
+                }
                 Step::NeedInput => {
                     if !ready!(self.poll_receive(cx))? {
                         return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into()));
@@ -478,6 +482,13 @@ mod tests {
     /// A server configuration with a fresh self-signed certificate for `localhost`, and
     /// a client configuration that trusts exactly it.
     fn configs() -> (Arc<ServerConfig>, Arc<rustls::ClientConfig>) {
+        configs_with(rustls::DEFAULT_VERSIONS)
+    }
+
+    /// [`configs`] with a client that offers only `versions`.
+    fn configs_with(
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> (Arc<ServerConfig>, Arc<rustls::ClientConfig>) {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
             .unwrap()
@@ -495,7 +506,7 @@ mod tests {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(cert).unwrap();
         let client = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
@@ -505,6 +516,13 @@ mod tests {
     /// A server session and a tokio-rustls client connected to it over loopback.
     async fn pair() -> (TlsSession, TlsStream<TcpStream>) {
         let (server, client) = configs();
+        pair_with(server, client).await
+    }
+
+    async fn pair_with(
+        server: Arc<ServerConfig>,
+        client: Arc<rustls::ClientConfig>,
+    ) -> (TlsSession, TlsStream<TcpStream>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let connect = async {
@@ -558,6 +576,29 @@ mod tests {
         let mut line = [0u8; 8];
         server.read_exact(&mut line).await.unwrap();
         assert_eq!(&line, b"a NOOP\r\n");
+    }
+
+    /// TLS 1.2 ends the handshake with the server's Finished, which rustls queues after
+    /// the handshake is complete on its side: the session sends it before anything else.
+    #[tokio::test]
+    async fn a_tls12_client_gets_the_servers_finished_and_its_data() {
+        let (server, client) = configs_with(&[&rustls::version::TLS12]);
+        let (mut server, mut client) = pair_with(server, client).await;
+        assert_eq!(
+            client.get_ref().1.protocol_version(),
+            Some(rustls::ProtocolVersion::TLSv1_2)
+        );
+        // The client speaks first (SMTP's banner order is the other test's).
+        client.write_all(b"a CAPABILITY\r\n").await.unwrap();
+        client.flush().await.unwrap();
+        let mut line = [0u8; 14];
+        server.read_exact(&mut line).await.unwrap();
+        assert_eq!(&line, b"a CAPABILITY\r\n");
+        server.write_all(b"* OK\r\n").await.unwrap();
+        server.flush().await.unwrap();
+        let mut answer = [0u8; 6];
+        client.read_exact(&mut answer).await.unwrap();
+        assert_eq!(&answer, b"* OK\r\n");
     }
 
     #[tokio::test]

@@ -4,8 +4,9 @@
 //! Mode bit 0 clear: the rest goes raw on the wire (a ClientHello seed gets the fuzzer
 //! into the handshake); the handshake must fail or the peer end, never panic or hang.
 //! Bit 0 set: a real rustls client completes the handshake and sends the rest as
-//! application data, ending with `close_notify` when bit 1 is set, else with a bare FIN;
-//! the **oracle**: the server reads exactly the bytes sent. Every run is bounded by 5 s,
+//! application data, ending with `close_notify` when bit 1 is set, else with a bare FIN,
+//! over TLS 1.2 when bit 2 is set (its handshake ends with the server's flight); the
+//! **oracle**: the server reads exactly the bytes sent. Every run is bounded by 5 s,
 //! or it is a finding. `keys/tls-localhost.*`: a self-signed P-256 pair for `localhost`,
 //! made for this target with `openssl req -x509` (a test key, no secret).
 #![no_main]
@@ -26,6 +27,7 @@ struct Setup {
     runtime: tokio::runtime::Runtime,
     server: Arc<rustls::ServerConfig>,
     client: Arc<rustls::ClientConfig>,
+    client_tls12: Arc<rustls::ClientConfig>,
 }
 
 fn setup() -> &'static Setup {
@@ -42,18 +44,21 @@ fn setup() -> &'static Setup {
             .expect("server config");
         let mut roots = rustls::RootCertStore::empty();
         roots.add(cert).expect("root");
-        let client = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let client = |versions: &[&'static rustls::SupportedProtocolVersion]| {
+            rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_protocol_versions(versions)
+                .expect("versions")
+                .with_root_certificates(roots.clone())
+                .with_no_client_auth()
+        };
         Setup {
             runtime: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("runtime"),
             server: Arc::new(server),
-            client: Arc::new(client),
+            client: Arc::new(client(rustls::DEFAULT_VERSIONS)),
+            client_tls12: Arc::new(client(&[&rustls::version::TLS12])),
         }
     })
 }
@@ -74,7 +79,12 @@ async fn client(tcp: TcpStream, mode: u8, piece: usize, data: &[u8]) -> Option<(
         return None;
     }
     let name = ServerName::try_from("localhost").ok()?;
-    let connector = tokio_rustls::TlsConnector::from(setup().client.clone());
+    let config = if mode & 4 != 0 {
+        &setup().client_tls12
+    } else {
+        &setup().client
+    };
+    let connector = tokio_rustls::TlsConnector::from(config.clone());
     let mut tls = connector.connect(name, tcp).await.ok()?;
     for chunk in data.chunks(piece) {
         tls.write_all(chunk).await.ok()?;
